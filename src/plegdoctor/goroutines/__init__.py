@@ -1,0 +1,1 @@
+"""goroutines package."""

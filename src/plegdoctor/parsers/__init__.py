@@ -1,0 +1,89 @@
+"""Parser registry: one module per evidence format, found by content (sniffing).
+
+Each parser module named in `PARSERS` provides:
+
+    KIND: str                       # the kind name users see and pass to --kind
+    def sniff(lines: list[str]) -> float   # 0..1 confidence from the first lines
+    def parse(source: Source, ctx: ParseContext) -> None
+
+`sniff` gets the first lines of the decompressed input (at most 64 KiB). The kind with
+the highest score above SNIFF_MIN wins. Adding a format = one module + one line here +
+fixtures (tests/fixtures/<kind>/...).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# kind -> module. Order breaks ties (earlier wins).
+PARSERS: dict[str, str] = {
+    "goroutine-dump": "plegdoctor.parsers.goroutine_dump",
+    "journal": "plegdoctor.parsers.journald",
+    "kubelet-log": "plegdoctor.parsers.kubelet_log",
+    "containerd-log": "plegdoctor.parsers.containerd_log",
+    "dockerd-log": "plegdoctor.parsers.dockerd_log",
+    "psi": "plegdoctor.parsers.psi",
+    "diskstats": "plegdoctor.parsers.diskstats",
+    "iostat": "plegdoctor.parsers.iostat",
+    "meminfo": "plegdoctor.parsers.meminfo",
+    "vmstat": "plegdoctor.parsers.vmstat",
+    "mounts": "plegdoctor.parsers.mounts",
+    "dmesg": "plegdoctor.parsers.dmesg",
+    "ps": "plegdoctor.parsers.ps",
+    "proc-stack": "plegdoctor.parsers.proc_stack",
+    "containerd-config": "plegdoctor.parsers.runtime_config",
+    "versions": "plegdoctor.parsers.versions",
+    "prom-metrics": "plegdoctor.parsers.prom_text",
+    "bundle-manifest": "plegdoctor.parsers.bundle_manifest",
+}
+
+SNIFF_MIN = 0.3
+UNKNOWN = "unknown"
+
+
+def available() -> dict[str, ModuleType]:
+    """Kinds whose parser module exists in this build (import errors are bugs: raise)."""
+    out: dict[str, ModuleType] = {}
+    for kind, modname in PARSERS.items():
+        try:
+            out[kind] = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name != modname:
+                raise
+    return out
+
+
+def known_kinds() -> set[str]:
+    return set(available())
+
+
+def get(kind: str) -> ModuleType:
+    mod = available().get(kind)
+    if mod is None:
+        raise KeyError(kind)
+    return mod
+
+
+def sniff(head: bytes) -> tuple[str, float]:
+    """Best (kind, score) for an input's first bytes; (`unknown`, 0) if none fits."""
+    if not head:
+        return UNKNOWN, 0.0
+    if b"\x00" in head[:8192]:
+        # NUL bytes: binary, unless it is a journald export with binary fields (not supported)
+        return UNKNOWN, 0.0
+    text = head.decode("utf-8", "replace")
+    lines = text.splitlines()
+    if len(head) >= 64 * 1024 and lines:
+        lines = lines[:-1]  # last line may be cut
+    best, best_score = UNKNOWN, 0.0
+    for kind, mod in available().items():
+        try:
+            score = float(mod.sniff(lines))
+        except Exception:  # a sniffer bug must not take the whole run down
+            score = 0.0
+        if score > best_score:
+            best, best_score = kind, score
+    if best_score < SNIFF_MIN:
+        return UNKNOWN, best_score
+    return best, best_score

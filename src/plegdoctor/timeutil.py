@@ -1,0 +1,98 @@
+"""Time handling: klog and journald `short` stamps carry no year and no zone.
+
+`TimeContext` resolves such stamps to aware UTC datetimes. The year comes from, in order:
+`--year`; a reference year learned from evidence with full dates (containerd RFC 3339
+stamps, journald `-o json`/`short-iso`), see `learn()`; the source file's mtime (a month
+later than the mtime's month means the previous year); else the current year. The zone
+is `--tz` or UTC. Every inference is recorded once so the report can say what it assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from plegdoctor.errors import UserError
+
+
+def parse_tz(value: str | None) -> tzinfo | None:
+    """`UTC`, `+08:00`, `-0500`, or an IANA name like `Asia/Shanghai`."""
+    if value is None:
+        return None
+    v = value.strip()
+    if v.upper() in ("UTC", "Z", "GMT"):
+        return UTC
+    if v[:1] in "+-" and len(v) >= 3:
+        digits = v[1:].replace(":", "")
+        if digits.isdigit() and len(digits) in (2, 4):
+            hours = int(digits[:2])
+            minutes = int(digits[2:4] or 0)
+            if hours <= 14 and minutes < 60:
+                from datetime import timezone
+
+                sign = 1 if v[0] == "+" else -1
+                return timezone(sign * timedelta(hours=hours, minutes=minutes))
+        raise UserError(f"--tz: cannot parse offset {value!r} (use +08:00 or an IANA name)")
+    try:
+        return ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(f"--tz: unknown time zone {value!r}") from None
+
+
+@dataclass
+class TimeContext:
+    year: int | None = None  # --year
+    tz: tzinfo | None = None  # --tz
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    reference_year: int | None = None  # learned from full-date evidence
+    notes: list[str] = field(default_factory=list)
+    _noted: set[str] = field(default_factory=set)
+
+    def note(self, text: str) -> None:
+        if text not in self._noted:
+            self._noted.add(text)
+            self.notes.append(text)
+
+    @property
+    def zone(self) -> tzinfo:
+        if self.tz is None:
+            self.note("time zone of zone-less stamps assumed UTC (set --tz to change)")
+            return UTC
+        return self.tz
+
+    def learn(self, ts: datetime) -> None:
+        """Remember the year of a fully dated record (first one wins)."""
+        if self.reference_year is None:
+            self.reference_year = ts.year
+
+    def year_for(self, month: int, mtime: float | None) -> int:
+        if self.year is not None:
+            return self.year
+        if self.reference_year is not None:
+            self.note(f"year {self.reference_year} for year-less stamps, from fully dated evidence")
+            return self.reference_year
+        if mtime is not None:
+            m = datetime.fromtimestamp(mtime, UTC)
+            year = m.year - 1 if month > m.month else m.year
+            self.note(f"year {year} for year-less stamps, from file modification time (set --year to change)")
+            return year
+        self.note(f"year {self.now.year} for year-less stamps assumed (set --year to change)")
+        return self.now.year
+
+    def resolve(
+        self,
+        month: int,
+        day: int,
+        hour: int,
+        minute: int,
+        second: int,
+        micro: int,
+        mtime: float | None = None,
+    ) -> datetime | None:
+        """A year-less, zone-less local stamp -> aware UTC datetime (None if invalid)."""
+        try:
+            local = datetime(self.year_for(month, mtime), month, day, hour, minute, second, micro, tzinfo=self.zone)
+        except ValueError:
+            return None
+        return local.astimezone(UTC)
