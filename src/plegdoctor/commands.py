@@ -1,0 +1,333 @@
+"""`analyze`, `demo`, `rules` and `explain`: the offline pipeline, wired.
+
+inputs (plegdoctor.inputs) -> parsers (plegdoctor.parsers, sniffed by content) -> Evidence
+-> analyses + rules (plegdoctor.rules) -> Diagnosis (plegdoctor.diagnosis) -> reporters
+(plegdoctor.report). `analyze_paths()` is the library entry point the live watcher and the
+lab call on captured bundles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plegdoctor.errors import UserError
+from plegdoctor.evidence import Evidence, ParseContext
+from plegdoctor.model import InputReport
+
+FORMATS = ("text", "json", "markdown", "html")
+
+# A fully dated stamp in a log head teaches the year of year-less klog/journald stamps.
+_FULL_DATE = re.compile(r"\b(20\d\d)-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)")
+_DATED_KINDS = {"containerd-log", "journal", "dockerd-log", "kubelet-log"}
+
+
+def _learn_year(kind: str, head: bytes, ctx_time: Any) -> None:
+    if kind not in _DATED_KINDS or ctx_time.reference_year is not None:
+        return
+    m = _FULL_DATE.search(head[:16384].decode("utf-8", "replace"))
+    if m:
+        with contextlib.suppress(ValueError):
+            ctx_time.learn(datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=UTC))
+
+
+def parse_datetime_option(value: str | None, name: str, tz: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{name}: cannot parse {value!r} (use ISO 8601, e.g. 2023-06-02T05:48:00Z)") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz or UTC)
+    return parsed.astimezone(UTC)
+
+
+def collect_evidence(
+    paths: list[str],
+    *,
+    kinds: dict[str, str] | None = None,
+    year: int | None = None,
+    tz: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Evidence:
+    """Read every input into one Evidence store (the first half of analyze)."""
+    from plegdoctor import parsers
+    from plegdoctor.inputs import iter_sources
+    from plegdoctor.timeutil import TimeContext, parse_tz
+
+    time_ctx = TimeContext(year=year, tz=parse_tz(tz))
+    evidence = Evidence()
+    available = parsers.available()
+    manifest_kinds: dict[str, str] = {}
+
+    # Pass 1 (not for stdin, which can be read only once): learn the year from any fully
+    # dated log, so that year-less stamps read later resolve consistently.
+    if "-" not in paths and year is None:
+        for src in iter_sources(paths, kinds):
+            kind = src.kind_override or parsers.sniff(src.head())[0]
+            _learn_year(kind, src.head(), time_ctx)
+            if time_ctx.reference_year is not None:
+                break
+
+    for src in iter_sources(paths, kinds):
+        head = src.head()
+        member = src.display.rsplit(":", 1)[-1]
+        kind = src.kind_override or manifest_kinds.get(member) or ""
+        if not kind:
+            kind, _score = parsers.sniff(head)
+        report = InputReport(path=src.display, kind=kind)
+        evidence.inputs.append(report)
+        if src.compression:
+            report.inferred.append("decompressed: " + "+".join(src.compression))
+        if kind == "unreadable":
+            report.warn(src.error or "unreadable")
+            continue
+        if not head:
+            report.warn(src.error or "empty input")
+            continue
+        if kind not in available:
+            report.kind = "unknown"
+            report.warn("format not recognized; skipped (use --kind KIND=PATH if it is one we read)")
+            continue
+        ctx = ParseContext(evidence=evidence, report=report, time=time_ctx, options=dict(options or {}))
+        ctx.options["mtime"] = src.mtime
+        try:
+            available[kind].parse(src, ctx)
+        except UserError as exc:
+            report.warn(str(exc))
+        except (OSError, EOFError, ValueError, UnicodeError) as exc:
+            report.warn(f"read error: {exc}")
+        if src.error:
+            report.warn(src.error)
+        if kind == "bundle-manifest":
+            manifest_kinds.update(_manifest_kinds(evidence))
+    evidence.notes.extend(time_ctx.notes)
+    return evidence
+
+
+def _manifest_kinds(evidence: Evidence) -> dict[str, str]:
+    try:
+        from plegdoctor.parsers.bundle_manifest import kinds_from_evidence
+    except ImportError:
+        return {}
+    return dict(kinds_from_evidence(evidence))
+
+
+def analyze_paths(
+    paths: list[str],
+    *,
+    kinds: dict[str, str] | None = None,
+    year: int | None = None,
+    tz: str | None = None,
+    gap: float = 3.0,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Any:
+    """Inputs -> Diagnosis (plegdoctor.diagnosis.Diagnosis)."""
+    from plegdoctor.diagnosis import diagnose
+    from plegdoctor.rules import RuleContext, run_rules
+
+    if gap <= 0:
+        raise UserError("--gap must be a positive number of seconds")
+    evidence = collect_evidence(paths, kinds=kinds, year=year, tz=tz, options={"gap_seconds": gap})
+    if since is not None or until is not None:
+        _restrict(evidence, since, until)
+    rctx = RuleContext.build(evidence, gap_seconds=gap)
+    findings = run_rules(rctx)
+    return diagnose(rctx, findings)
+
+
+def _restrict(evidence: Evidence, since: datetime | None, until: datetime | None) -> None:
+    """Keep only time-stamped records inside [since, until] (undated ones stay)."""
+    from plegdoctor.evidence import RelistSeries
+
+    lo = since.timestamp() if since else float("-inf")
+    hi = until.timestamp() if until else float("inf")
+
+    def inside(ts: datetime | None) -> bool:
+        return ts is None or lo <= ts.timestamp() <= hi
+
+    old = evidence.relists
+    new = RelistSeries()
+    new.sources = old.sources
+    for i in range(len(old)):
+        if lo <= old.ts[i] <= hi:
+            new.append(old.ts[i], old.src[i], old.line[i], old.texts.get(i))
+    evidence.relists = new
+    evidence.events = [e for e in evidence.events if inside(e.ts)]
+    evidence.log_records = [r for r in evidence.log_records if inside(r.ts)]
+    evidence.pressure = [p for p in evidence.pressure if inside(p.ts)]
+    evidence.notes.append(
+        "restricted to "
+        + (since.isoformat() if since else "the beginning")
+        + " .. "
+        + (until.isoformat() if until else "the end")
+    )
+
+
+def render(diagnosis: Any, fmt: str, *, color: bool | None = None, width: int | None = None) -> str:
+    from plegdoctor import report
+
+    return report.render(diagnosis, fmt, color=color, width=width)
+
+
+_FAIL_ORDER = {"info": 0, "warning": 1, "critical": 2}
+
+
+def _fail_exit(diagnosis: Any, fail_on: str | None) -> int:
+    if not fail_on:
+        return 0
+    threshold = _FAIL_ORDER[fail_on]
+    for f in diagnosis.findings:
+        if _FAIL_ORDER.get(str(f.severity), 0) >= threshold:
+            return 1
+    return 0
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output and output != "-":
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"-O {output}: {exc.strerror or exc}") from None
+    else:
+        sys.stdout.write(text)
+        if not text.endswith("\n"):
+            sys.stdout.write("\n")
+
+
+def _common_options(fn: Any) -> Any:
+    options = [
+        click.option("-o", "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True),
+        click.option("-O", "--output", "output", metavar="FILE", help="Write the report to FILE instead of stdout."),
+        click.option("--gap", type=float, default=3.0, show_default=True, help="Relist gap threshold, seconds."),
+        click.option("--year", type=click.IntRange(1970, 2200), help="Year of year-less klog/journald stamps."),
+        click.option("--tz", help="Zone of zone-less stamps: UTC, +08:00 or an IANA name (default UTC)."),
+        click.option("--since", help="Ignore records before this ISO 8601 time."),
+        click.option("--until", help="Ignore records after this ISO 8601 time."),
+        click.option(
+            "--fail-on",
+            type=click.Choice(["info", "warning", "critical"]),
+            help="Exit 1 when a finding of this severity or worse is found.",
+        ),
+        click.option("--color/--no-color", default=None, help="Colour the text report (default: only on a TTY)."),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _run(
+    paths: list[str],
+    kinds: dict[str, str] | None,
+    fmt: str,
+    output: str | None,
+    gap: float,
+    year: int | None,
+    tz: str | None,
+    since: str | None,
+    until: str | None,
+    fail_on: str | None,
+    color: bool | None,
+) -> int:
+    from plegdoctor.timeutil import parse_tz
+
+    zone = parse_tz(tz)
+    diagnosis = analyze_paths(
+        paths,
+        kinds=kinds,
+        year=year,
+        tz=tz,
+        gap=gap,
+        since=parse_datetime_option(since, "--since", zone),
+        until=parse_datetime_option(until, "--until", zone),
+    )
+    _emit(render(diagnosis, fmt, color=color if output in (None, "-") else False), output)
+    return _fail_exit(diagnosis, fail_on)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--kind",
+    "kind_overrides",
+    multiple=True,
+    metavar="KIND=PATH",
+    help="Force the kind of an input (see `pleg-doctor analyze --list-kinds`).",
+)
+@_common_options
+def analyze(
+    paths: tuple[str, ...],
+    kind_overrides: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    gap: float,
+    year: int | None,
+    tz: str | None,
+    since: str | None,
+    until: str | None,
+    fail_on: str | None,
+    color: bool | None,
+) -> int:
+    """Diagnose a PLEG stall from whatever evidence exists.
+
+    PATHS are files, directories (read recursively), archives (.tar, .tar.gz, .zip, a
+    `pleg-doctor collect` bundle) or `-` for stdin; compressed files (.gz .zst .xz .bz2)
+    are read as they are. The kind of each input is found from its content.
+    """
+    from plegdoctor import parsers
+    from plegdoctor.inputs import parse_kind_overrides
+
+    kinds = parse_kind_overrides(list(kind_overrides), parsers.known_kinds()) if kind_overrides else None
+    return _run(list(paths), kinds, fmt, output, gap, year, tz, since, until, fail_on, color)
+
+
+def demo_dir() -> Path:
+    return Path(str(resources.files("plegdoctor") / "demo" / "seed-incident"))
+
+
+@click.command()
+@_common_options
+def demo(
+    fmt: str,
+    output: str | None,
+    gap: float,
+    year: int | None,
+    tz: str | None,
+    since: str | None,
+    until: str | None,
+    fail_on: str | None,
+    color: bool | None,
+) -> int:
+    """Analyze the built-in sample incident: the seed article's evidence (containerd
+    1.6.21, kubelet 1.19) laid out as a node's files. Offline, no node, no root."""
+    path = demo_dir()
+    if not path.is_dir():
+        raise UserError(f"demo data missing from this installation ({path})")
+    return _run([str(path)], None, fmt, output, gap, year, tz, since, until, fail_on, color)
+
+
+@click.command()
+@click.option("-o", "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
+def rules(fmt: str) -> None:
+    """List the diagnosis rules."""
+    from plegdoctor import rulescmd
+
+    rulescmd.print_rules(fmt)
+
+
+@click.command()
+@click.argument("code")
+def explain(code: str) -> None:
+    """Print the documentation of one rule (e.g. PD201)."""
+    from plegdoctor import rulescmd
+
+    rulescmd.print_explain(code)
