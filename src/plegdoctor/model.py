@@ -96,7 +96,13 @@ class EventKind(StrEnum):
     RUNTIME_ERROR = "runtime-error"  # any other containerd error line; attrs: msg, error
     GOROUTINE_DUMP = "goroutine-dump"  # a dump was logged at this time; attrs: process, pid
     # kernel
-    HUNG_TASK = "hung-task"
+    HUNG_TASK = "hung-task"  # attrs: comm, pid, seconds
+    NFS_NOT_RESPONDING = "nfs-not-responding"  # attrs: server, detail ("still trying"|"timed out")
+    NFS_OK = "nfs-ok"  # attrs: server
+    IO_ERROR = "io-error"  # attrs: device, msg
+    OOM_KILL = "oom-kill"  # attrs: pid, comm, cgroup (bool)
+    NETDEV_WAIT = "netdev-wait"  # "unregister_netdevice: waiting for X to become free"; attrs: device, usage
+    OVERLAY_VOLATILE_INCOMPAT = "overlay-volatile-incompat"  # remount of a volatile overlay refused
     # dockerd
     DOCKERD_ERROR = "dockerd-error"
 
@@ -208,6 +214,9 @@ class HungTask:
     seconds: int | None
     kernel_stack: tuple[str, ...]  # function names, innermost first
     ref: Ref
+    state: str | None = None  # task state letter from the task line (D, ...)
+    syscall_nr: int | None = None  # from `ORIG_RAX:` (x86_64; 0xa6 = umount2)
+    stack_refs: tuple[Ref, ...] = ()  # the `Call Trace:` frame lines, innermost first
 
 
 @dataclass(frozen=True, slots=True)
