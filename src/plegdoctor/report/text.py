@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.padding import Padding
 from rich.text import Text
 
 from plegdoctor.report.common import confidence_word, fmt_seconds, fmt_time, verdict, where
@@ -32,7 +33,7 @@ def render_text(doc: dict[str, Any], *, color: bool | None = None, width: int | 
         soft_wrap=False,
     )
     _Writer(console).write(doc)
-    return buf.getvalue()
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
 
 class _Writer:
@@ -40,13 +41,14 @@ class _Writer:
         self.c = console
 
     def line(self, *parts: str | tuple[str, str], indent: int = 0) -> None:
-        text = Text(" " * indent)
+        text = Text()
         for part in parts:
             if isinstance(part, tuple):
                 text.append(part[0], style=part[1])
             else:
                 text.append(part)
-        self.c.print(text, overflow="fold")
+        # Padding keeps the indent on wrapped continuation lines.
+        self.c.print(Padding(text, (0, 0, 0, indent)), overflow="fold")
 
     def heading(self, title: str) -> None:
         self.c.print()
