@@ -254,8 +254,27 @@ def _run(
     return _fail_exit(diagnosis, fail_on)
 
 
+def _list_kinds(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from plegdoctor import parsers
+
+    for kind, mod in parsers.available().items():
+        doc = (mod.__doc__ or "").strip().splitlines()
+        click.echo(f"{kind:<18} {doc[0] if doc else ''}")
+    ctx.exit(0)
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--list-kinds",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_list_kinds,
+    help="List the input kinds pleg-doctor reads, and exit.",
+)
 @click.option(
     "--kind",
     "kind_overrides",
