@@ -25,3 +25,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .mypy_cache
+
+# Regenerate the CRI runtime.v1 descriptor (src/plegdoctor/live/cri/_descriptor.py) from api.proto.
+proto: $(STAMP)
+	$(PY) -m plegdoctor.live.cri.gen
