@@ -1,0 +1,87 @@
+"""/proc/meminfo: Dirty and Writeback (facts.md §9.3), one snapshot or a series.
+
+Accepted variants (fixtures under tests/fixtures/node/meminfo/):
+
+- one snapshot, `Key:   value kB` lines (meminfo-6.18-real.txt, captured here);
+- a series with the sample headers of plegdoctor.parsers.psi (`# pleg-doctor sample <time>`,
+  `# <time>`, bare ISO or `date` lines) between snapshots (meminfo-series-writeback.txt);
+- `grep -E 'Dirty|Writeback' /proc/meminfo` style excerpts (only the keys present are used;
+  a snapshot needs at least `Dirty:`).
+
+A new snapshot starts at a header or when a key repeats. Values are in kB as printed.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from plegdoctor.model import Meminfo, Ref, quote
+from plegdoctor.parsers.psi import header_of, split_series
+
+if TYPE_CHECKING:
+    from plegdoctor.evidence import ParseContext
+    from plegdoctor.inputs import Source
+
+KIND = "meminfo"
+
+_LINE = re.compile(r"^(?:\S+?:)?([A-Za-z][A-Za-z0-9_()]*):\s+(\d+)(?: kB)?\s*$")
+_KNOWN = {"MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "Dirty", "Writeback", "SwapTotal"}
+
+
+def sniff(lines: list[str]) -> float:
+    data = [ln for ln in lines if ln.strip() and header_of(ln) is None and not ln.startswith("#")]
+    if not data:
+        return 0.0
+    keys = set()
+    hits = 0
+    for ln in data[:80]:
+        m = _LINE.match(ln.strip())
+        if m:
+            hits += 1
+            keys.add(m.group(1))
+    if "Dirty" not in keys:
+        return 0.0
+    ratio = hits / min(len(data), 80)
+    return 0.95 if ratio >= 0.8 and len(keys & _KNOWN) >= 2 else (0.6 if ratio >= 0.5 else 0.0)
+
+
+def parse(source: Source, ctx: ParseContext) -> None:
+    current: dict[str, int] = {}
+    dirty_ref: Ref | None = None
+    ts: datetime | None = None
+    block = -1
+
+    def flush() -> None:
+        if "Dirty" in current and dirty_ref is not None:
+            ctx.evidence.meminfo.append(
+                Meminfo(
+                    ts=ts,
+                    dirty_kb=current["Dirty"],
+                    writeback_kb=current.get("Writeback", 0),
+                    mem_total_kb=current.get("MemTotal"),
+                    mem_available_kb=current.get("MemAvailable"),
+                    ref=dirty_ref,
+                )
+            )
+            ctx.report.records += 1
+        current.clear()
+
+    for line in split_series(source, ctx):
+        m = _LINE.match(line.text)
+        if not m:
+            ctx.report.unparsed += 1
+            continue
+        key = m.group(1)
+        if line.block != block or key in current:
+            flush()
+            dirty_ref = None
+            block = line.block
+            ts = line.ts
+        if ts is None:
+            ts = line.ts
+        current[key] = int(m.group(2))
+        if key == "Dirty":
+            dirty_ref = Ref(source.display, line.lineno, quote(line.raw))
+    flush()
