@@ -1,0 +1,292 @@
+"""The data model of a parsed goroutine dump: Frame, Goroutine, Dump, Problem.
+
+Designed for dumps of 10^5 goroutines: records are NamedTuples (immutable, created by a
+C-level constructor, 8 bytes per field) rather than dataclasses, and everything that
+repeats is shared. A goroutine keeps its stack as a tuple of interned *locations*
+(function, file, line) that is itself interned (the 40 000 goroutines of a convoy share
+one stack tuple), plus one tuple of raw argument strings; `Goroutine.frames` rebuilds
+`Frame` records on demand. Comparison and similarity live on the types (panicparse's
+style): `Goroutine.signature(level)` is the bucket key at a `Similarity` level.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import IntEnum
+from typing import Any, NamedTuple
+
+from plegdoctor.model import Ref
+
+# A code location, interned: (function, file, line). `file` is "" and `line` 0 when the
+# file line was lost (pasted excerpt cut after the function line).
+Loc = tuple[str, str, int]
+
+# Goroutine.flags bits
+SCAN = 1  # "(scan)" was appended to the state (GC was scanning the stack)
+ELIDED = 2  # "...additional frames elided..." / "...N frames elided..."
+TRUNCATED = 4  # the goroutine is incomplete: cut mid-line, or a frame lost its file line
+GAP = 8  # an excerpt gap ("...", "### ... ###") inside the goroutine
+ONE_LINE = 16  # came from a one-line (logrus-escaped / JSON) dump: every frame is on one source line
+GP_HEADER = 32  # "goroutine N gp=0x.. m=.. mp=0x.. [...]" header (Go 1.22+, GOTRACEBACK>=system)
+
+
+class Similarity(IntEnum):
+    """How alike two goroutines must be to share a bucket (panicparse's ordered levels)."""
+
+    EXACT_FLAGS = 0  # same state, stack, arguments and flags (locked to thread)
+    EXACT_LINES = 1  # same state, stack and arguments
+    ANY_POINTER = 2  # pointer-like argument values may differ
+    ANY_VALUE = 3  # any argument value may differ
+
+    @classmethod
+    def parse(cls, name: str) -> Similarity:
+        names = {"exact": cls.EXACT_FLAGS, "lines": cls.EXACT_LINES, "pointer": cls.ANY_POINTER, "value": cls.ANY_VALUE}
+        return names[name]
+
+
+_HEX_WORD = re.compile(r"0x[0-9a-f]+\??")
+# Go heap/stack/data pointers on amd64/arm64 are >= 1 MiB; smaller words are values
+# (lengths, flags, small ints). panicparse uses the same kind of threshold.
+_POINTER = re.compile(r"0x[0-9a-f]{6,}\??")
+
+
+class Frame(NamedTuple):
+    """One call: `func(args)` and its `file:line`. `args` is the raw text between the
+    parentheses: "..." for inlined frames, words ending in "?" are inaccurate (the
+    register ABI value may be stale, Go 1.17+)."""
+
+    func: str
+    args: str
+    file: str
+    line: int
+
+    @property
+    def inlined(self) -> bool:
+        return self.args == "..."
+
+    @property
+    def args_inaccurate(self) -> tuple[bool, ...]:
+        """Per top-level argument word: True where Go printed a trailing `?`."""
+        return tuple(w.endswith("?") for w in split_args(self.args))
+
+    @property
+    def receiver(self) -> str | None:
+        """The first argument word when it is an accurate hex value (a method's receiver
+        or a function's first pointer), else None."""
+        return accurate_first_word(self.args)
+
+    @property
+    def package(self) -> str:
+        return package_of(self.func)
+
+    @property
+    def short_func(self) -> str:
+        return short_func(self.func)
+
+
+def split_args(args: str) -> list[str]:
+    """Top-level argument words of `args` (aggregates `{...}` kept whole)."""
+    if not args or args == "...":
+        return []
+    out: list[str] = []
+    depth = 0
+    start = 0
+    for i, ch in enumerate(args):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append(args[start:i].strip())
+            start = i + 1
+    out.append(args[start:].strip())
+    return out
+
+
+def accurate_first_word(args: str) -> str | None:
+    if not args or args[0] != "0":
+        return None
+    end = args.find(",")
+    word = args if end < 0 else args[:end]
+    word = word.strip()
+    if word.endswith("?") or not word.startswith("0x"):
+        return None
+    return word
+
+
+def package_of(func: str) -> str:
+    """Import path of a function name: `github.com/a/b/pkg.(*T).M` -> `github.com/a/b/pkg`."""
+    slash = func.rfind("/")
+    dot = func.find(".", slash + 1)
+    return func if dot < 0 else func[:dot]
+
+
+def short_func(func: str) -> str:
+    """Last path element plus the rest: `github.com/a/b/pkg.(*T).M` -> `pkg.(*T).M`."""
+    slash = func.rfind("/", 0, func.find(".(") if ".(" in func else len(func))
+    return func[slash + 1 :]
+
+
+def normalize_args(args: str, level: Similarity) -> str:
+    """The argument text as compared at `level`."""
+    if level <= Similarity.EXACT_LINES or not args or args == "...":
+        return args
+    if level == Similarity.ANY_POINTER:
+        return _POINTER.sub("*", args)
+    return _HEX_WORD.sub("*", args)
+
+
+class Goroutine(NamedTuple):
+    """One goroutine of a dump. `stack` is innermost first; `args[i]` belongs to
+    `stack[i]`. `wait_minutes` is None when the header printed no minutes (running,
+    or blocked < 1 minute). `line` is the source line of the header."""
+
+    id: int
+    state: str
+    wait_minutes: int | None
+    locked: bool
+    stack: tuple[Loc, ...]
+    args: tuple[str, ...]
+    created_by: Loc | None
+    parent_id: int | None
+    line: int
+    flags: int = 0
+    elided: int = 0  # frames elided: N for "...N frames elided...", -1 for "additional"
+
+    @property
+    def frames(self) -> tuple[Frame, ...]:
+        return tuple(Frame(loc[0], a, loc[1], loc[2]) for loc, a in zip(self.stack, self.args, strict=False))
+
+    def frame(self, index: int) -> Frame:
+        loc = self.stack[index]
+        return Frame(loc[0], self.args[index], loc[1], loc[2])
+
+    @property
+    def funcs(self) -> tuple[str, ...]:
+        return tuple(loc[0] for loc in self.stack)
+
+    @property
+    def top(self) -> str:
+        return self.stack[0][0] if self.stack else ""
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.flags & TRUNCATED)
+
+    @property
+    def scan(self) -> bool:
+        return bool(self.flags & SCAN)
+
+    def header_text(self) -> str:
+        """The header line as Go prints it (used to quote evidence)."""
+        parts = [self.state + (" (scan)" if self.flags & SCAN else "")]
+        if self.wait_minutes is not None:
+            parts.append(f"{self.wait_minutes} minutes")
+        if self.locked:
+            parts.append("locked to thread")
+        return f"goroutine {self.id} [{', '.join(parts)}]:"
+
+    def frame_line(self, index: int) -> int:
+        """Source line of frame `index`'s function line: exact for one-line dumps and
+        unbroken raw dumps, else the header line."""
+        if self.flags & ONE_LINE:
+            return self.line
+        if self.flags & (GAP | TRUNCATED):
+            return self.line
+        return self.line + 1 + 2 * index
+
+    def signature(self, level: Similarity) -> tuple[Any, ...]:
+        """Bucket key: goroutines with equal signatures share a bucket at `level`.
+        Wait minutes never split buckets (they become the bucket's range); `(scan)`
+        never does either (unlike panicparse, where it is part of the state)."""
+        created = self.created_by[0] if self.created_by else None
+        if level == Similarity.ANY_VALUE:
+            return (self.state, self.stack, created, self.flags & (ELIDED | TRUNCATED))
+        norm = self.args if level <= Similarity.EXACT_LINES else tuple(normalize_args(a, level) for a in self.args)
+        locked = self.locked if level == Similarity.EXACT_FLAGS else None
+        return (self.state, self.stack, created, self.flags & (ELIDED | TRUNCATED), norm, locked)
+
+
+class Problem(NamedTuple):
+    """A line that could not be parsed (or a goroutine that is incomplete)."""
+
+    line: int
+    reason: str
+    text: str = ""
+
+
+# Process names used throughout pleg-doctor.
+CONTAINERD = "containerd"
+SHIM = "containerd-shim-runc-v2"
+KUBELET = "kubelet"
+DOCKERD = "dockerd"
+UNKNOWN_PROCESS = "unknown"
+
+MAX_PROBLEMS_KEPT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Dump:
+    """One goroutine dump of one process at one time.
+
+    `process` is containerd | containerd-shim-runc-v2 | kubelet | dockerd | unknown (or
+    a journald identifier); `process_source` says how it was learnt ("log fields",
+    "journald prefix", "file name", "frames", "caller"). `sandbox` is the shim's
+    container/sandbox id (from the logrus `path=` field) when known. `problems` holds
+    the first MAX_PROBLEMS_KEPT unparsable lines; `problem_count` counts them all.
+    """
+
+    source: str
+    process: str
+    pid: int | None
+    goroutines: tuple[Goroutine, ...]
+    first_line: int
+    last_line: int
+    process_source: str = "frames"
+    sandbox: str | None = None
+    namespace: str | None = None
+    dump_time: datetime | None = None
+    framing: str = "raw"
+    go_version: str | None = None  # a lower bound read from format features, e.g. ">= 1.21"
+    problems: tuple[Problem, ...] = ()
+    problem_count: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    def ref(self, g: Goroutine, frame: int | None = None) -> Ref:
+        """Evidence pointer to goroutine `g` (its header, or one of its frames)."""
+        text = g.header_text()
+        line = g.line
+        if frame is not None and 0 <= frame < len(g.stack):
+            loc = g.stack[frame]
+            where = f" {loc[1]}:{loc[2]}" if loc[1] else ""
+            text = f"{text} ... {loc[0]}({g.args[frame]}){where}"
+            line = g.frame_line(frame)
+        return Ref(self.source, line, text[:300])
+
+    @property
+    def label(self) -> str:
+        """Human label: `containerd[1234]`, `containerd-shim-runc-v2[6996] 7088920af56d`."""
+        out = self.process if self.pid is None else f"{self.process}[{self.pid}]"
+        if self.sandbox:
+            out += f" {self.sandbox[:12]}"
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "process": self.process,
+            "pid": self.pid,
+            "sandbox": self.sandbox,
+            "namespace": self.namespace,
+            "dump_time": self.dump_time.isoformat() if self.dump_time else None,
+            "framing": self.framing,
+            "go_version": self.go_version,
+            "goroutines": len(self.goroutines),
+            "lines": [self.first_line, self.last_line],
+            "process_source": self.process_source,
+            "problems": self.problem_count,
+            "problem_lines": [p.line for p in self.problems],
+            "notes": list(self.notes),
+        }
