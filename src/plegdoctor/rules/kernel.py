@@ -1,0 +1,425 @@
+"""PD6xx: kernel evidence (hung-task traces, task states and kernel stacks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from plegdoctor.model import Ref, RootCauseClass, Severity
+from plegdoctor.rules import fixes
+from plegdoctor.rules.registry import Hit, RuleContext, rule
+from plegdoctor.rules.signals import fmt_seconds, kernel_stack_has, link
+
+C = RootCauseClass
+ISSUE_5325 = "https://github.com/containerd/containerd/issues/5325"
+ISSUE_6406 = "https://github.com/containerd/containerd/issues/6406"
+ISSUE_9770 = "https://github.com/containerd/containerd/issues/9770"
+HUNG_TASK_DOC = "https://docs.kernel.org/admin-guide/sysctl/kernel.html#hung-task-timeout-secs"
+
+RUNTIME_COMMS = (
+    "containerd",
+    "containerd-shim",
+    "containerd-shim-runc-v2",
+    "dockerd",
+    "kubelet",
+    "runc",
+    "crun",
+    "conmon",
+    "crio",
+)
+
+OVL_SYNC = ("ovl_sync_fs",)
+UMOUNT_PATH = ("deactivate_locked_super", "cleanup_mnt", "generic_shutdown_super", "ksys_umount", "path_umount")
+SYNC_FS = ("sync_filesystem",)
+FSYNC_PATH = (
+    "jbd2_log_wait_commit",
+    "jbd2_complete_transaction",
+    "ext4_sync_file",
+    "xfs_file_fsync",
+    "xfs_log_force",
+    "btrfs_sync_file",
+    "file_write_and_wait_range",
+    "filemap_write_and_wait_range",
+    "__filemap_fdatawait_range",
+    "filemap_fdatawait",
+    "do_fsync",
+    "__x64_sys_fsync",
+    "__x64_sys_fdatasync",
+    "wb_wait_for_completion",
+    "sync_inodes_sb",
+)
+BLOCK_IO = (
+    "io_schedule",
+    "blk_mq_get_tag",
+    "wait_on_page_bit",
+    "folio_wait_bit",
+    "__lock_page",
+    "balance_dirty_pages",
+    "wait_on_buffer",
+    "__wait_on_buffer",
+    "bit_wait_io",
+)
+NETDEV = (
+    "netdev_run_todo",
+    "unregister_netdevice",
+    "rtnl_lock",
+    "rtnetlink_rcv_msg",
+    "cleanup_net",
+    "copy_net_ns",
+    "default_device_exit",
+    "ops_exit_list",
+    "tun_chr_close",
+    "veth_dellink",
+    "__dev_change_net_namespace",
+)
+CGROUP = (
+    "cgroup_mutex",
+    "cgroup_kn_lock_live",
+    "cgroup_rmdir",
+    "cgroup_mkdir",
+    "cgroup_procs_write",
+    "__cgroup_procs_write",
+    "cgroup_attach_task",
+    "cgroup_freeze",
+    "cgroup_update_frozen",
+    "freezer_write",
+    "freezer_change_state",
+    "mem_cgroup_css_offline",
+    "css_killed_work_fn",
+    "cgroup_destroy_locked",
+    "percpu_down_write",
+    "cgroup_threadgroup_change_begin",
+    "proc_cgroup_show",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Stuck:
+    """A kernel-side stuck task from either a hung-task trace or a task sample."""
+
+    comm: str
+    pid: int
+    seconds: int | None
+    stack: tuple[str, ...]
+    wchan: str | None
+    ref: Ref
+    source: str  # hung-task | task
+
+    def describe(self) -> str:
+        how = f"blocked {fmt_seconds(self.seconds)}" if self.seconds else "in D state"
+        return f"{self.comm}:{self.pid} {how}"
+
+
+def stuck_tasks(ctx: RuleContext) -> list[Stuck]:
+    def compute() -> list[Stuck]:
+        out = [
+            Stuck(h.comm, h.pid, h.seconds, h.kernel_stack, None, h.ref, "hung-task") for h in ctx.evidence.hung_tasks
+        ]
+        for t in ctx.evidence.tasks:
+            if t.state.startswith("D"):
+                out.append(Stuck(t.comm, t.pid, None, t.kernel_stack, t.wchan, t.ref, "task"))
+        return out
+
+    return ctx.memo("stuck_tasks", compute)  # type: ignore[no-any-return]
+
+
+def _match(s: Stuck, names: tuple[str, ...]) -> str | None:
+    fn = kernel_stack_has(s.stack, *names)
+    if fn:
+        return fn
+    if s.wchan and s.wchan.startswith(names):
+        return s.wchan
+    return None
+
+
+def _is_runtime(comm: str) -> bool:
+    return comm.startswith(RUNTIME_COMMS) or comm.startswith("containerd")
+
+
+def _hit_links(tasks: list[tuple[Stuck, str]], what: str, tags: tuple[str, ...]) -> tuple:
+    return tuple(
+        link("kernel", "kernel", f"{s.describe()} {what} ({fn})", (s.ref,), tags=tags, pid=s.pid) for s, fn in tasks[:2]
+    )
+
+
+@rule(
+    "PD601",
+    "hung-task-overlay-syncfs",
+    title="A task hangs in overlayfs sync on unmount (ovl_sync_fs / sync_filesystem)",
+    severity=Severity.CRITICAL,
+    cls=C.OVERLAY_UMOUNT_SYNC,
+    fix=(
+        'Mount overlay snapshots volatile ([plugins."io.containerd.snapshotter.v1.overlayfs"] mount_options = '
+        '["volatile"], containerd >= 1.6.24/1.7.4/2.0, kernel >= 5.10) so unmount skips the syncfs; lower '
+        "dirty limits."
+    ),
+    references=(ISSUE_5325, ISSUE_6406, ISSUE_9770, "https://github.com/containerd/containerd/pull/8676"),
+)
+def hung_task_overlay_syncfs(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects a hung-task trace or kernel stack in `ovl_sync_fs`, or in `sync_filesystem` on the
+    unmount path (`generic_shutdown_super`, `deactivate_locked_super`, `cleanup_mnt`).
+
+    Why it matters: that is the overlay unmount of a container rootfs syncing the whole
+    upper (backing) filesystem (containerd #5325). It waits for every dirty page on the disk,
+    including image layers being unpacked; the shim doing it holds its mutex, and CRI calls
+    for that container queue under its status lock.
+
+    Example evidence (dmesg)::
+
+        INFO: task containerd-shim:2471 blocked for more than 120 seconds.
+        Call Trace:
+         rwsem_down_read_slowpath+0x...
+         ovl_sync_fs+0x.../0x... [overlay]
+         sync_filesystem+0x...
+         generic_shutdown_super+0x...
+         cleanup_mnt+0x...
+         task_work_run+0x...
+
+    Fix: overlay `volatile` (version-aware), lower dirty limits.
+    """
+    found = []
+    for s in stuck_tasks(ctx):
+        fn = _match(s, OVL_SYNC)
+        if fn is None and _match(s, SYNC_FS) and _match(s, UMOUNT_PATH):
+            fn = "sync_filesystem"
+        if fn:
+            found.append((s, fn))
+    if not found:
+        return
+    s0 = found[0][0]
+    weight = 0.7 + (0.05 if _is_runtime(s0.comm) else 0.0) + (0.05 if len(found) > 1 else 0.0)
+    yield Hit(
+        title=f"{s0.describe()} in overlay unmount sync ({found[0][1]})"
+        + (f", {len(found) - 1} more task(s)" if len(found) > 1 else ""),
+        evidence=tuple(s.ref for s, _ in found[:4]),
+        weight=weight,
+        links=_hit_links(found, "unmounting an overlay: syncfs of the backing filesystem", ("umount", "syncfs")),
+        fix=fixes.volatile_fix(ctx.versions) + " " + fixes.dirty_limits_fix(),
+    )
+
+
+@rule(
+    "PD602",
+    "runtime-hung-in-fsync",
+    title="A runtime process hangs in fsync/writeback in the kernel",
+    severity=Severity.CRITICAL,
+    cls=C.FSYNC_IO_PRESSURE,
+    fix=" ".join([fixes.dirty_limits_fix(), fixes.separate_disk_fix()]),
+    references=(ISSUE_9770, HUNG_TASK_DOC),
+)
+def runtime_hung_in_fsync(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects a hung-task trace or D-state stack of a runtime process (containerd, shim,
+    kubelet, dockerd) inside the fsync/writeback path: `do_fsync`, `ext4_sync_file`,
+    `jbd2_log_wait_commit`, `xfs_log_force`, `file_write_and_wait_range`,
+    `wb_wait_for_completion`.
+
+    Why it matters: containerd fsyncs its metadata DB, pulled blobs and status checkpoints
+    while holding locks; the kernel trace proves the flush itself is what is slow (the
+    journal commit waits behind the disk's writeback queue).
+
+    Example evidence::
+
+        INFO: task containerd:1187 blocked for more than 122 seconds.
+         jbd2_log_wait_commit+0xb5/0x140
+         ext4_sync_file+0x15c/0x3b0
+         do_fsync+0x38/0x70
+
+    Fix: lower dirty limits, separate disk for /var/lib/containerd.
+    """
+    found = [(s, fn) for s in stuck_tasks(ctx) if _is_runtime(s.comm) and (fn := _match(s, FSYNC_PATH))]
+    if not found:
+        return
+    s0, fn0 = found[0]
+    yield Hit(
+        title=f"{s0.describe()} in fsync/writeback ({fn0})",
+        evidence=tuple(s.ref for s, _ in found[:4]),
+        weight=0.55 + (0.05 if len(found) > 1 else 0.0),
+        links=_hit_links(found, "flushing to disk", ("fsync",)),
+    )
+
+
+@rule(
+    "PD603",
+    "tasks-hung-in-block-io",
+    title="Tasks hang waiting for block I/O",
+    severity=Severity.WARNING,
+    cls=C.DISK_IO_PRESSURE,
+    fix=(
+        "The disk does not keep up: find the writers (iotop -ao, pidstat -d 1), move them or cap them with "
+        "io.max, lower dirty limits (vm.dirty_bytes=256MiB, vm.dirty_background_bytes=64MiB)."
+    ),
+    references=(HUNG_TASK_DOC,),
+)
+def tasks_hung_in_block_io(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects hung-task traces or D-state stacks waiting for block I/O (`io_schedule`,
+    `blk_mq_get_tag`, `balance_dirty_pages`, `wait_on_page_bit`, journal/writeback waits) in
+    processes that are not the runtime (PD602 covers those).
+
+    Why it matters: several unrelated processes blocked on I/O for minutes means the disk is
+    saturated; the runtime's own flushes wait in the same queue.
+
+    Example evidence::
+
+        INFO: task java:30211 blocked for more than 120 seconds.
+         io_schedule+0x12/0x40
+         balance_dirty_pages+0x...
+
+    Fix: find the heavy writers; cap or move them.
+    """
+    found = [
+        (s, fn)
+        for s in stuck_tasks(ctx)
+        if not _is_runtime(s.comm) and (fn := _match(s, BLOCK_IO + FSYNC_PATH)) and not _match(s, OVL_SYNC)
+    ]
+    if not found:
+        return
+    s0, fn0 = found[0]
+    yield Hit(
+        title=f"{len(found)} task(s) hung on block I/O, e.g. {s0.describe()} in {fn0}",
+        evidence=tuple(s.ref for s, _ in found[:4]),
+        weight=0.35 + min(0.15, 0.05 * (len(found) - 1)),
+        links=_hit_links(found, "waiting for the disk", ("io-wait",)),
+    )
+
+
+@rule(
+    "PD604",
+    "hung-task-netdev-teardown",
+    title="Tasks hang in network device teardown (rtnl_lock / netdev_run_todo)",
+    severity=Severity.CRITICAL,
+    cls=C.KERNEL_D_STATE,
+    fix=(
+        "A network namespace or device cannot be released (dmesg: `unregister_netdevice: waiting for <dev> "
+        "to become free. Usage count = N`) and everything needing rtnl_lock waits: sandbox teardown, CNI, "
+        "runc. Upgrade the kernel (many refcount leaks were fixed) and the CNI plugin; the node usually "
+        "needs a reboot."
+    ),
+    references=(
+        "https://github.com/moby/moby/issues/5618",
+        "https://github.com/kubernetes/kubernetes/issues/70427",
+    ),
+)
+def hung_task_netdev_teardown(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects hung-task traces or D-state stacks in network device or namespace teardown:
+    `rtnl_lock`, `netdev_run_todo`, `unregister_netdevice`, `cleanup_net`, `copy_net_ns`.
+
+    Why it matters: a leaked reference on a device in a dying network namespace makes
+    `netdev_run_todo` wait forever while holding or wanting `rtnl_lock`; runc, CNI plugins
+    and the shim block in D state when they create or delete pod network namespaces, and the
+    runtime calls above them never return.
+
+    Example evidence::
+
+        unregister_netdevice: waiting for eth0 to become free. Usage count = 1
+        INFO: task runc:[2:INIT]:8812 blocked for more than 120 seconds.
+         rtnl_lock+0x15/0x20
+         copy_net_ns+0x...
+
+    Fix: kernel/CNI upgrade; reboot the node.
+    """
+    found = [(s, fn) for s in stuck_tasks(ctx) if (fn := _match(s, NETDEV))]
+    if not found:
+        return
+    s0, fn0 = found[0]
+    yield Hit(
+        title=f"{s0.describe()} in network device teardown ({fn0})"
+        + (f", {len(found) - 1} more" if len(found) > 1 else ""),
+        evidence=tuple(s.ref for s, _ in found[:4]),
+        weight=0.6 + (0.05 if any(_is_runtime(s.comm) for s, _ in found) else 0.0),
+        links=_hit_links(found, "waiting in network namespace/device teardown", ("netdev",)),
+    )
+
+
+@rule(
+    "PD605",
+    "hung-task-cgroup",
+    title="Tasks hang on cgroup operations (cgroup_mutex, freezer, rmdir)",
+    severity=Severity.CRITICAL,
+    cls=C.KERNEL_D_STATE,
+    fix=(
+        "A cgroup operation is stuck in the kernel (cgroup_mutex held, a frozen cgroup, memcg offlining). "
+        "Find the holder in the hung-task traces (echo w > /proc/sysrq-trigger), thaw frozen cgroups, "
+        "upgrade the kernel; the node may need a reboot."
+    ),
+    references=("https://github.com/opencontainers/runc/issues/3904", HUNG_TASK_DOC),
+)
+def hung_task_cgroup(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects hung-task traces or D-state stacks in cgroup code: `cgroup_mutex`,
+    `cgroup_kn_lock_live`, `cgroup_rmdir`/`cgroup_mkdir`, `__cgroup_procs_write`, the freezer,
+    `percpu_down_write` on the threadgroup rwsem, memcg offlining.
+
+    Why it matters: runc and the shim create, move tasks into and remove cgroups for every
+    container start and stop; when the cgroup core is stuck they block in D state and the
+    runtime calls above them (and the locks those hold) never return.
+
+    Example evidence::
+
+        INFO: task runc:9931 blocked for more than 241 seconds.
+         __mutex_lock.constprop.0+0x...
+         cgroup_kn_lock_live+0x4d/0xe0
+         cgroup_rmdir+0x15/0x40
+
+    Fix: kernel upgrade, thaw frozen cgroups; reboot.
+    """
+    found = [(s, fn) for s in stuck_tasks(ctx) if (fn := _match(s, CGROUP))]
+    if not found:
+        return
+    s0, fn0 = found[0]
+    yield Hit(
+        title=f"{s0.describe()} in cgroup code ({fn0})" + (f", {len(found) - 1} more" if len(found) > 1 else ""),
+        evidence=tuple(s.ref for s, _ in found[:4]),
+        weight=0.6 + (0.05 if any(_is_runtime(s.comm) for s, _ in found) else 0.0),
+        links=_hit_links(found, "waiting in cgroup code", ("cgroup",)),
+    )
+
+
+_KNOWN = OVL_SYNC + SYNC_FS + FSYNC_PATH + BLOCK_IO + NETDEV + CGROUP
+_NETFS = ("nfs_", "nfs4_", "rpc_wait", "__rpc_", "cifs_", "smb2_", "ceph_", "fuse_")
+
+
+@rule(
+    "PD606",
+    "runtime-task-d-state",
+    title="Runtime processes are stuck in D state in the kernel",
+    severity=Severity.WARNING,
+    cls=C.KERNEL_D_STATE,
+    fix=(
+        "Read the stuck tasks' kernel stacks (cat /proc/<pid>/stack; echo w > /proc/sysrq-trigger then dmesg) "
+        "to see what they wait for; search the top kernel frames in the kernel's and your distribution's bug "
+        "trackers."
+    ),
+    references=(HUNG_TASK_DOC,),
+)
+def runtime_task_d_state(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects runtime processes (containerd, shim, runc, kubelet, dockerd) in D state or in a
+    hung-task trace whose kernel stack matches none of the specific signatures (overlay
+    sync, fsync, block I/O, netdev, cgroup, network filesystems).
+
+    Why it matters: a task in uninterruptible sleep cannot be interrupted or killed; if it is
+    the runtime or a process the runtime waits for, the CRI call above it hangs.
+
+    Example evidence: `ps -eo pid,stat,wchan:32,comm` showing `containerd-shim  D
+    some_kernel_function`, or `INFO: task containerd:...` with an unfamiliar stack.
+
+    Fix: read the kernel stack; it names the subsystem.
+    """
+    found = [
+        s
+        for s in stuck_tasks(ctx)
+        if _is_runtime(s.comm) and not _match(s, _KNOWN) and not _match(s, _NETFS) and (s.stack or s.wchan)
+    ]
+    if not found:
+        return
+    s0 = found[0]
+    top = s0.stack[0].split("+", 1)[0] if s0.stack else (s0.wchan or "?")
+    yield Hit(
+        title=f"{s0.describe()} in {top}" + (f", {len(found) - 1} more runtime task(s)" if len(found) > 1 else ""),
+        evidence=tuple(s.ref for s in found[:4]),
+        weight=0.4 + (0.05 if s0.source == "hung-task" else 0.0),
+        links=tuple(
+            link(
+                "kernel", "kernel", f"{s.describe()} in {s.stack[0].split('+', 1)[0] if s.stack else s.wchan}", (s.ref,)
+            )
+            for s in found[:2]
+        ),
+    )

@@ -1,0 +1,420 @@
+"""PD3xx: storage I/O (PSI, diskstats, dirty pages, fsync waits, slow du, network storage)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from plegdoctor.model import EventKind, RootCauseClass, Severity
+from plegdoctor.rules import fixes
+from plegdoctor.rules.registry import Hit, RuleContext, rule
+from plegdoctor.rules.signals import (
+    chain_has_any,
+    dirty_peak,
+    disk_saturation,
+    events,
+    fmt_seconds,
+    kernel_stack_has,
+    link,
+    links_with,
+    psi_io_peak,
+)
+
+C = RootCauseClass
+PSI_DOC = "https://docs.kernel.org/accounting/psi.html"
+IOSTATS_DOC = "https://docs.kernel.org/admin-guide/iostats.html"
+ISSUE_9770 = "https://github.com/containerd/containerd/issues/9770"
+K8S_94829 = "https://github.com/kubernetes/kubernetes/issues/94829"
+
+_IN = {True: " during the stall", None: "", False: " (outside the stall window)"}
+
+
+@rule(
+    "PD301",
+    "psi-io-pressure",
+    title="Node I/O pressure (PSI) is high",
+    severity=Severity.WARNING,
+    cls=C.DISK_IO_PRESSURE,
+    fix=(
+        "Find the writers (iotop -ao, pidstat -d 1, /sys/fs/cgroup/*/io.stat) and move them off containerd's "
+        "disk or cap them (cgroup v2 io.max); lower dirty limits (vm.dirty_bytes=256MiB, "
+        "vm.dirty_background_bytes=64MiB) so flushes stay short."
+    ),
+    references=(PSI_DOC, ISSUE_9770),
+)
+def psi_io_pressure(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects high I/O pressure in `/proc/pressure/io`: `full` avg10/avg60 >= 20 % (all
+    non-idle tasks stalled on I/O that share of the time) or `some` >= 40 %.
+
+    Why it matters: containerd's metadata commits, content commits, status checkpoints and
+    overlay unmounts all end in a flush of the same disk. When the disk is saturated each of
+    them takes seconds to minutes, and they run under locks the relist needs.
+
+    Example evidence::
+
+        some avg10=78.12 avg60=64.40 avg300=31.02 total=812345678
+        full avg10=71.90 avg60=58.33 avg300=27.45 total=701234567
+
+    Fix: find and move or throttle the writers; lower dirty limits.
+    """
+    full = psi_io_peak(ctx, "full")
+    some = psi_io_peak(ctx, "some")
+    peak, which = (full, "full") if full and full.value >= 20 else (some, "some")
+    if peak is None:
+        return
+    threshold = 20.0 if which == "full" else 40.0
+    if peak.value < threshold:
+        return
+    weight = 0.3 + min(0.3, (peak.value - threshold) / 100.0)
+    if peak.in_stall:
+        weight += 0.1
+    elif peak.in_stall is False:
+        weight *= 0.5
+    step = link(
+        "pressure",
+        "kernel",
+        f"PSI io {which} {peak.value:.0f}%{_IN[peak.in_stall]}: tasks stall on I/O",
+        (peak.ref,),
+        tags=("io-pressure",),
+    )
+    yield Hit(
+        title=f"PSI io {which} reached {peak.value:.0f}%{_IN[peak.in_stall]}",
+        evidence=(peak.ref,),
+        weight=weight,
+        links=(step,),
+        facts={"psi_io": peak.value, "which": which},
+    )
+
+
+@rule(
+    "PD302",
+    "disk-saturated",
+    title="A disk is saturated (diskstats/iostat: utilisation and write latency)",
+    severity=Severity.WARNING,
+    cls=C.DISK_IO_PRESSURE,
+    fix=(
+        "Put /var/lib/containerd on its own (faster) disk or move heavy writers to volumes on another disk; "
+        "cap writers with cgroup io.max; lower dirty limits (vm.dirty_bytes=256MiB, "
+        "vm.dirty_background_bytes=64MiB)."
+    ),
+    references=(IOSTATS_DOC, ISSUE_9770),
+)
+def disk_saturated(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects a block device at >= 90 % utilisation with a long write queue or latency
+    (w_await >= 100 ms or aqu-sz >= 8), computed from two `/proc/diskstats` snapshots with the
+    iostat formulas or read from `iostat -x`.
+
+    Why it matters: every flush containerd does while holding a lock (bbolt commit, blob
+    commit, status checkpoint, overlay umount syncfs) waits behind the device queue.
+
+    Example evidence (two snapshots 5 s apart)::
+
+        8  0 sda 10 0 80 5 120000 300 9600000 4800000 64 5000 4900000
+        8  0 sda 10 0 80 5 120150 300 9650000 4830000 71 10000 5250000
+
+    Fix: separate disk, io.max on heavy writers, lower dirty limits.
+    """
+    sat = disk_saturation(ctx)
+    if sat is None:
+        return
+    s, inside = sat
+    long_queue = (s.w_await or 0) >= 100 or (s.aqu_sz or 0) >= 8
+    if s.util < 90 or not long_queue:
+        return
+    weight = 0.35 + (0.1 if (s.w_await or 0) >= 1000 else 0.0) + (0.1 if inside else 0.0)
+    if inside is False:
+        weight *= 0.5
+    await_txt = f", w_await {s.w_await:.0f} ms" if s.w_await is not None else ""
+    aqu_txt = f", aqu-sz {s.aqu_sz:.1f}" if s.aqu_sz is not None else ""
+    step = link(
+        "disk",
+        "kernel",
+        f"{s.device} {s.util:.0f}% busy{await_txt}{aqu_txt}, {s.wkb_per_s / 1024:.1f} MB/s written{_IN[inside]}",
+        (s.ref,),
+        tags=("disk-saturated",),
+    )
+    yield Hit(
+        title=f"{s.device} saturated: {s.util:.0f}% util{await_txt}{_IN[inside]}",
+        evidence=(s.ref,),
+        weight=weight,
+        links=(step,),
+        facts={"device": s.device, "util": s.util, "w_await": s.w_await},
+    )
+
+
+@rule(
+    "PD303",
+    "dirty-writeback-backlog",
+    title="Gigabytes of dirty pages wait for writeback",
+    severity=Severity.WARNING,
+    cls=C.DISK_IO_PRESSURE,
+    fix=fixes.dirty_limits_fix(),
+    references=("https://docs.kernel.org/admin-guide/sysctl/vm.html", ISSUE_9770),
+)
+def dirty_writeback_backlog(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects a large dirty/writeback backlog in `/proc/meminfo` (`Dirty:` + `Writeback:` >=
+    1 GiB, or >= 10 % of MemTotal).
+
+    Why it matters: an fsync, fdatasync or syncfs on a filesystem has to wait for that
+    filesystem's dirty data ahead of it (ext4 journal ordering, overlay umount syncfs of the
+    whole upper filesystem). With the default ratio-based limits a large node accumulates
+    gigabytes; each flush containerd makes under a lock then takes as long as writing them.
+    In the project lab, lowering vm.dirty_bytes to 256 MiB and vm.dirty_background_bytes to
+    64 MiB brought the worst relist stall from ~30 s to ~1 s.
+
+    Example evidence::
+
+        Dirty:           3145728 kB
+        Writeback:        262144 kB
+
+    Fix: lower the dirty limits; it removes the fsync-behind-writeback link.
+    """
+    peak = dirty_peak(ctx)
+    if peak is None:
+        return
+    m, inside = peak
+    total = m.dirty_kb + m.writeback_kb
+    big = total >= 1024 * 1024 or (m.mem_total_kb and total >= 0.10 * m.mem_total_kb)
+    if not big:
+        return
+    weight = 0.25 + (0.1 if total >= 4 * 1024 * 1024 else 0.0) + (0.05 if inside else 0.0)
+    if inside is False:
+        weight *= 0.5
+    step = link(
+        "memory",
+        "kernel",
+        f"{m.dirty_kb / 1024:.0f} MiB dirty + {m.writeback_kb / 1024:.0f} MiB under writeback{_IN[inside]}",
+        (m.ref,),
+        tags=("dirty-pages",),
+    )
+    yield Hit(
+        title=f"{total / 1024 / 1024:.1f} GiB dirty/writeback{_IN[inside]}",
+        evidence=(m.ref,),
+        weight=weight,
+        links=(step,),
+        facts={"dirty_kb": m.dirty_kb, "writeback_kb": m.writeback_kb},
+    )
+
+
+@rule(
+    "PD304",
+    "runtime-goroutine-in-fsync",
+    title="A containerd goroutine sits in fsync/fdatasync for minutes",
+    severity=Severity.WARNING,
+    cls=C.FSYNC_IO_PRESSURE,
+    fix=" ".join([fixes.dirty_limits_fix(), fixes.separate_disk_fix()]),
+    references=(ISSUE_9770, "https://github.com/containerd/containerd/pull/10128"),
+)
+def runtime_goroutine_in_fsync(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects a runtime goroutine in `fsync`/`fdatasync` (`syscall.Fsync`, `syscall.Fdatasync`,
+    status `syscall, N minutes`) outside the bbolt and status-lock chains PD206/PD207 cover,
+    for example a content commit of an image pull or a snapshot sync.
+
+    Why it matters: a flush that takes minutes means the disk cannot absorb the write load;
+    any lock taken around that flush turns into a stall of the CRI calls behind it.
+
+    Example evidence::
+
+        goroutine 1268 [syscall, 2 minutes]:
+        syscall.Syscall(0x4a, ...)
+        syscall.Fsync(...)
+        os.(*File).Sync(...)
+
+    Fix: lower dirty limits, separate disk for /var/lib/containerd.
+    """
+    seen: set[tuple[str, int | None]] = set()
+    for chain, lk in links_with(ctx, "fsync", "fdatasync"):
+        if chain_has_any(chain, "bbolt-writer", "status-lock"):
+            continue
+        key = (lk.process, lk.goroutine)
+        if key in seen:
+            continue
+        seen.add(key)
+        minutes = lk.wait_minutes or chain.max_wait_minutes or 0
+        if minutes < 1 and chain.blocked == 0:
+            continue
+        yield Hit(
+            title=f"{lk.process} goroutine {lk.goroutine} in {'fsync' if 'fsync' in lk.tags else 'fdatasync'}"
+            + (f" for {minutes} min" if minutes else "")
+            + (f", {chain.blocked} goroutines behind it" if chain.blocked else ""),
+            evidence=lk.evidence,
+            weight=0.4 + (0.1 if minutes >= 1 else 0.0) + (0.1 if chain.blocked else 0.0),
+            chain=chain,
+        )
+
+
+@rule(
+    "PD305",
+    "kubelet-du-slow",
+    title="The kubelet's disk usage scans (du/find) time out",
+    severity=Severity.WARNING,
+    cls=C.DISK_IO_PRESSURE,
+    fix=(
+        "The disk holding /var/lib/kubelet or /var/lib/containerd is too slow for metadata scans: find the "
+        "heavy writers and readers (iotop, pidstat -d), move them to another disk or cap them with io.max."
+    ),
+    references=("https://github.com/kubernetes/kubernetes/issues/23255",),
+)
+def kubelet_du_slow(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects kubelet messages that its filesystem usage scans (`du`, `find` on volumes or
+    container log directories) were killed or took too long.
+
+    Why it matters: metadata scans are cheap on a healthy disk; when they time out the disk
+    is saturated and every fsync containerd makes is slow too.
+
+    Example evidence::
+
+        W0602 05:48:21.101 1679 fsHandler.go:131] du and find on following dirs took 41.2s: [...]
+
+    Fix: find and move or throttle the heavy I/O users.
+    """
+    evs = events(ctx, EventKind.KUBELET_DU_KILLED)
+    if not evs:
+        return
+    yield Hit(
+        title=f"kubelet disk usage scans slow or killed ({len(evs)} time{'s' if len(evs) != 1 else ''})",
+        evidence=tuple(e.ref for e in evs[:5]),
+        weight=0.3 + min(0.15, 0.03 * len(evs)),
+        links=(link("log", "kubelet", "kubelet's du/find scans of volumes time out", (evs[0].ref,)),),
+    )
+
+
+@rule(
+    "PD306",
+    "cri-deadline-exceeded",
+    title="CRI calls from the kubelet hit DeadlineExceeded",
+    severity=Severity.WARNING,
+    cls=C.DISK_IO_PRESSURE,
+    fix=(
+        "The runtime did not answer within the kubelet's runtime-request-timeout. Collect what the runtime "
+        "waited on: containerd goroutines (kill -USR1 $(pidof containerd)), /proc/pressure/io, "
+        "/proc/diskstats twice 5 s apart."
+    ),
+    references=(K8S_94829, ISSUE_9770),
+)
+def cri_deadline_exceeded(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects kubelet CRI calls (ListContainers, ListPodSandbox, ContainerStatus,
+    PodSandboxStatus) that failed with `DeadlineExceeded`.
+
+    Why it matters: the kubelet gives each CRI call 2 minutes (`runtimeRequestTimeout`). A
+    list call that times out means containerd was blocked for at least that long; on most
+    nodes that is a disk problem, but this alone does not say which one, so the rule carries
+    little weight and the diagnosis asks for the evidence that would.
+
+    Example evidence::
+
+        E0602 05:50:07.2 1679 remote_runtime.go:390] "ListContainers with filter from runtime service failed"
+        err="rpc error: code = DeadlineExceeded desc = context deadline exceeded"
+
+    Fix: collect containerd goroutines and disk pressure while it happens.
+    """
+    evs = [
+        e
+        for e in events(ctx, EventKind.CRI_CALL_FAILED, EventKind.RELIST_ERROR)
+        if "deadline" in str(e.attrs.get("code", "")).lower() + str(e.attrs.get("error", "")).lower()
+    ]
+    if not evs:
+        return
+    methods = sorted({str(e.attrs.get("method") or "relist") for e in evs})
+    yield Hit(
+        title=f"{', '.join(methods)} timed out (DeadlineExceeded) {len(evs)} time{'s' if len(evs) != 1 else ''}",
+        evidence=tuple(e.ref for e in evs[:5]),
+        weight=0.15,
+        links=(link("log", "kubelet", f"{methods[0]} calls to the runtime time out", (evs[0].ref,)),),
+    )
+
+
+_NETFS_TYPES = ("nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "fuse.sshfs", "9p", "lustre", "fuse.s3fs")
+_NETFS_KERNEL = ("nfs_", "nfs4_", "rpc_wait", "__rpc_", "rpc_execute", "cifs_", "smb2_", "ceph_", "fuse_", "p9_")
+
+
+@rule(
+    "PD310",
+    "runtime-waits-on-network-fs",
+    title="A runtime goroutine waits on a network filesystem",
+    severity=Severity.CRITICAL,
+    cls=C.NETWORK_STORAGE_HANG,
+    fix=(
+        "Fix or force-unmount the hung remote mount (umount -f -l), then restart the pods using it; mount "
+        "NFS with timeo/retrans limits (soft where data loss is acceptable); keep remote mounts out of "
+        "paths the runtime stats."
+    ),
+    references=(K8S_94829,),
+)
+def runtime_waits_on_network_fs(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects a runtime goroutine whose chain ends in a network filesystem operation (tags
+    `nfs`/`network-fs`: stat/open/umount of an NFS or CIFS path).
+
+    Why it matters: a call on a hung NFS server blocks in the kernel without a timeout (hard
+    mounts); the runtime goroutine holds its locks meanwhile, and one stuck container
+    inspect is enough to make the relist hang (kubernetes #94829).
+
+    Example evidence: `os.Stat` -> `syscall.Stat` [syscall, 12 minutes] on
+    `/var/lib/kubelet/pods/.../volumes/kubernetes.io~nfs/...`.
+
+    Fix: repair or force-unmount the mount; use timeouts on NFS mounts.
+    """
+    for chain, lk in links_with(ctx, "nfs", "network-fs"):
+        yield Hit(
+            title=f"{lk.process} goroutine {lk.goroutine} blocked on a network filesystem: {lk.detail}",
+            evidence=lk.evidence,
+            weight=0.6 + (0.1 if chain.blocked else 0.0),
+            chain=chain,
+        )
+        return
+
+
+@rule(
+    "PD311",
+    "tasks-stuck-on-network-fs",
+    title="Tasks are in D state inside network filesystem code",
+    severity=Severity.CRITICAL,
+    cls=C.NETWORK_STORAGE_HANG,
+    fix=(
+        "The remote server or network is not answering: check `mount -t nfs,nfs4,cifs`, the server and the "
+        "network path; force-unmount (umount -f -l) the hung mount and recreate the pods that use it."
+    ),
+    references=(K8S_94829, "https://docs.kernel.org/filesystems/nfs/index.html"),
+)
+def tasks_stuck_on_network_fs(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects kernel evidence of a hung network filesystem: a hung-task trace or a task's
+    kernel stack/wchan inside NFS/SUNRPC/CIFS/Ceph/FUSE code (`nfs_*`, `rpc_wait_bit_killable`,
+    `cifs_*`, ...), strengthened when `/proc/mounts` shows such a mount.
+
+    Why it matters: a process blocked in NFS code is in uninterruptible sleep until the
+    server answers; if it is the runtime (or a process it waits for), the relist stalls.
+
+    Example evidence::
+
+        INFO: task containerd:1203 blocked for more than 120 seconds.
+        Call Trace:
+         rpc_wait_bit_killable+0x1e/0xa0 [sunrpc]
+         nfs4_proc_getattr+0x...
+
+    Fix: repair or force-unmount the mount.
+    """
+    netmounts = [m for m in ctx.evidence.mounts if m.fstype in _NETFS_TYPES]
+    hits = []
+    for ht in ctx.evidence.hung_tasks:
+        fn = kernel_stack_has(ht.kernel_stack, *_NETFS_KERNEL)
+        if fn:
+            hits.append(
+                (f"task {ht.comm}:{ht.pid} hung {fmt_seconds(ht.seconds) if ht.seconds else ''} in {fn}", ht.ref)
+            )
+    for t in ctx.evidence.tasks:
+        if t.state.startswith("D"):
+            fn = kernel_stack_has(t.kernel_stack, *_NETFS_KERNEL) or (
+                t.wchan if t.wchan and t.wchan.startswith(_NETFS_KERNEL) else None
+            )
+            if fn:
+                hits.append((f"{t.comm}:{t.pid} in D state in {fn}", t.ref))
+    if not hits:
+        return
+    refs = tuple(r for _, r in hits[:4]) + tuple(m.ref for m in netmounts[:2])
+    weight = 0.6 + (0.1 if netmounts else 0.0)
+    mount_txt = f"; {len(netmounts)} network mount(s), e.g. {netmounts[0].target}" if netmounts else ""
+    yield Hit(
+        title=hits[0][0] + mount_txt,
+        evidence=refs,
+        weight=weight,
+        links=tuple(link("kernel", "kernel", d, (r,), tags=("nfs",)) for d, r in hits[:2]),
+    )
