@@ -40,12 +40,22 @@ def parse_tz(value: str | None) -> tzinfo | None:
         raise UserError(f"--tz: unknown time zone {value!r}") from None
 
 
+def _offset_name(tz: tzinfo) -> str:
+    off = datetime.now(UTC).astimezone(tz).utcoffset() or timedelta(0)
+    if not off:
+        return "UTC"
+    sign = "+" if off >= timedelta(0) else "-"
+    mins = abs(int(off.total_seconds())) // 60
+    return f"UTC{sign}{mins // 60:02d}:{mins % 60:02d}"
+
+
 @dataclass
 class TimeContext:
     year: int | None = None  # --year
     tz: tzinfo | None = None  # --tz
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     reference_year: int | None = None  # learned from full-date evidence
+    learned_tz: tzinfo | None = None  # zone learned from full-date evidence (offset stamps)
     notes: list[str] = field(default_factory=list)
     _noted: set[str] = field(default_factory=set)
 
@@ -57,14 +67,32 @@ class TimeContext:
     @property
     def zone(self) -> tzinfo:
         if self.tz is None:
+            if self.learned_tz is not None:
+                self.note(
+                    f"time zone {_offset_name(self.learned_tz)} for zone-less stamps, from fully dated evidence "
+                    "(set --tz to change)"
+                )
+                return self.learned_tz
             self.note("time zone of zone-less stamps assumed UTC (set --tz to change)")
             return UTC
         return self.tz
 
-    def learn(self, ts: datetime) -> None:
-        """Remember the year of a fully dated record (first one wins)."""
+    def learn(self, ts: datetime, *, zone: bool = True) -> None:
+        """Remember the year of a fully dated record (first one wins) and, when `zone` and
+        the stamp carries its own offset (RFC 3339, short-iso), that offset: the node's
+        local zone, which zone-less klog/journald stamps of the same node share."""
         if self.reference_year is None:
             self.reference_year = ts.year
+        if zone and self.learned_tz is None and ts.tzinfo is not None and ts.utcoffset() is not None:
+            self.learned_tz = ts.tzinfo
+
+    def learn_offset(self, offset: timedelta, source: str) -> None:
+        """Remember a zone offset inferred by comparing local and absolute stamps."""
+        if self.learned_tz is None:
+            from datetime import timezone
+
+            self.learned_tz = UTC if not offset else timezone(offset)
+            self.note(f"time zone {_offset_name(self.learned_tz)} inferred from {source}")
 
     def year_for(self, month: int, mtime: float | None) -> int:
         if self.year is not None:

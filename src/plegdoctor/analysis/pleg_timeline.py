@@ -1,0 +1,367 @@
+"""PLEG timeline: relist ticks, gaps, unhealthy windows and runtime intervals on one axis.
+
+`build_timeline(evidence)` reads only parsed evidence (RelistSeries and Events). Gaps are
+intervals between consecutive relist ticks at least `gap_seconds` long (3 s by default:
+the relist period is 1 s, so anything past 3 s means a relist took over 2 s). Unhealthy
+windows come from PLEG_UNHEALTHY events ("PLEG is not healthy: pleg was last seen active
+X ago"): each one also says when relisting stopped (event time - X). containerd events
+become intervals: UpdateContainerResources start/end per container (how long the CRI
+status write lock was held; an unmatched start is "still open at end of log"), PullImage
+durations, StopContainer/StopPodSandbox durations; TaskExit and task delete failures are
+listed as points. `PlegTimeline.to_json()` is the `pleg` object of pleg-doctor/diagnosis/v1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from plegdoctor.evidence import Evidence
+from plegdoctor.model import Event, EventKind, Ref
+
+DEFAULT_GAP_SECONDS = 3.0
+WINDOW_JOIN_SECONDS = 60.0  # PLEG_UNHEALTHY lines closer than this belong to one window
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.astimezone(UTC).isoformat()
+
+
+def _dt(epoch: float) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    start: datetime
+    end: datetime
+    seconds: float
+    start_ref: Ref
+    end_ref: Ref | None  # None when relisting never resumed before the end of the log
+    open: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "start": _iso(self.start),
+            "end": _iso(self.end),
+            "seconds": round(self.seconds, 6),
+            "evidence": [self.start_ref.to_json()] + ([self.end_ref.to_json()] if self.end_ref else []),
+        }
+        if self.open:
+            out["open"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class UnhealthyWindow:
+    start: datetime
+    end: datetime
+    max_last_seen_seconds: float | None
+    relisting_stopped_at: datetime | None  # end - last_seen of the latest event that says so
+    events: int
+    refs: tuple[Ref, ...]  # first and last line
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "start": _iso(self.start),
+            "end": _iso(self.end),
+            "max_last_seen_seconds": None
+            if self.max_last_seen_seconds is None
+            else round(self.max_last_seen_seconds, 3),
+            "relisting_stopped_at": _iso(self.relisting_stopped_at),
+            "events": self.events,
+            "evidence": [r.to_json() for r in self.refs],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A runtime operation with a start and (maybe) an end on the timeline."""
+
+    kind: str  # update-resources | pull | stop-container | stop-sandbox
+    key: str  # container id, image or sandbox id
+    process: str
+    start: datetime | None
+    end: datetime | None
+    seconds: float | None
+    ok: bool | None  # None while open
+    open: bool  # no end before the end of the log
+    start_ref: Ref | None
+    end_ref: Ref | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "id": self.key,
+            "process": self.process,
+            "start": _iso(self.start),
+            "end": _iso(self.end),
+            "seconds": None if self.seconds is None else round(self.seconds, 6),
+            "ok": self.ok,
+            "open": self.open,
+            "evidence": [r.to_json() for r in (self.start_ref, self.end_ref) if r is not None],
+        }
+
+
+@dataclass
+class PlegTimeline:
+    relists: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    interval_p50: float | None = None
+    interval_p99: float | None = None
+    interval_max: float | None = None
+    gap_seconds: float = DEFAULT_GAP_SECONDS
+    gaps: list[Gap] = field(default_factory=list)
+    unhealthy: list[UnhealthyWindow] = field(default_factory=list)
+    relist_errors: int = 0
+    cri_deadline_exceeded: int = 0
+    cri_failures_by_method: dict[str, int] = field(default_factory=dict)
+    node_not_ready_transitions: int = 0
+    evented_pleg_fallbacks: int = 0
+    update_resources: list[Interval] = field(default_factory=list)
+    pulls: list[Interval] = field(default_factory=list)
+    stops: list[Interval] = field(default_factory=list)
+    task_exit_failures: list[Event] = field(default_factory=list)
+    task_delete_failures: list[Event] = field(default_factory=list)
+    log_end: datetime | None = None
+
+    @property
+    def max_gap_seconds(self) -> float | None:
+        if self.gaps:
+            return max(g.seconds for g in self.gaps)
+        return self.interval_max
+
+    def to_json(self) -> dict[str, Any]:
+        mg = self.max_gap_seconds
+        return {
+            "relists": self.relists,
+            "first": _iso(self.first),
+            "last": _iso(self.last),
+            "max_gap_seconds": None if mg is None else round(mg, 6),
+            "gap_threshold_seconds": self.gap_seconds,
+            "gaps": [g.to_json() for g in self.gaps],
+            "unhealthy": [w.to_json() for w in self.unhealthy],
+            "interval_p50_seconds": _round(self.interval_p50),
+            "interval_p99_seconds": _round(self.interval_p99),
+            "interval_max_seconds": _round(self.interval_max),
+            "relist_errors": self.relist_errors,
+            "cri_deadline_exceeded": self.cri_deadline_exceeded,
+            "cri_failures_by_method": dict(sorted(self.cri_failures_by_method.items())),
+            "node_not_ready_transitions": self.node_not_ready_transitions,
+            "evented_pleg_fallbacks": self.evented_pleg_fallbacks,
+            "update_resources": [i.to_json() for i in self.update_resources],
+            "pulls": [i.to_json() for i in self.pulls],
+            "stops": [i.to_json() for i in self.stops],
+            "task_exit_failures": [_event_json(e) for e in self.task_exit_failures],
+            "task_delete_failures": [_event_json(e) for e in self.task_delete_failures],
+        }
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 6)
+
+
+def _event_json(e: Event) -> dict[str, Any]:
+    attrs = {k: v for k, v in e.attrs.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    return {"time": _iso(e.ts), "kind": str(e.kind), "process": e.process, "attrs": attrs, "evidence": e.ref.to_json()}
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in 0..100) of an ascending list."""
+    if not sorted_values:
+        return None
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def build_timeline(evidence: Evidence, gap_seconds: float = DEFAULT_GAP_SECONDS) -> PlegTimeline:
+    tl = PlegTimeline(gap_seconds=gap_seconds)
+    series = evidence.relists
+    ts = series.ts
+    n = len(ts)
+    tl.relists = n
+    events = sorted((e for e in evidence.events if e.ts is not None), key=lambda e: e.ts)  # type: ignore[arg-type,return-value]
+    last_event = events[-1].ts if events else None
+    if n:
+        order: list[int] | range
+        order = range(n) if all(ts[i] <= ts[i + 1] for i in range(n - 1)) else sorted(range(n), key=ts.__getitem__)
+        first_i, last_i = order[0], order[-1]
+        tl.first = _dt(ts[first_i])
+        tl.last = _dt(ts[last_i])
+        intervals: list[float] = []
+        prev = first_i
+        for i in order[1:] if isinstance(order, list) else range(1, n):
+            d = ts[i] - ts[prev]
+            intervals.append(d)
+            if d >= gap_seconds:
+                tl.gaps.append(Gap(_dt(ts[prev]), _dt(ts[i]), d, series.ref(prev), series.ref(i)))
+            prev = i
+        intervals.sort()
+        tl.interval_p50 = percentile(intervals, 50)
+        tl.interval_p99 = percentile(intervals, 99)
+        tl.interval_max = intervals[-1] if intervals else None
+        # Relisting that never resumed: later kubelet evidence shows time went on.
+        kubelet_after = [e.ts for e in events if e.process == "kubelet" and e.ts is not None]
+        if kubelet_after and tl.last is not None:
+            end = kubelet_after[-1]
+            if (end - tl.last).total_seconds() >= gap_seconds and any(
+                e.kind == EventKind.PLEG_UNHEALTHY and e.ts is not None and e.ts > tl.last for e in events
+            ):
+                tl.gaps.append(Gap(tl.last, end, (end - tl.last).total_seconds(), series.ref(last_i), None, open=True))
+    tl.log_end = max((t for t in (tl.last, last_event) if t is not None), default=None)
+    _unhealthy(tl, events)
+    _counts(tl, events)
+    _intervals(tl, events)
+    return tl
+
+
+def _unhealthy(tl: PlegTimeline, events: list[Event]) -> None:
+    group: list[Event] = []
+
+    def close() -> None:
+        if not group:
+            return
+        seen = [e.attrs.get("last_seen_seconds") for e in group]
+        values = [float(v) for v in seen if isinstance(v, (int, float))]
+        stopped = None
+        for e in reversed(group):
+            v = e.attrs.get("last_seen_seconds")
+            if isinstance(v, (int, float)) and e.ts is not None:
+                stopped = e.ts - timedelta(seconds=float(v))
+                break
+        tl.unhealthy.append(
+            UnhealthyWindow(
+                group[0].ts,  # type: ignore[arg-type]
+                group[-1].ts,  # type: ignore[arg-type]
+                max(values) if values else None,
+                stopped,
+                len(group),
+                (group[0].ref, group[-1].ref) if len(group) > 1 else (group[0].ref,),
+            )
+        )
+        group.clear()
+
+    for e in events:
+        if e.kind != EventKind.PLEG_UNHEALTHY or e.ts is None:
+            continue
+        if group and (e.ts - group[-1].ts).total_seconds() > WINDOW_JOIN_SECONDS:  # type: ignore[operator]
+            close()
+        group.append(e)
+    close()
+
+
+def _counts(tl: PlegTimeline, events: list[Event]) -> None:
+    by_method: dict[str, int] = defaultdict(int)
+    not_ready = False
+    last_nr: datetime | None = None
+    for e in events:
+        k = e.kind
+        if k == EventKind.RELIST_ERROR:
+            tl.relist_errors += 1
+        elif k == EventKind.CRI_CALL_FAILED:
+            by_method[str(e.attrs.get("method") or "?")] += 1
+            if e.attrs.get("code") == "DeadlineExceeded":
+                tl.cri_deadline_exceeded += 1
+        elif k == EventKind.NODE_NOT_READY:
+            # "Node became not ready" and event="NodeNotReady" describe one transition
+            if not not_ready and not (last_nr and e.ts and (e.ts - last_nr).total_seconds() < 5):
+                tl.node_not_ready_transitions += 1
+            not_ready = True
+            last_nr = e.ts
+        elif k == EventKind.NODE_READY:
+            not_ready = False
+        elif k == EventKind.EVENTED_PLEG_FALLBACK:
+            tl.evented_pleg_fallbacks += 1
+        elif k == EventKind.TASK_EXIT_FAILED:
+            tl.task_exit_failures.append(e)
+        elif k == EventKind.TASK_DELETE_FAILED:
+            tl.task_delete_failures.append(e)
+    tl.cri_failures_by_method = dict(by_method)
+
+
+_PAIRS = {
+    EventKind.UPDATE_RESOURCES_START: ("update-resources", "container_id", True),
+    EventKind.UPDATE_RESOURCES_END: ("update-resources", "container_id", False),
+    EventKind.PULL_START: ("pull", "image", True),
+    EventKind.PULL_END: ("pull", "image", False),
+    EventKind.STOP_CONTAINER_START: ("stop-container", "container_id", True),
+    EventKind.STOP_CONTAINER_END: ("stop-container", "container_id", False),
+    EventKind.STOP_SANDBOX_START: ("stop-sandbox", "container_id", True),
+    EventKind.STOP_SANDBOX_END: ("stop-sandbox", "container_id", False),
+}
+
+
+def _intervals(tl: PlegTimeline, events: list[Event]) -> None:
+    open_ops: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    done: list[Interval] = []
+    for e in events:
+        spec = _PAIRS.get(e.kind)
+        if spec is None:
+            continue
+        kind, key_attr, is_start = spec
+        key = str(e.attrs.get(key_attr) or "?")
+        if is_start:
+            open_ops[(kind, key)].append(e)
+            continue
+        starts = open_ops.get((kind, key))
+        start = starts.pop(0) if starts else None
+        secs = (e.ts - start.ts).total_seconds() if start is not None and start.ts and e.ts else None
+        done.append(
+            Interval(
+                kind,
+                key,
+                e.process,
+                start.ts if start else None,
+                e.ts,
+                secs,
+                bool(e.attrs.get("ok", True)),
+                False,
+                start.ref if start else None,
+                e.ref,
+            )
+        )
+    for (kind, key), starts in open_ops.items():
+        for s in starts:
+            secs = (tl.log_end - s.ts).total_seconds() if tl.log_end and s.ts else None
+            done.append(Interval(kind, key, s.process, s.ts, None, secs, None, True, s.ref, None))
+    done.sort(key=lambda i: i.start or i.end or datetime.min.replace(tzinfo=UTC))
+    for i in done:
+        if i.kind == "update-resources":
+            tl.update_resources.append(i)
+        elif i.kind == "pull":
+            tl.pulls.append(i)
+        else:
+            tl.stops.append(i)
+
+
+def events_around(
+    evidence: Evidence,
+    start: datetime,
+    end: datetime,
+    margin_seconds: float = 5.0,
+    timeline: PlegTimeline | None = None,
+) -> dict[str, Any]:
+    """What the runtime was doing meanwhile: events inside [start - margin, end + margin]
+    (time-ordered) and the runtime intervals that overlap [start, end]."""
+    lo = start - timedelta(seconds=margin_seconds)
+    hi = end + timedelta(seconds=margin_seconds)
+    inside = sorted(
+        (e for e in evidence.events if e.ts is not None and lo <= e.ts <= hi),
+        key=lambda e: e.ts,  # type: ignore[arg-type,return-value]
+    )
+    overlapping: list[Interval] = []
+    if timeline is not None:
+        for i in timeline.update_resources + timeline.pulls + timeline.stops:
+            s = i.start or i.end
+            e = i.end or timeline.log_end or s
+            if s is not None and e is not None and s <= end and e >= start:
+                overlapping.append(i)
+    return {"events": inside, "intervals": overlapping}

@@ -1,0 +1,561 @@
+"""Shared machinery of the log parsers: journald framing, klog headers, logrus fields, Go
+string unquoting, year/zone resolution of year-less stamps, and a fast chunked line scanner.
+
+The scanner is what keeps a 500 MB kubelet log cheap: it reads the input in big binary
+chunks, finds *candidate* lines with one multi-literal search over each chunk (Hyperscan
+when installed, else one `bytes.find` loop per needle), counts newlines only to number
+those lines, and decodes and parses nothing else. Parsers say what is interesting with
+needles; a parser that must see every line (containerd) asks for all lines instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from plegdoctor.evidence import ParseContext
+    from plegdoctor.timeutil import TimeContext
+
+try:  # Hyperscan: one pass over a chunk for all needles (several times faster than N finds).
+    import hyperscan as _hs
+except ImportError:  # pragma: no cover - exercised when the wheel is missing
+    _hs = None
+
+CHUNK = 8 << 20
+MAX_LINE = 64 << 20  # a longer line is skipped with a warning (same limit as plegdoctor.inputs)
+MONTHS = {
+    m: i + 1 for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))
+}
+
+# ---------------------------------------------------------------------------------------
+# Go string literals (strconv.Quote output, used by klog structured values and logrus)
+
+_GO_ESCAPE = re.compile(r"""\\(?:([abfnrtv\\"'])|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|([0-7]{3}))""")
+_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"', "'": "'"}
+
+
+def _go_escape(m: re.Match[str]) -> str:
+    if m.group(1):
+        return _SIMPLE[m.group(1)]
+    if m.group(2):
+        # \xHH is a raw byte in Go; an isolated one is not valid UTF-8 on its own.
+        b = int(m.group(2), 16)
+        return chr(b) if b < 0x80 else "\ufffd"
+    if m.group(3):
+        return chr(int(m.group(3), 16))
+    if m.group(4):
+        cp = int(m.group(4), 16)
+        return chr(cp) if cp <= 0x10FFFF else "\ufffd"
+    return chr(int(m.group(5), 8) & 0xFF)
+
+
+def go_unquote(body: str) -> str:
+    """The text of a Go-quoted string *without* its surrounding quotes."""
+    if "\\" not in body:
+        return body
+    return _GO_ESCAPE.sub(_go_escape, body)
+
+
+# A Go-quoted string, unrolled-loop form (fast on megabyte-long goroutine dumps).
+GO_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+
+
+# ---------------------------------------------------------------------------------------
+# Durations
+
+
+_DUR_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DUR_SCALE = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_go_duration(text: str) -> float | None:
+    """`3m2.325658446s`, `1h0m5s`, `500ms` -> seconds; None if it is not a Go duration."""
+    pos = 0
+    total = 0.0
+    for m in _DUR_PART.finditer(text):
+        if m.start() != pos:
+            return None
+        total += float(m.group(1)) * _DUR_SCALE[m.group(2)]
+        pos = m.end()
+    return total if pos == len(text) and pos > 0 else None
+
+
+# ---------------------------------------------------------------------------------------
+# journald framing (journalctl -o short, short-precise, short-iso, short-iso-precise,
+# short-monotonic, syslog files, and the bare `ident[pid]: msg` of copied excerpts)
+
+_JOURNAL_RE = re.compile(
+    r"(?:"
+    r"(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<hms>\d\d:\d\d:\d\d)(?:\.(?P<frac>\d{1,9}))?"
+    r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?)"
+    r"|\[ *(?P<mono>\d+\.\d+)\]"
+    r") (?P<host>\S+) (?P<ident>[^\s\[\]:]+)(?:\[(?P<pid>\d+)\])?: ?"
+    r"|(?P<bident>[A-Za-z_][\w.\-]*)\[(?P<bpid>\d+)\]: ?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalFrame:
+    """The journald prefix of a line. `ts` is set when the frame carries a full date
+    (short-iso*); `local` is (month, day, h, m, s, us) for year-less short stamps."""
+
+    ident: str
+    pid: int | None
+    host: str | None
+    ts: datetime | None
+    local: tuple[int, int, int, int, int, int] | None
+    end: int  # offset of the message in the line
+
+
+def parse_iso(text: str) -> datetime | None:
+    """RFC 3339 / ISO 8601 with optional fraction (up to ns) and zone; naive -> None zone."""
+    t = text.replace(" ", "T", 1)
+    if t.endswith("Z"):
+        t = t[:-1] + "+00:00"
+    dot = t.find(".")
+    if dot != -1:
+        end = dot + 1
+        while end < len(t) and t[end].isdigit():
+            end += 1
+        frac = t[dot + 1 : end][:6].ljust(6, "0")
+        t = t[: dot + 1] + frac + t[end:]
+    if len(t) >= 5 and t[-5] in "+-" and t[-4:].isdigit():
+        t = t[:-2] + ":" + t[-2:]  # +0800 -> +08:00 (older systemd strftime %z)
+    try:
+        return datetime.fromisoformat(t)
+    except ValueError:
+        return None
+
+
+def parse_journal_frame(line: str) -> JournalFrame | None:
+    m = _JOURNAL_RE.match(line)
+    if m is None:
+        return None
+    if m.group("bident") is not None:
+        return JournalFrame(m.group("bident"), int(m.group("bpid")), None, None, None, m.end())
+    pid = int(m.group("pid")) if m.group("pid") else None
+    ts = None
+    local = None
+    if m.group("iso"):
+        ts = parse_iso(m.group("iso"))
+    elif m.group("mon"):
+        mon = MONTHS.get(m.group("mon"))
+        if mon is None:
+            return None
+        h, mi, s = m.group("hms").split(":")
+        frac = (m.group("frac") or "0")[:6].ljust(6, "0")
+        local = (mon, int(m.group("day")), int(h), int(mi), int(s), int(frac))
+    return JournalFrame(m.group("ident"), pid, m.group("host"), ts, local, m.end())
+
+
+def process_of_ident(ident: str) -> str | None:
+    """Which line handler a journald identifier / _COMM / unit name belongs to."""
+    i = ident.lower()
+    if i.endswith(".service"):
+        i = i[:-8]
+    if "kubelet" in i or i == "hyperkube":
+        return "kubelet"
+    if i.startswith("containerd-shim"):
+        return "containerd"  # v1 shims log on their own identifier, same logrus format
+    if i == "containerd":
+        return "containerd"
+    if i in ("dockerd", "docker"):
+        return "dockerd"
+    if i == "kernel":
+        return "kernel"
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# klog header
+
+KLOG_RE = re.compile(
+    r"(?P<sev>[IWEF])(?P<mon>\d\d)(?P<day>\d\d) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)\.(?P<us>\d{6}) +"
+    r"(?P<pid>\d+) (?P<file>[^ :\]]+):(?P<line>\d+)\] ?"
+)
+KLOG_SEVERITY = {"I": "info", "W": "warning", "E": "error", "F": "fatal"}
+_KLOG_TS_B = re.compile(rb"[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) ")
+
+
+@dataclass(frozen=True, slots=True)
+class KlogHeader:
+    severity: str  # info|warning|error|fatal
+    month: int
+    day: int
+    hour: int
+    minute: int
+    second: int
+    micro: int
+    pid: int
+    file: str
+    line: int
+    end: int  # offset of the body
+
+
+def parse_klog_header(text: str, pos: int = 0) -> KlogHeader | None:
+    m = KLOG_RE.match(text, pos)
+    if m is None:
+        return None
+    return KlogHeader(
+        KLOG_SEVERITY[m.group("sev")],
+        int(m.group("mon")),
+        int(m.group("day")),
+        int(m.group("h")),
+        int(m.group("m")),
+        int(m.group("s")),
+        int(m.group("us")),
+        int(m.group("pid")),
+        m.group("file"),
+        int(m.group("line")),
+        m.end(),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# logrus text format: time="..." level=info msg="..." key=value ... (keys sorted after msg)
+
+_LOGRUS_KV = re.compile(r"([^\s=\"]+)=(" + GO_QUOTED + r"|[^\s\"]*)")
+
+
+def parse_logrus_text(text: str) -> dict[str, str] | None:
+    """Fields of a logrus text line (values unquoted), or None if it is not one."""
+    if not (text.startswith("time=") or text.startswith("level=")):
+        return None
+    out: dict[str, str] = {}
+    pos = 0
+    n = len(text)
+    match = _LOGRUS_KV.match
+    while pos < n:
+        while pos < n and text[pos] == " ":
+            pos += 1
+        if pos >= n:
+            break
+        m = match(text, pos)
+        if m is None:
+            # not key=value: tolerate trailing garbage, but a line must have level and msg
+            break
+        v = m.group(2)
+        if v.startswith('"') and len(v) >= 2:
+            v = go_unquote(v[1:-1])
+        out[m.group(1)] = v
+        pos = m.end()
+    if "level" not in out:
+        return None
+    return out
+
+
+LOGRUS_LEVELS = {
+    "trace": "trace",
+    "debug": "debug",
+    "info": "info",
+    "warning": "warning",
+    "warn": "warning",
+    "error": "error",
+    "fatal": "fatal",
+    "panic": "fatal",
+}
+WARNING_PLUS = frozenset(("warning", "error", "fatal"))
+
+
+# ---------------------------------------------------------------------------------------
+# Year-less stamps
+
+
+class StampResolver:
+    """Year-less, zone-less local stamps -> epoch seconds, fast.
+
+    Caches the UTC epoch of each local (month, day, hour) so a tick costs a dict lookup
+    and some arithmetic. The year comes from `TimeContext` (--year, learned full dates,
+    file mtime, now); a month that goes backwards by more than six months (December ->
+    January) moves to the next year, so a log that spans New Year stays ordered.
+    """
+
+    __slots__ = ("_cache", "_last_month", "_mtime", "_shift", "time")
+
+    def __init__(self, time: TimeContext, mtime: float | None) -> None:
+        self.time = time
+        self._mtime = mtime
+        self._cache: dict[tuple[int, int, int], float | None] = {}
+        self._last_month = 0
+        self._shift = 0
+
+    def epoch(self, month: int, day: int, hour: int, minute: int, second: int, micro: int) -> float | None:
+        last = self._last_month
+        if month != last:
+            if last and month < last - 6:
+                self._shift += 1
+                self._cache.clear()
+            elif last and month > last + 6 and self._shift > 0:
+                self._shift -= 1  # out-of-order line from before the rollover
+                self._cache.clear()
+            self._last_month = month
+        key = (month, day, hour)
+        base = self._cache.get(key, -1.0)
+        if base == -1.0:
+            base = self._hour_base(month, day, hour)
+            self._cache[key] = base
+        if base is None:
+            return None
+        return base + minute * 60 + second + micro / 1e6
+
+    def _hour_base(self, month: int, day: int, hour: int) -> float | None:
+        year = self.time.year_for(month, self._mtime) + self._shift
+        try:
+            local = datetime(year, month, day, hour, tzinfo=self.time.zone)
+        except ValueError:
+            return None
+        return local.timestamp()
+
+    def dt(self, month: int, day: int, hour: int, minute: int, second: int, micro: int) -> datetime | None:
+        e = self.epoch(month, day, hour, minute, second, micro)
+        return None if e is None else datetime.fromtimestamp(e, UTC)
+
+
+def epoch_to_dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=ts)
+
+
+def to_utc(ts: datetime | None, time: TimeContext) -> datetime | None:
+    """A parsed full stamp -> aware UTC (naive stamps take the --tz/assumed zone)."""
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=time.zone)
+    return ts.astimezone(UTC)
+
+
+# ---------------------------------------------------------------------------------------
+# Chunked candidate-line scanner
+
+
+@dataclass(frozen=True, slots=True)
+class Needle:
+    """A substring (or, with `regex`, a bytes regex valid for both Hyperscan and `re`,
+    matched in multi-line mode) marking an interesting line. `tag` is handed back to
+    the parser with the line."""
+
+    pattern: bytes
+    tag: int
+    regex: bool = False
+
+
+class ScanStats:
+    __slots__ = ("binary_chunks", "candidates", "lines", "long_lines")
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.candidates = 0
+        self.long_lines = 0
+        self.binary_chunks = 0
+
+
+class LineScanner:
+    """Delivers candidate lines (1-based line number, raw bytes without newline, tag) of
+    a binary stream. With `needles=None` every line is a candidate (tag -1)."""
+
+    def __init__(self, needles: Sequence[Needle] | None) -> None:
+        self.needles = list(needles) if needles is not None else None
+        self._compile()
+
+    def drop_tag(self, tag: int) -> None:
+        """Stop looking for needles with `tag` (from the next chunk on)."""
+        if self.needles is None or all(n.tag != tag for n in self.needles):
+            return
+        self.needles = [n for n in self.needles if n.tag != tag]
+        self._compile()
+
+    def _compile(self) -> None:
+        self._db: Any = None
+        self._fallback: list[tuple[Any, int, bool]] = []
+        if not self.needles:
+            return
+        if _hs is not None:
+            db = _hs.Database()
+            db.compile(
+                expressions=[n.pattern for n in self.needles],
+                ids=list(range(len(self.needles))),
+                elements=len(self.needles),
+                flags=[_hs.HS_FLAG_MULTILINE] * len(self.needles),
+            )
+            self._db = db
+        else:
+            for n in self.needles:
+                if n.regex:
+                    self._fallback.append((re.compile(n.pattern, re.M), n.tag, True))
+                else:
+                    self._fallback.append((n.pattern, n.tag, False))
+
+    def _matches(self, buf: bytes, end: int) -> list[tuple[int, int]]:
+        """(end offset of a match, tag) for all needles in buf[:end], in offset order."""
+        out: list[tuple[int, int]] = []
+        needles = self.needles
+        assert needles is not None
+        if not needles:
+            return out
+        if self._db is not None:
+            append = out.append
+
+            def on_match(idx: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+                append((to, needles[idx].tag))
+
+            self._db.scan(buf if end == len(buf) else memoryview(buf)[:end], match_event_handler=on_match)
+        else:
+            for pat, tag, is_re in self._fallback:
+                if is_re:
+                    out.extend((m.end(), tag) for m in pat.finditer(buf, 0, end))
+                    continue
+                find = buf.find
+                ln = len(pat)
+                i = find(pat, 0, end)
+                while i != -1:
+                    out.append((i + ln, tag))
+                    i = find(pat, i + ln, end)
+        out.sort()
+        return out
+
+    def scan(
+        self,
+        stream: BinaryIO,
+        on_line: Callable[[int, bytes, int], None],
+        stats: ScanStats,
+    ) -> None:
+        carry = b""
+        lineno = 0  # lines fully before the current chunk
+        all_lines = self.needles is None
+        skipping = False  # inside a line longer than MAX_LINE
+        while True:
+            block = stream.read(CHUNK)
+            if not block:
+                break
+            if skipping:
+                nl = block.find(b"\n")
+                if nl == -1:
+                    continue
+                block = block[nl + 1 :]
+                skipping = False
+                lineno += 1
+                if not block:
+                    continue
+            buf = carry + block if carry else block
+            cut = buf.rfind(b"\n")
+            if cut == -1:
+                if len(buf) > MAX_LINE:
+                    stats.long_lines += 1
+                    carry = b""
+                    skipping = True
+                else:
+                    carry = buf
+                continue
+            end = cut + 1
+            carry = buf[end:]
+            if b"\x00" in buf:
+                stats.binary_chunks += 1
+            if all_lines:
+                lineno = self._every_line(buf, end, lineno, on_line, stats)
+            else:
+                lineno = self._candidates(buf, end, lineno, on_line, stats)
+        if skipping:
+            lineno += 1
+        if carry:  # the last line has no newline
+            if all_lines:
+                lineno = self._every_line(carry + b"\n", len(carry) + 1, lineno, on_line, stats)
+            else:
+                lineno = self._candidates(carry + b"\n", len(carry) + 1, lineno, on_line, stats)
+        stats.lines = lineno
+
+    @staticmethod
+    def _every_line(
+        buf: bytes, end: int, lineno: int, on_line: Callable[[int, bytes, int], None], stats: ScanStats
+    ) -> int:
+        pos = 0
+        find = buf.find
+        while pos < end:
+            nl = find(b"\n", pos, end)
+            lineno += 1
+            line = buf[pos:nl]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            on_line(lineno, line, -1)
+            pos = nl + 1
+        stats.candidates += lineno - stats.lines
+        stats.lines = lineno
+        return lineno
+
+    def _candidates(
+        self, buf: bytes, end: int, lineno: int, on_line: Callable[[int, bytes, int], None], stats: ScanStats
+    ) -> int:
+        matches = self._matches(buf, end)
+        count = buf.count
+        rfind = buf.rfind
+        find = buf.find
+        counted_to = 0
+        cur = lineno
+        n = 0
+        # Several needles may hit one line: deliver it once, with the smallest tag.
+        pend_start = -1
+        pend_end = -1
+        pend_tag = 0
+        for to, tag in matches:
+            if to > end:
+                continue
+            if pend_start >= 0 and to <= pend_end:
+                if tag < pend_tag:
+                    pend_tag = tag
+                continue
+            if pend_start >= 0:
+                cur += count(b"\n", counted_to, pend_start)
+                counted_to = pend_start
+                line = buf[pend_start:pend_end]
+                n += 1
+                on_line(cur + 1, line[:-1] if line.endswith(b"\r") else line, pend_tag)
+            pend_start = rfind(b"\n", 0, to) + 1 if to > 0 else 0
+            pend_end = find(b"\n", to - 1 if to > 0 else 0, end)
+            pend_tag = tag
+        if pend_start >= 0:
+            cur += count(b"\n", counted_to, pend_start)
+            counted_to = pend_start
+            line = buf[pend_start:pend_end]
+            n += 1
+            on_line(cur + 1, line[:-1] if line.endswith(b"\r") else line, pend_tag)
+        cur += count(b"\n", counted_to, end)
+        stats.lines = cur
+        stats.candidates += n
+        return cur
+
+
+def open_binary(source: Any) -> BinaryIO:
+    """The source's bytes. A plain uncompressed file is read directly (one copy per chunk
+    instead of the generic reader's layers); anything else through `source.stream()`."""
+    import os
+
+    path = getattr(source, "display", None)
+    if (
+        path
+        and not getattr(source, "compression", None)
+        and getattr(source, "size", None) is not None
+        and not getattr(source, "_consumed", False)
+        and os.path.isfile(path)
+    ):
+        try:
+            st = os.stat(path)
+            if st.st_size == source.size and (source.mtime is None or st.st_mtime == source.mtime):
+                return open(path, "rb", buffering=0)
+        except OSError:
+            pass
+    return source.stream()
+
+
+def finish_report(ctx: ParseContext, stats: ScanStats, what: str) -> None:
+    """Warnings common to all log parsers (binary data, overlong lines, nothing found)."""
+    if stats.binary_chunks:
+        ctx.report.warn(
+            f"input contains binary data (NUL bytes in {stats.binary_chunks} chunk(s)); skipped what did not parse"
+        )
+    if stats.long_lines:
+        ctx.report.warn(f"{stats.long_lines} line(s) longer than {MAX_LINE >> 20} MiB skipped")
+    if stats.lines == 0:
+        ctx.report.warn(f"empty input: no {what} lines")

@@ -1,0 +1,54 @@
+"""dockerd logs: errors and goroutine-dump pointers of the Docker daemon (logrus format).
+
+Accepted variants (fixture tests/fixtures/logs/dockerd-text.log):
+- logrus text `time="..." level=... msg="..." key=value`, bare or journald-framed
+  (`dockerd[pid]: ...`); logrus JSON lines.
+- `goroutine stacks written to <path>` (SIGUSR1 on current dockerd; the dump itself is in
+  that file) and, on old dockerd, the dump logged inline between the BEGIN/END markers.
+
+Error-level lines become DOCKERD_ERROR events; warning+ lines LogRecords; an inline dump is
+extracted like containerd's (process "dockerd"). The parsing is containerd_log's handler.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from plegdoctor.parsers._logcommon import parse_journal_frame, process_of_ident
+
+if TYPE_CHECKING:
+    from plegdoctor.evidence import ParseContext
+    from plegdoctor.inputs import Source
+
+KIND = "dockerd-log"
+
+_DOCKER_WORDS = ("dockerd", "docker", "libcontainerd", "graphdriver", "moby", "libnetwork", "API listen on")
+
+
+def sniff(lines: list[str]) -> float:
+    seen = hits = dockerish = 0
+    for line in lines[:400]:
+        if not line.strip():
+            continue
+        seen += 1
+        text = line
+        frame = parse_journal_frame(line)
+        if frame is not None:
+            if process_of_ident(frame.ident) == "dockerd":
+                dockerish += 1
+            elif process_of_ident(frame.ident) is not None:
+                continue
+            text = line[frame.end :]
+        if text.startswith('time="') and " level=" in text:
+            hits += 1
+            if any(w in text for w in _DOCKER_WORDS):
+                dockerish += 1
+    if not seen or hits / seen < 0.2 or not dockerish:
+        return 0.0
+    return 0.85 * hits / seen
+
+
+def parse(source: Source, ctx: ParseContext) -> None:
+    from plegdoctor.parsers.journald import run_log_parser
+
+    run_log_parser(source, ctx, default_process="dockerd", what="dockerd log")

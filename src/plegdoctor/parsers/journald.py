@@ -1,0 +1,404 @@
+"""journalctl output of several units mixed (kubelet, containerd, dockerd, kernel).
+
+Accepted variants (each has a fixture under tests/fixtures/logs/):
+- `-o short` (`Jun 02 05:48:06 host ident[pid]: msg`), `short-precise` (`.uuuuuu`),
+  `short-iso` / `short-iso-precise` (`2023-06-02T05:48:06+08:00` or older `+0800`),
+  `short-monotonic`, classic syslog files (`Jun  2 ...`), and bare `ident[pid]: msg`
+  excerpts (as quoted in incident write-ups);
+- `-o cat` (no framing: each line is routed by its content: klog -> kubelet, logrus ->
+  containerd, `INFO: task ... blocked` -> kernel);
+- `-o json`: one entry per line; `MESSAGE` as a string, as `null` (field over 4096 bytes
+  exported without `--all`: counted and warned, the content is lost) or as an array of
+  byte values (non-UTF-8 or non-printable content); identifier from SYSLOG_IDENTIFIER,
+  else _COMM, else _SYSTEMD_UNIT; time from __REALTIME_TIMESTAMP.
+
+Entries are dispatched by identifier to the kubelet (any identifier containing
+"kubelet"), containerd (also shim lines it forwards), dockerd and kernel handlers. Long
+messages that journald cut into LineMax pieces (48K) are joined again (goroutine dumps).
+This module also holds `run_log_parser`, the one engine behind the journal,
+kubelet-log, containerd-log and dockerd-log kinds: framed lines always go by identifier,
+unframed lines to the kind's own handler.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from plegdoctor.model import Event, EventKind, Ref, quote
+from plegdoctor.parsers import kubelet_log
+from plegdoctor.parsers._logcommon import (
+    KLOG_RE,
+    LineScanner,
+    Needle,
+    ScanStats,
+    StampResolver,
+    finish_report,
+    open_binary,
+    parse_iso,
+    parse_journal_frame,
+    process_of_ident,
+    to_utc,
+)
+from plegdoctor.parsers.containerd_log import ContainerdHandler
+
+if TYPE_CHECKING:
+    from plegdoctor.evidence import ParseContext
+    from plegdoctor.inputs import Source
+
+KIND = "journal"
+
+TAG_IDENT = 10
+TAG_JSON = 11
+TAG_KERNEL = 12
+
+# Lines of the other units, json entries and unframed logrus/kernel lines.
+EXTRA_NEEDLES: list[Needle] = [
+    Needle(rb" containerd(?:-shim[\w\-]*)?\[\d+\]: ", TAG_IDENT, regex=True),
+    Needle(rb" dockerd\[\d+\]: ", TAG_IDENT, regex=True),
+    Needle(b" kernel: ", TAG_IDENT),
+    Needle(rb"^containerd\[\d+\]: ", TAG_IDENT, regex=True),
+    Needle(rb'^time="', TAG_IDENT, regex=True),
+    Needle(rb'^\{"(?:level|__CURSOR|__REALTIME|MESSAGE)', TAG_JSON, regex=True),
+    Needle(rb'^\{ "', TAG_JSON, regex=True),  # journalctl -o json puts a space after `{`
+    Needle(b"INFO: task ", TAG_KERNEL),
+]
+NEEDLES = kubelet_log.NEEDLES + EXTRA_NEEDLES
+
+_HUNG = re.compile(r"INFO: task (\S+):(\d+) blocked for more than (\d+) seconds")
+
+
+def sniff(lines: list[str]) -> float:
+    """journald framing with several identifiers, or `journalctl -o json` entries."""
+    seen = framed = 0
+    idents: set[str] = set()
+    json_entries = 0
+    for line in lines[:400]:
+        if not line.strip():
+            continue
+        seen += 1
+        if line.startswith("{") and '"MESSAGE"' in line and ("__REALTIME_TIMESTAMP" in line or "_PID" in line):
+            json_entries += 1
+            continue
+        frame = parse_journal_frame(line)
+        if frame is not None and (frame.host is not None or frame.pid is not None):
+            framed += 1
+            idents.add(process_of_ident(frame.ident) or frame.ident)
+    if not seen:
+        return 0.0
+    if json_entries / seen >= 0.5:
+        return 0.95
+    share = framed / seen
+    if share < 0.3:
+        return 0.0
+    known = idents & {"kubelet", "containerd", "dockerd", "kernel"}
+    if len(idents) >= 2 and known:
+        return 0.9
+    return 0.5 * share  # one unit only: its own kind scores higher
+
+
+def parse(source: Source, ctx: ParseContext) -> None:
+    run_log_parser(source, ctx, default_process=None, what="journal")
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def prime_time(head: bytes, ctx: ParseContext) -> None:
+    """Learn year and zone from the first lines before any year-less stamp is resolved."""
+    time = ctx.time
+    for n, raw in enumerate(head.split(b"\n")):
+        if n > 2000 or (time.reference_year is not None and time.learned_tz is not None):
+            break
+        text = raw.decode("utf-8", "replace")
+        if text.startswith("{"):
+            _prime_json(text, ctx)
+            continue
+        frame = parse_journal_frame(text)
+        msg = text
+        if frame is not None:
+            if frame.ts is not None:
+                time.learn(frame.ts, zone=frame.ts.tzinfo is not None)
+            msg = text[frame.end :]
+        if msg.startswith('time="'):
+            end = msg.find('"', 6)
+            ts = parse_iso(msg[6:end]) if end != -1 else None
+            if ts is not None and ts.tzinfo is not None:
+                time.learn(ts)
+        elif msg.startswith("Log file created at:") and time.reference_year is None:
+            try:
+                created = datetime.strptime(msg[len("Log file created at:") :].strip(), "%Y/%m/%d %H:%M:%S")
+            except ValueError:
+                continue
+            time.reference_year = created.year
+            time.note(f"year {created.year} for klog stamps, from the klog file header")
+
+
+def _prime_json(text: str, ctx: ParseContext) -> None:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return
+    if not isinstance(obj, dict):
+        return
+    time = ctx.time
+    rt = obj.get("__REALTIME_TIMESTAMP")
+    if isinstance(rt, str) and rt.isdigit():
+        when = datetime.fromtimestamp(int(rt) / 1e6, UTC)
+        time.learn(when, zone=False)  # an absolute instant says nothing about the local zone
+        msg = obj.get("MESSAGE")
+        if isinstance(msg, str) and time.tz is None and time.learned_tz is None:
+            m = KLOG_RE.match(msg)
+            if m is not None:
+                # klog prints local wall-clock time: local - UTC = the node's offset
+                try:
+                    local = datetime(
+                        when.year,
+                        int(m.group("mon")),
+                        int(m.group("day")),
+                        int(m.group("h")),
+                        int(m.group("m")),
+                        int(m.group("s")),
+                    )
+                except ValueError:
+                    return
+                delta = local - when.replace(tzinfo=None, microsecond=0)
+                quarter = round(delta.total_seconds() / 900) * 900
+                if abs(quarter) <= 14 * 3600:
+                    time.learn_offset(timedelta(seconds=quarter), "journald realtime vs klog local stamps")
+    elif "ts" in obj and isinstance(obj["ts"], (int, float)):
+        secs = obj["ts"] / 1000.0 if obj["ts"] > 1e11 else float(obj["ts"])
+        time.learn(datetime.fromtimestamp(secs, UTC), zone=False)
+    elif isinstance(obj.get("time"), str):
+        ts = parse_iso(obj["time"])
+        if ts is not None and ts.tzinfo is not None:
+            time.learn(ts)
+
+
+class Dispatcher:
+    """Routes lines to the kubelet / containerd / dockerd / kernel handlers."""
+
+    def __init__(self, ctx: ParseContext, path: str, mtime: float | None, default_process: str | None) -> None:
+        self.ctx = ctx
+        self.path = path
+        self.default = default_process
+        self.resolver = StampResolver(ctx.time, mtime)
+        self.kubelet = kubelet_log.KubeletHandler(ctx, path, self.resolver)
+        self.containerd = ContainerdHandler(ctx, path, "containerd")
+        self.dockerd = ContainerdHandler(ctx, path, "dockerd")
+        self.null_messages = 0
+        self.null_containerd = 0
+        self.byte_messages = 0
+        self.other_units = 0
+        self.unparsed = 0
+        self.records = 0
+        self.scanner: LineScanner | None = None
+
+    # -- entry point per candidate line
+    def on_line(self, lineno: int, raw: bytes, tag: int) -> None:
+        if tag == kubelet_log.TAG_RELIST and self.kubelet.multi is None and self.kubelet.tick_fast(lineno, raw):
+            return
+        if tag == kubelet_log.TAG_SEVERITY and self.kubelet.kept_records >= kubelet_log.MAX_RECORDS_PER_SOURCE:
+            # enough kubelet warnings kept: stop looking for them (events have their own needles)
+            if self.scanner is not None:
+                self.scanner.drop_tag(kubelet_log.TAG_SEVERITY)
+            return
+        text = raw.decode("utf-8", "replace")
+        if text.startswith("{"):
+            self._json_line(lineno, text)
+            return
+        frame = parse_journal_frame(text)
+        if frame is not None:
+            if frame.ts is not None:
+                self.ctx.time.learn(frame.ts, zone=frame.ts.tzinfo is not None)
+            proc = process_of_ident(frame.ident)
+            if proc is None:
+                self.other_units += 1
+                return
+            self.route(proc, lineno, text[: frame.end], text[frame.end :], frame.pid)
+            return
+        proc = self.default or self._by_content(text)
+        if proc is None:
+            self.unparsed += 1
+            return
+        self.route(proc, lineno, "", text, None)
+
+    @staticmethod
+    def _by_content(text: str) -> str | None:
+        if KLOG_RE.match(text) or text.startswith(("\t", "        ", " >")):
+            return "kubelet"
+        if text.startswith(('time="', "level=")):
+            return "containerd"
+        if "INFO: task " in text or text.startswith("["):
+            return "kernel"
+        return None
+
+    def route(self, proc: str, lineno: int, prefix: str, msg: str, pid: int | None) -> None:
+        if proc == "kubelet":
+            k = self.kubelet
+            if k.multi is not None:
+                if msg.startswith(("\t", "        ")) or msg.strip() == ">":
+                    k.continuation(msg)
+                    return
+                k.flush_multi()
+            elif msg.startswith(("\t", "        ")) or msg.strip() == ">":
+                return  # continuation of a multi-line value nobody asked for
+            k.handle_message(lineno, prefix, msg)
+        elif proc == "containerd":
+            self.containerd.feed(lineno, prefix, msg, pid)
+        elif proc == "dockerd":
+            self.dockerd.feed(lineno, prefix, msg, pid)
+        elif proc == "kernel":
+            self._kernel(lineno, prefix + msg, msg)
+
+    def _kernel(self, lineno: int, text: str, msg: str) -> None:
+        m = _HUNG.search(msg)
+        if m is None:
+            return
+        self.records += 1
+        self.ctx.evidence.events.append(
+            Event(
+                None,
+                EventKind.HUNG_TASK,
+                "kernel",
+                Ref(self.path, lineno, quote(text)),
+                {"comm": m.group(1), "pid": int(m.group(2)), "seconds": int(m.group(3))},
+            )
+        )
+
+    def _json_line(self, lineno: int, text: str) -> None:
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            self.unparsed += 1
+            return
+        if not isinstance(obj, dict):
+            self.unparsed += 1
+            return
+        if "MESSAGE" not in obj and "__REALTIME_TIMESTAMP" not in obj:
+            # not a journal entry: kubelet JSON logging or logrus JSON, routed by content
+            proc = self.default
+            if proc is None:
+                proc = "kubelet" if "caller" in obj or "ts" in obj else "containerd"
+            self.route(proc, lineno, "", text, None)
+            return
+        ident = str(obj.get("SYSLOG_IDENTIFIER") or obj.get("_COMM") or obj.get("_SYSTEMD_UNIT") or "")
+        proc = process_of_ident(ident) if ident else None
+        if proc is None:
+            unit = obj.get("_SYSTEMD_UNIT")
+            proc = process_of_ident(str(unit)) if unit else None
+        msg = obj.get("MESSAGE")
+        pid_raw = obj.get("_PID") or obj.get("SYSLOG_PID")
+        pid = int(pid_raw) if isinstance(pid_raw, str) and pid_raw.isdigit() else None
+        if msg is None:
+            self.null_messages += 1
+            if proc == "containerd":
+                self.null_containerd += 1
+            return
+        if isinstance(msg, list):
+            if msg and all(isinstance(b, int) for b in msg):
+                self.byte_messages += 1
+                msg = bytes(b & 0xFF for b in msg).decode("utf-8", "replace")
+            else:
+                msg = "\n".join(str(x) for x in msg)  # repeated field: all values
+        msg = str(msg).rstrip("\n")
+        rt = obj.get("__REALTIME_TIMESTAMP")
+        if isinstance(rt, str) and rt.isdigit():
+            self.ctx.time.learn(datetime.fromtimestamp(int(rt) / 1e6, UTC), zone=False)
+        if proc is None:
+            self.other_units += 1
+            return
+        prefix = f"{ident}[{pid}]: " if pid is not None else f"{ident}: "
+        relist = proc == "kubelet" and "GenericPLEG: Relisting" in msg and self.kubelet.multi is None
+        if relist and self.kubelet.tick_fast(lineno, (prefix + msg).encode()):
+            return
+        self.route(proc, lineno, prefix, msg, pid)
+
+    def finish(self, stats: ScanStats) -> None:
+        self.kubelet.finish()
+        self.containerd.finish()
+        self.dockerd.finish()
+        report = self.ctx.report
+        report.records = stats.lines
+        report.unparsed += self.unparsed + self.kubelet.unparsed + self.containerd.unparsed + self.dockerd.unparsed
+        if self.null_messages:
+            extra = f" ({self.null_containerd} from containerd: likely goroutine dumps)" if self.null_containerd else ""
+            report.warn(
+                f"{self.null_messages} journal entries have MESSAGE null (over 4096 bytes, exported without "
+                f"--all){extra}; re-export with `journalctl -o json --all`"
+            )
+        if self.byte_messages:
+            report.warn(
+                f"{self.byte_messages} journal entries had MESSAGE as a byte array (decoded, invalid UTF-8 replaced)"
+            )
+
+
+def _head_sample_check(head: bytes, dispatcher: Dispatcher) -> int:
+    """How many of the first lines are not log lines of a known shape (for the report)."""
+    bad = 0
+    lines = head.split(b"\n")
+    if len(head) >= 64 * 1024:
+        lines = lines[:-1]
+    for raw in lines[:1000]:
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        if not text.strip():
+            continue
+        if text.startswith("{"):
+            continue
+        frame = parse_journal_frame(text)
+        msg = text[frame.end :] if frame is not None else text
+        if frame is not None:
+            continue
+        if KLOG_RE.match(msg) or msg.startswith(
+            ('time="', "level=", "\t", "        ", " >", "Log file ", "Running on", "Binary:", "Log line format")
+        ):
+            continue
+        if dispatcher.default is None and ("INFO: task" in msg or msg.startswith("[")):
+            continue
+        bad += 1
+    return bad
+
+
+def run_log_parser(source: Source, ctx: ParseContext, default_process: str | None, what: str) -> None:
+    """Scan `source` and fill `ctx.evidence` (shared by the four log kinds)."""
+    head = source.head()
+    prime_time(head, ctx)
+    dispatcher = Dispatcher(ctx, source.display, source.mtime, default_process)
+    head_bad = _head_sample_check(head, dispatcher)
+    needles = None if default_process in ("containerd", "dockerd") else NEEDLES
+    scanner = LineScanner(needles)
+    dispatcher.scanner = scanner
+    stats = ScanStats()
+    stream = open_binary(source)
+    try:
+        scanner.scan(stream, dispatcher.on_line, stats)
+    finally:
+        if stream is not getattr(source, "_stream", None):
+            stream.close()
+    dispatcher.finish(stats)
+    if needles is not None:
+        ctx.report.unparsed += head_bad
+    if head_bad and stats.lines and head_bad >= min(stats.lines, 1000) // 2:
+        ctx.report.warn(f"most of the first lines are not {what} lines ({head_bad} not understood)")
+    if source.error:
+        ctx.report.warn(source.error)
+    finish_report(ctx, stats, what)
+    for note in ctx.time.notes:
+        if note not in ctx.evidence.notes:
+            ctx.evidence.notes.append(note)
+    _dump_summary(dispatcher, ctx)
+
+
+def _dump_summary(dispatcher: Dispatcher, ctx: ParseContext) -> None:
+    n = len(dispatcher.containerd.dumps) + len(dispatcher.dockerd.dumps)
+    if n:
+        ctx.report.inferred.append(f"{n} goroutine dump(s) embedded in the log extracted")
+
+
+def dumps_of(dispatcher: Any) -> list[Any]:  # pragma: no cover - convenience for callers
+    return list(dispatcher.containerd.dumps) + list(dispatcher.dockerd.dumps)
+
+
+__all__ = ["KIND", "Dispatcher", "parse", "parse_iso", "run_log_parser", "sniff", "to_utc"]

@@ -1,0 +1,445 @@
+"""kubelet logs: PLEG relist ticks and the kubelet lines that explain a PLEG stall.
+
+Accepted variants (each has a fixture under tests/fixtures/logs/):
+- klog text, all severities (I/W/E/F), structured `"msg" key=value` (InfoS/ErrorS) and
+  legacy printf forms; multi-line string values written `key=<`, TAB-indented lines, ` >`
+  (klog >= 2.40; also with journald framing, where tabs may have been expanded to spaces);
+- kubelet JSON logging (`--logging-format=json`: `{"ts":<ms>,"caller":...,"msg":...}`);
+- `kubelet.INFO`-style klog files with the `Log file created at: YYYY/MM/DD ...` header
+  (which also gives the year);
+- any of the above inside journald framing (`journalctl -o short|short-precise|short-iso|
+  short-iso-precise|cat`, syslog files, and bare `kubelet_init[1680]: ...` excerpts); any
+  identifier containing "kubelet" is accepted, with any spacing.
+
+What is extracted: every `GenericPLEG: Relisting` tick (RelistSeries), events
+(EventKind PLEG_UNHEALTHY with the last-seen duration, SKIPPING_POD_SYNC, RELIST_ERROR,
+CRI_CALL_FAILED with method and gRPC code, NODE_NOT_READY/NODE_READY, EVENTED_PLEG_FALLBACK,
+CONTAINER_FINISHED, KUBELET_DU_KILLED for slow or killed `du`/`find` fs-stats runs) and
+warning+ lines as LogRecords (at most MAX_RECORDS_PER_SOURCE per input).
+
+Speed: only lines that contain one of NEEDLES are decoded and parsed (see
+plegdoctor.parsers._logcommon.LineScanner); a relist tick costs one anchored regex match
+on bytes and a cached year/zone lookup. `records` counts the lines read; `unparsed` counts
+candidate lines that were not kubelet lines, plus lines of the first 64 KiB that were not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from plegdoctor.model import Event, EventKind, LogRecord, Ref, quote
+from plegdoctor.parsers._logcommon import (
+    _KLOG_TS_B,
+    GO_QUOTED,
+    KLOG_RE,
+    KLOG_SEVERITY,
+    WARNING_PLUS,
+    Needle,
+    StampResolver,
+    go_unquote,
+    parse_go_duration,
+    parse_journal_frame,
+    process_of_ident,
+)
+
+if TYPE_CHECKING:
+    from plegdoctor.evidence import ParseContext
+    from plegdoctor.inputs import Source
+
+KIND = "kubelet-log"
+
+MAX_RECORDS_PER_SOURCE = 5000
+KEEP_TEXT_INTERVAL = 1.5  # keep the text of ticks that border an interval at least this long
+
+TAG_RELIST = 0
+TAG_EVENT = 1
+TAG_SEVERITY = 2
+TAG_MULTI = 3
+TAG_CONT = 4
+
+NEEDLES: list[Needle] = [
+    Needle(b"GenericPLEG: Relisting", TAG_RELIST),
+    Needle(b"PLEG is not healthy", TAG_EVENT),
+    Needle(b"pleg has yet to be successful", TAG_EVENT),
+    Needle(b"GenericPLEG: Unable to retrieve pods", TAG_EVENT),
+    Needle(b"Fall back to Generic PLEG", TAG_EVENT),
+    Needle(b"(PLEG): container finished", TAG_EVENT),
+    Needle(b"kipping pod synchronization", TAG_EVENT),
+    Needle(b"service failed", TAG_EVENT),  # "<RPC> from runtime|image service failed"
+    Needle(b"Node became", TAG_EVENT),
+    Needle(b"event message for node", TAG_EVENT),
+    Needle(b"following dirs took", TAG_EVENT),  # cadvisor fsHandler: du/find too slow
+    Needle(b"du command failed", TAG_EVENT),
+    Needle(b"killing cmd", TAG_EVENT),
+    Needle(rb"(?:^|\]: )[EWF]\d{4} \d\d:", TAG_SEVERITY, regex=True),
+    Needle(rb'"level":"(?:error|warn)', TAG_SEVERITY, regex=True),
+    Needle(rb"=<\r?$", TAG_MULTI, regex=True),
+    Needle(rb"(?:^|\]: )(?:\t| {8}| >\r?$)", TAG_CONT, regex=True),
+]
+
+_LAST_SEEN = re.compile(r"pleg was last seen active (\S+?) ago")
+_CRI_FAILED = re.compile(r"(\w+)\b.*? from (runtime|image) service failed")
+_GRPC_CODE = re.compile(r"code = (\w+)")
+_KV = re.compile(r"([A-Za-z_][\w.\-]*)=(" + GO_QUOTED + r"|\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}|[^ ]*)")
+_FIRST_QUOTED = re.compile(GO_QUOTED)
+_DU_TOOK = re.compile(r"(?:du and find|`du`|disk usage and inodes count) on following dirs took (\S+?): (\[[^\]]*\])")
+_NODE_EVENT = re.compile(r"(NodeNotReady|NodeReady)")
+
+
+def sniff(lines: list[str]) -> float:
+    """kubelet klog lines (framed by journald with a kubelet identifier, or bare), or
+    kubelet JSON logging."""
+    seen = klog = 0
+    for line in lines[:400]:
+        if not line.strip():
+            continue
+        seen += 1
+        text = line
+        frame = parse_journal_frame(line)
+        if frame is not None:
+            if process_of_ident(frame.ident) != "kubelet":
+                continue
+            text = line[frame.end :]
+        is_json = text.startswith("{") and '"caller"' in text and '"ts"' in text
+        if KLOG_RE.match(text) or text.startswith("Log file created at:") or is_json:
+            klog += 1
+    if not seen:
+        return 0.0
+    share = klog / seen
+    return 0.8 * share if share >= 0.2 else 0.0
+
+
+def parse(source: Source, ctx: ParseContext) -> None:
+    from plegdoctor.parsers.journald import run_log_parser
+
+    run_log_parser(source, ctx, default_process="kubelet", what="kubelet log")
+
+
+def _fields(rest: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for m in _KV.finditer(rest):
+        v = m.group(2)
+        if v.startswith('"') and len(v) >= 2:
+            v = go_unquote(v[1:-1])
+        out[m.group(1)] = v
+    return out
+
+
+def split_body(body: str) -> tuple[str, dict[str, str], str]:
+    """klog body -> (message, fields, form) where form is structured|legacy."""
+    if body.startswith('"'):
+        m = _FIRST_QUOTED.match(body)
+        if m is not None:
+            return go_unquote(m.group(0)[1:-1]), _fields(body[m.end() :]), "structured"
+    return body, {}, "legacy"
+
+
+class KubeletHandler:
+    """Turns kubelet lines (without journald framing) into evidence."""
+
+    def __init__(self, ctx: ParseContext, path: str, resolver: StampResolver) -> None:
+        self.ctx = ctx
+        self.path = path
+        self.resolver = resolver
+        self.evidence = ctx.evidence
+        self.series = ctx.evidence.relists
+        self.src_id = self.series.source_id(path)
+        self.last_tick_ts = -1.0
+        self.last_tick_index = -1
+        self.last_tick_text: bytes | None = None
+        self.records = 0
+        self.unparsed = 0
+        self.kept_records = 0
+        self.multi: tuple[int, str, str] | None = None  # (line, full text, message start) of a `key=<` opener
+        self.multi_lines: list[str] = []
+
+    # ---- relist ticks (hot path) ----------------------------------------------------
+
+    def tick_fast(self, lineno: int, raw: bytes) -> bool:
+        """A `GenericPLEG: Relisting` line; False if the fast path cannot read it."""
+        i = raw.find(b"]: ")
+        m = _KLOG_TS_B.match(raw, i + 3) if i != -1 else None
+        if m is None:
+            m = _KLOG_TS_B.match(raw)
+            if m is None:
+                return False
+        ts = self.resolver.epoch(
+            int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), int(m.group(6))
+        )
+        if ts is None:
+            return False
+        self._add_tick(ts, lineno, raw)
+        return True
+
+    def _add_tick(self, ts: float, lineno: int, raw: bytes | str) -> None:
+        series = self.series
+        if self.last_tick_ts >= 0 and abs(ts - self.last_tick_ts) >= KEEP_TEXT_INTERVAL:
+            if self.last_tick_index not in series.texts and self.last_tick_text is not None:
+                series.keep_text(self.last_tick_index, _text(self.last_tick_text))
+            series.append(ts, self.src_id, lineno, _text(raw))
+        else:
+            series.append(ts, self.src_id, lineno)
+        self.last_tick_ts = ts
+        self.last_tick_index = len(series) - 1
+        self.last_tick_text = raw if isinstance(raw, bytes) else raw.encode()
+
+    def finish(self) -> None:
+        """Keep the text of the last tick (it borders the open interval to the end of log)."""
+        if self.last_tick_index >= 0 and self.last_tick_text is not None:
+            self.series.keep_text(self.last_tick_index, _text(self.last_tick_text))
+        self.flush_multi()
+
+    # ---- multi-line values ---------------------------------------------------------
+
+    def continuation(self, msg: str) -> bool:
+        """Feed a continuation line (message part); True if it belonged to an open value."""
+        if self.multi is None:
+            return False
+        stripped = msg.rstrip("\r")
+        if stripped.strip() == ">":
+            self.flush_multi()
+            return True
+        if stripped.startswith("\t"):
+            stripped = stripped[1:]
+        elif stripped.startswith("        "):
+            stripped = stripped[8:]
+        self.multi_lines.append(stripped)
+        if len(self.multi_lines) > 10_000:
+            self.flush_multi()
+        return True
+
+    def flush_multi(self) -> None:
+        if self.multi is None:
+            return
+        lineno, text, msg_start = self.multi
+        self.multi = None
+        value = "\n".join(self.multi_lines)
+        self.multi_lines = []
+        quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        self.handle_message(lineno, text[:msg_start], text[msg_start:-1] + quoted, full_text=text)
+
+    # ---- everything else -----------------------------------------------------------
+
+    def handle_message(
+        self, lineno: int, prefix: str, msg: str, frame_ts: datetime | None = None, full_text: str | None = None
+    ) -> None:
+        """One kubelet message (klog text or JSON), journald prefix already split off."""
+        text = full_text if full_text is not None else prefix + msg
+        if msg.startswith("{"):
+            self._handle_json(lineno, text, msg)
+            return
+        m = KLOG_RE.match(msg)
+        if m is None:
+            if msg.startswith("Log file created at:") or msg.startswith("Running on machine:"):
+                self._klog_file_header(msg)
+                return
+            self.unparsed += 1
+            return
+        self.records += 1
+        ts = self.resolver.dt(
+            int(m.group("mon")),
+            int(m.group("day")),
+            int(m.group("h")),
+            int(m.group("m")),
+            int(m.group("s")),
+            int(m.group("us")),
+        )
+        body = msg[m.end() :]
+        if body.endswith("=<") and self.multi is None and full_text is None:
+            self.multi = (lineno, text, len(prefix))
+            self.multi_lines = []
+            return
+        severity = KLOG_SEVERITY[m.group("sev")]
+        message, fields, form = split_body(body)
+        self._classify(lineno, text, ts, severity, int(m.group("pid")), message, fields, form, body)
+
+    def _klog_file_header(self, msg: str) -> None:
+        if msg.startswith("Log file created at:"):
+            stamp = msg[len("Log file created at:") :].strip()
+            try:
+                created = datetime.strptime(stamp, "%Y/%m/%d %H:%M:%S")
+            except ValueError:
+                return
+            if self.resolver.time.year is None and self.resolver.time.reference_year is None:
+                self.resolver.time.reference_year = created.year
+                self.resolver.time.note(f"year {created.year} for klog stamps, from the klog file header")
+
+    def _handle_json(self, lineno: int, text: str, msg: str) -> None:
+        try:
+            obj = json.loads(msg)
+        except ValueError:
+            self.unparsed += 1
+            return
+        if not isinstance(obj, dict) or "msg" not in obj:
+            self.unparsed += 1
+            return
+        self.records += 1
+        ts = None
+        raw_ts = obj.get("ts")
+        if isinstance(raw_ts, (int, float)):
+            # kubelet JSON: float milliseconds since the epoch (older: seconds)
+            secs = raw_ts / 1000.0 if raw_ts > 1e11 else float(raw_ts)
+            ts = datetime.fromtimestamp(secs, UTC)
+            self.ctx.time.learn(ts)
+        message = str(obj.get("msg", ""))
+        fields = {k: v if isinstance(v, str) else json.dumps(v) for k, v in obj.items() if k not in ("msg", "ts")}
+        severity = "error" if "err" in obj or obj.get("level") == "error" else "info"
+        pid = obj.get("pid") if isinstance(obj.get("pid"), int) else None
+        if message == "GenericPLEG: Relisting" and ts is not None:
+            self._add_tick(ts.timestamp(), lineno, text)
+            return
+        self._classify(lineno, text, ts, severity, pid, message, fields, "json", msg)
+
+    def _event(self, kind: EventKind, ts: datetime | None, lineno: int, text: str, **attrs: Any) -> None:
+        self.evidence.events.append(Event(ts, kind, "kubelet", Ref(self.path, lineno, quote(text)), attrs))
+
+    def _classify(
+        self,
+        lineno: int,
+        text: str,
+        ts: datetime | None,
+        severity: str,
+        pid: int | None,
+        message: str,
+        fields: dict[str, str],
+        form: str,
+        body: str,
+    ) -> None:
+        err = fields.get("err", "")
+        if "GenericPLEG: Relisting" in message:
+            if ts is not None:
+                self._add_tick(ts.timestamp(), lineno, text)
+            return
+        if "PLEG" in body or "pleg" in body:
+            self._pleg(lineno, text, ts, message, fields, form, body, err)
+        if "kipping pod synchronization" in message:
+            error = err or message.split("skipping pod synchronization - ", 1)[-1]
+            self._event(EventKind.SKIPPING_POD_SYNC, ts, lineno, text, error=error)
+        if "from runtime service failed" in message or "from image service failed" in message:
+            self._cri_failed(lineno, text, ts, message, err)
+        if message.startswith("Node became not ready"):
+            self._event(
+                EventKind.NODE_NOT_READY,
+                ts,
+                lineno,
+                text,
+                message=fields.get("condition", message),
+                node=fields.get("node"),
+            )
+        elif "event message for node" in message:
+            ev = fields.get("event") or ""
+            if not ev:
+                m = _NODE_EVENT.search(message)
+                ev = m.group(1) if m else ""
+            if ev == "NodeNotReady":
+                self._event(EventKind.NODE_NOT_READY, ts, lineno, text, message=ev, node=fields.get("node"))
+            elif ev == "NodeReady":
+                self._event(EventKind.NODE_READY, ts, lineno, text, node=fields.get("node"))
+        if "following dirs took" in message or "du command failed" in message or "killing cmd" in message:
+            self._du(lineno, text, ts, message)
+        if severity in WARNING_PLUS and self.kept_records < MAX_RECORDS_PER_SOURCE:
+            self.kept_records += 1
+            self.evidence.add_log_record(
+                LogRecord(ts, "kubelet", pid, severity, message, fields, Ref(self.path, lineno, quote(text)))
+            )
+
+    def _pleg(
+        self,
+        lineno: int,
+        text: str,
+        ts: datetime | None,
+        message: str,
+        fields: dict[str, str],
+        form: str,
+        body: str,
+        err: str,
+    ) -> None:
+        if message.startswith("GenericPLEG: Unable to retrieve pods"):
+            error = err or message.partition("GenericPLEG: Unable to retrieve pods")[2].lstrip(": ")
+            m = _GRPC_CODE.search(error)
+            self._event(EventKind.RELIST_ERROR, ts, lineno, text, error=error, code=m.group(1) if m else None)
+            return
+        if "Fall back to Generic PLEG" in message:
+            self._event(EventKind.EVENTED_PLEG_FALLBACK, ts, lineno, text, message=message)
+            return
+        if "container finished" in message and "PLEG" in message:
+            exit_code = fields.get("exitCode")
+            self._event(
+                EventKind.CONTAINER_FINISHED,
+                ts,
+                lineno,
+                text,
+                container_id=fields.get("containerID"),
+                pod_id=fields.get("podID"),
+                exit_code=int(exit_code) if exit_code and exit_code.lstrip("-").isdigit() else exit_code,
+            )
+            return
+        if "PLEG is not healthy" not in body:
+            return
+        m = _LAST_SEEN.search(body)
+        last_seen = parse_go_duration(m.group(1)) if m else None
+        if message.startswith("Node became not ready"):
+            shape = "node-condition"
+        elif form == "json":
+            shape = "json"
+        elif "kipping pod synchronization" in message and form == "legacy":
+            shape = "legacy"
+        elif "kipping pod synchronization" in message:
+            shape = "structured"
+        else:
+            shape = "other"
+        self._event(
+            EventKind.PLEG_UNHEALTHY,
+            ts,
+            lineno,
+            text,
+            last_seen_seconds=last_seen,
+            form=shape,
+            error=err or message,
+            yet_to_be_successful="pleg has yet to be successful" in body,
+        )
+
+    def _cri_failed(self, lineno: int, text: str, ts: datetime | None, message: str, err: str) -> None:
+        m = _CRI_FAILED.search(message)
+        method = m.group(1) if m else None
+        error = err or message.split("service failed", 1)[-1].lstrip(": ")
+        c = _GRPC_CODE.search(error) or _GRPC_CODE.search(message)
+        self._event(
+            EventKind.CRI_CALL_FAILED,
+            ts,
+            lineno,
+            text,
+            method=method,
+            code=c.group(1) if c else None,
+            service=m.group(2) if m else None,
+            error=error,
+        )
+
+    def _du(self, lineno: int, text: str, ts: datetime | None, message: str) -> None:
+        m = _DU_TOOK.search(message)
+        if m is not None:
+            secs = parse_go_duration(m.group(1))
+            self._event(
+                EventKind.KUBELET_DU_KILLED,
+                ts,
+                lineno,
+                text,
+                seconds=secs,
+                killed=False,
+                paths=m.group(2),
+                message=message,
+            )
+            return
+        killed = "killed" in message or "timeout" in message
+        if "killing cmd" in message and "du" not in message and "find" not in message:
+            return
+        self._event(EventKind.KUBELET_DU_KILLED, ts, lineno, text, seconds=None, killed=killed, message=message)
+
+
+def _text(raw: bytes | str) -> str:
+    if isinstance(raw, str):
+        return quote(raw)
+    return quote(raw[:400].decode("utf-8", "replace"))
