@@ -1,0 +1,238 @@
+"""Prometheus metrics of `watch` (prefix pleg_doctor_), served with prometheus_client on 127.0.0.1 by default.
+
+Latency histograms are updated when calls return; everything that describes "now" (the age of
+the call in flight, seconds since the last successful relist, runtime up, PSI, disks, findings)
+is computed at scrape time by a collector, so a hung call shows up in the very next scrape.
+CRI buckets go up to 300 s because kubelet's own stop at 10 s and record nothing while a call hangs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from plegdoctor import __version__
+from plegdoctor.live.probe import CallResult, ProbeStatus, RelistProbe, RelistResult
+from plegdoctor.live.samplers import NodeSnapshot
+
+PREFIX = "pleg_doctor_"
+CRI_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 180, 300)
+MAX_DISKS = 16
+
+# Every metric name watch exports (the dashboard and the alert rules may use only these).
+METRIC_NAMES = (
+    "pleg_doctor_build_info",
+    "pleg_doctor_cri_call_duration_seconds",
+    "pleg_doctor_cri_call_errors_total",
+    "pleg_doctor_relist_duration_seconds",
+    "pleg_doctor_relist_last_success_timestamp_seconds",
+    "pleg_doctor_relist_seconds_since_success",
+    "pleg_doctor_relist_in_flight_seconds",
+    "pleg_doctor_relist_containers",
+    "pleg_doctor_relist_sandboxes",
+    "pleg_doctor_runtime_up",
+    "pleg_doctor_stalled",
+    "pleg_doctor_stalls_total",
+    "pleg_doctor_pressure_avg10_ratio",
+    "pleg_doctor_pressure_stalled_seconds_total",
+    "pleg_doctor_disk_utilization_ratio",
+    "pleg_doctor_disk_write_await_seconds",
+    "pleg_doctor_disk_writes_per_second",
+    "pleg_doctor_disk_in_flight",
+    "pleg_doctor_memory_dirty_bytes",
+    "pleg_doctor_memory_writeback_bytes",
+    "pleg_doctor_kubelet_pleg_last_seen_timestamp_seconds",
+    "pleg_doctor_captures_total",
+    "pleg_doctor_capture_bytes",
+    "pleg_doctor_finding_active",
+    "pleg_doctor_root_cause_confidence",
+)
+
+
+@dataclass
+class WatchState:
+    """What the collector reads at scrape time; written by the watch loop."""
+
+    node: NodeSnapshot | None = None
+    kubelet_pleg_last_seen: float | None = None
+    capture_bytes: int = 0
+    findings: list[tuple[str, str, str]] = field(default_factory=list)  # (code, class, severity)
+    root_causes: list[tuple[str, float]] = field(default_factory=list)  # (class, confidence)
+    stalls: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Collector(Collector):
+    def __init__(self, probe: RelistProbe | None, state: WatchState):
+        self.probe = probe
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(PREFIX + "build_info", "pleg-doctor version", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        if self.probe is not None:
+            yield from self._probe(self.probe.status())
+        with self.state.lock:
+            node = self.state.node
+            last_seen = self.state.kubelet_pleg_last_seen
+            findings = list(self.state.findings)
+            causes = list(self.state.root_causes)
+            capture_bytes = self.state.capture_bytes
+            stalls = self.state.stalls
+        yield CounterMetricFamily(PREFIX + "stalls", "Stall episodes seen by the relist probe", value=stalls)
+        if node is not None:
+            yield from self._node(node)
+        if last_seen is not None:
+            yield GaugeMetricFamily(
+                PREFIX + "kubelet_pleg_last_seen_timestamp_seconds",
+                "kubelet_pleg_last_seen_seconds scraped from the kubelet (epoch seconds)",
+                value=last_seen,
+            )
+        yield GaugeMetricFamily(
+            PREFIX + "capture_bytes", "Bytes used by bundles in the capture dir", value=capture_bytes
+        )
+        fam = GaugeMetricFamily(
+            PREFIX + "finding_active", "Findings of the last analyzed capture", labels=["code", "class", "severity"]
+        )
+        for code, cls, sev in findings:
+            fam.add_metric([code, cls, sev], 1)
+        yield fam
+        rc = GaugeMetricFamily(
+            PREFIX + "root_cause_confidence", "Root causes of the last analyzed capture", labels=["class"]
+        )
+        for cls, conf in causes:
+            rc.add_metric([cls], conf)
+        yield rc
+
+    def _probe(self, st: ProbeStatus) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            PREFIX + "runtime_up", "1 if the runtime answered the last relist in time", value=int(st.runtime_up)
+        )
+        yield GaugeMetricFamily(PREFIX + "stalled", "1 while the relist probe sees a stall", value=int(st.stalled))
+        yield GaugeMetricFamily(
+            PREFIX + "relist_in_flight_seconds",
+            "Age of the CRI call in flight (0 when none): grows while the runtime hangs",
+            value=st.in_flight_seconds,
+        )
+        if st.last_success is not None:
+            yield GaugeMetricFamily(
+                PREFIX + "relist_last_success_timestamp_seconds",
+                "Start time of the last successful relist probe (like kubelet's relistTime)",
+                value=st.last_success,
+            )
+            yield GaugeMetricFamily(
+                PREFIX + "relist_seconds_since_success",
+                "Seconds since the start of the last successful relist probe",
+                value=st.seconds_since_success or 0.0,
+            )
+        if st.last is not None and st.last.ok:
+            yield GaugeMetricFamily(
+                PREFIX + "relist_containers", "Containers in the last relist", value=st.last.containers
+            )
+            yield GaugeMetricFamily(
+                PREFIX + "relist_sandboxes", "Sandboxes in the last relist", value=st.last.sandboxes
+            )
+
+    def _node(self, node: NodeSnapshot) -> Iterator[Metric]:
+        avg = GaugeMetricFamily(
+            PREFIX + "pressure_avg10_ratio", "PSI avg10 as a ratio (0..1)", labels=["resource", "kind"]
+        )
+        total = CounterMetricFamily(
+            PREFIX + "pressure_stalled_seconds", "PSI total stall time", labels=["resource", "kind"]
+        )
+        for res, kinds in sorted(node.psi.items()):
+            for kind, vals in sorted(kinds.items()):
+                if "avg10" in vals:
+                    avg.add_metric([res, kind], vals["avg10"] / 100.0)
+                if "total" in vals:
+                    total.add_metric([res, kind], vals["total"] / 1e6)
+        yield avg
+        yield total
+        util = GaugeMetricFamily(
+            PREFIX + "disk_utilization_ratio", "Disk busy time ratio (iostat %util/100)", labels=["device"]
+        )
+        wawait = GaugeMetricFamily(
+            PREFIX + "disk_write_await_seconds", "Mean write latency over the last period", labels=["device"]
+        )
+        wps = GaugeMetricFamily(PREFIX + "disk_writes_per_second", "Completed writes per second", labels=["device"])
+        infl = GaugeMetricFamily(PREFIX + "disk_in_flight", "I/Os in flight", labels=["device"])
+        for d in sorted(node.disks, key=lambda d: -d.util)[:MAX_DISKS]:
+            util.add_metric([d.device], d.util)
+            wawait.add_metric([d.device], d.write_await_s)
+            wps.add_metric([d.device], d.writes_per_s)
+            infl.add_metric([d.device], d.in_flight)
+        yield from (util, wawait, wps, infl)
+        if "Dirty" in node.meminfo:
+            yield GaugeMetricFamily(PREFIX + "memory_dirty_bytes", "Dirty page cache", value=node.meminfo["Dirty"])
+        if "Writeback" in node.meminfo:
+            yield GaugeMetricFamily(
+                PREFIX + "memory_writeback_bytes", "Page cache under writeback", value=node.meminfo["Writeback"]
+            )
+
+
+class Exporter:
+    """Owns the registry; the probe's callbacks feed the histograms."""
+
+    def __init__(self, state: WatchState | None = None):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.state = state or WatchState()
+        self.call_seconds = Histogram(
+            PREFIX + "cri_call_duration_seconds",
+            "CRI call latency seen by the relist probe",
+            ["method"],
+            buckets=CRI_BUCKETS,
+            registry=self.registry,
+        )
+        self.call_errors = Counter(
+            PREFIX + "cri_call_errors", "Failed CRI calls by error kind", ["method", "kind"], registry=self.registry
+        )
+        self.relist_seconds = Histogram(
+            PREFIX + "relist_duration_seconds",
+            "Duration of a relist probe (ListPodSandbox + ListContainers)",
+            buckets=CRI_BUCKETS,
+            registry=self.registry,
+        )
+        self.captures = Counter(PREFIX + "captures", "Evidence captures by result", ["result"], registry=self.registry)
+        for result in ("ok", "failed", "skipped"):
+            self.captures.labels(result)
+        self._collector: _Collector | None = None
+        self._server: Any = None
+
+    def attach(self, probe: RelistProbe | None) -> None:
+        self._collector = _Collector(probe, self.state)
+        self.registry.register(self._collector)
+
+    def on_call(self, result: CallResult) -> None:
+        self.call_seconds.labels(result.method).observe(result.seconds)
+        if not result.ok:
+            self.call_errors.labels(result.method, result.error_kind).inc()
+
+    def on_relist(self, result: RelistResult) -> None:
+        if result.ok:
+            self.relist_seconds.observe(result.seconds)
+
+    def serve(self, host: str, port: int) -> int:
+        """Start the HTTP server; returns the bound port (0 picks a free one)."""
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return int(server.server_address[1])
+
+    def shutdown(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def render(self) -> str:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry).decode()
