@@ -134,8 +134,15 @@ def relist_intervals(ctx: RuleContext) -> list[float]:
 
 
 def events(ctx: RuleContext, *kinds: EventKind) -> list[Event]:
+    """Events of these kinds; one per source line (a parser may emit several kinds for one line)."""
     wanted = {str(k) for k in kinds}
-    return [e for e in ctx.evidence.events if str(e.kind) in wanted]
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for e in ctx.evidence.events:
+        if str(e.kind) in wanted and (e.ref.path, e.ref.line) not in seen:
+            seen.add((e.ref.path, e.ref.line))
+            out.append(e)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

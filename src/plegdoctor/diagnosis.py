@@ -1,0 +1,653 @@
+"""Ranking: rule findings -> root causes (best first), each with a chain, fixes and references.
+
+How findings combine (documented here because the report's confidence figures come from it):
+
+1. Symptom rules (PD101-PD104) locate the stall; they never make a cause, but their chain step
+   (the relist gap) opens every cause's chain.
+2. Per root-cause class, the strongest finding of each rule code counts once, combined as a
+   noisy-or: score = 1 - prod(1 - weight). Configuration rules (PD5xx) only strengthen a class
+   some other evidence already shows.
+3. The deepest cause wins. A class whose mechanism is explained by a deeper class that is also
+   shown (score >= MIN_DEEPER) is folded into it as a contributing link: e.g. cri-status-lock
+   (ListContainers waits for a status lock) folds into fsync-io-pressure (the holder sits in
+   fsync on a saturated disk); disk-io-pressure folds into fsync-io-pressure or
+   overlay-umount-sync, and strengthens them (saturation is what makes their flush slow).
+4. Confidence is the score, capped at 0.7 when no goroutine chain or kernel stack shows the
+   mechanism (log-only and /proc-only evidence can be coincidental), plus a little for each
+   independent kind of evidence (goroutines, kernel, logs, pressure).
+5. When no class reaches MIN_SCORE the top answer is `unknown`, followed by the weak
+   candidates; `next_steps` names the commands that collect what is missing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import plegdoctor
+from plegdoctor.model import (
+    Chain,
+    ChainLink,
+    Finding,
+    InputReport,
+    RootCause,
+    RootCauseClass,
+    Severity,
+)
+from plegdoctor.rules import fixes
+from plegdoctor.rules.registry import Rule, RuleContext, load_all
+from plegdoctor.rules.signals import stalls, update_holds, worst_stall
+
+C = RootCauseClass
+SCHEMA = "pleg-doctor/diagnosis/v1"
+MIN_SCORE = 0.3  # below this a class is only a candidate, the answer is `unknown`
+MIN_DEEPER = 0.3  # a deeper class must reach this to absorb a shallower one
+MAX_CHAIN = 12
+MAX_FIXES = 6
+MAX_REFS = 8
+
+# class -> deeper classes that explain it (the shallower one becomes a contributing link)
+DEEPER: dict[RootCauseClass, tuple[RootCauseClass, ...]] = {
+    C.CRI_STATUS_LOCK: (
+        C.FSYNC_IO_PRESSURE,
+        C.BBOLT_LOCK_CONTENTION,
+        C.OVERLAY_UMOUNT_SYNC,
+        C.SHIM_HANG,
+        C.RUNC_HANG,
+        C.NETWORK_STORAGE_HANG,
+        C.KERNEL_D_STATE,
+        C.CNI_HANG,
+        C.RUNTIME_LOCK_CONTENTION,
+        C.DISK_IO_PRESSURE,
+    ),
+    C.BBOLT_LOCK_CONTENTION: (C.FSYNC_IO_PRESSURE,),
+    C.RUNTIME_LOCK_CONTENTION: (C.FSYNC_IO_PRESSURE, C.BBOLT_LOCK_CONTENTION),
+    C.SHIM_HANG: (C.OVERLAY_UMOUNT_SYNC, C.RUNC_HANG, C.NETWORK_STORAGE_HANG, C.KERNEL_D_STATE, C.CNI_HANG),
+    C.DISK_IO_PRESSURE: (C.FSYNC_IO_PRESSURE, C.OVERLAY_UMOUNT_SYNC),
+    C.KERNEL_D_STATE: (C.NETWORK_STORAGE_HANG, C.OVERLAY_UMOUNT_SYNC),
+    C.DOCKERD_LOCK: (C.NETWORK_STORAGE_HANG, C.KERNEL_D_STATE, C.OVERLAY_UMOUNT_SYNC),
+    C.TOO_MANY_CONTAINERS: (
+        C.FSYNC_IO_PRESSURE,
+        C.BBOLT_LOCK_CONTENTION,
+        C.OVERLAY_UMOUNT_SYNC,
+        C.CRI_STATUS_LOCK,
+        C.SHIM_HANG,
+        C.DISK_IO_PRESSURE,
+    ),
+    C.KUBELET_INTERNAL: (),
+}
+# pressure findings strengthen these classes when they are shown by other evidence
+BOOSTED_BY_DISK = (C.FSYNC_IO_PRESSURE, C.OVERLAY_UMOUNT_SYNC, C.BBOLT_LOCK_CONTENTION)
+
+SENTENCE: dict[RootCauseClass, str] = {
+    C.OVERLAY_UMOUNT_SYNC: "unmounting a container's overlay rootfs synced the whole backing disk under write load, "
+    "with the shim's mutex held, and the CRI calls of the relist queued behind it",
+    C.FSYNC_IO_PRESSURE: "a containerd commit sat in fsync/fdatasync on a saturated disk while holding a lock the "
+    "relist needs",
+    C.DISK_IO_PRESSURE: "the disk was saturated and the runtime's I/O could not keep up; no more specific blocking "
+    "chain is visible",
+    C.BBOLT_LOCK_CONTENTION: "requests queued on containerd's metadata DB (bbolt) writer lock, whose holder is slow "
+    "or not visible",
+    C.CRI_STATUS_LOCK: "CRI list calls queued on a container status lock held across a slow call",
+    C.RUNTIME_LOCK_CONTENTION: "containerd goroutines queued on an internal lock held by a slow goroutine",
+    C.SHIM_HANG: "containerd waited on a shim call that did not return",
+    C.RUNC_HANG: "a runc invocation did not return",
+    C.DOCKERD_LOCK: "dockerd operations queued on a container lock",
+    C.NETWORK_STORAGE_HANG: "a hung network filesystem blocked container operations",
+    C.KERNEL_D_STATE: "runtime tasks were stuck in D state in the kernel",
+    C.CNI_HANG: "a CNI ADD/DEL call did not return",
+    C.KUBELET_INTERNAL: "the kubelet's relist goroutine was stuck inside the kubelet while the runtime answered",
+    C.TOO_MANY_CONTAINERS: "each relist had to list and inspect too many containers",
+    C.UNKNOWN: "the evidence does not show why",
+}
+
+
+@dataclass
+class Diagnosis:
+    """What every reporter renders. Fields (stable; reporters read `to_json()`):
+
+    - `inputs`: one InputReport per input (kind, records, warnings, inferences)
+    - `pleg`: the PLEG timeline as JSON (relists, first/last, gaps, unhealthy windows, ...)
+    - `root_causes`: model.RootCause list, best first (empty only when nothing is wrong)
+    - `findings`: every model.Finding of every rule, worst first
+    - `next_steps`: commands that would collect the evidence that is missing
+    - `notes`: inferences (year/zone of stamps) and analysis errors, one line each
+    - `timeline`: the PlegTimeline object (or None) for reporters that draw it
+    - `stall_seconds`: the longest relist gap or unhealthy window, when known
+    """
+
+    inputs: list[InputReport]
+    pleg: dict[str, Any]
+    root_causes: list[RootCause]
+    findings: list[Finding]
+    next_steps: list[str]
+    notes: list[str] = field(default_factory=list)
+    timeline: Any = None
+    stall_seconds: float | None = None
+
+    @property
+    def top(self) -> RootCause | None:
+        return self.root_causes[0] if self.root_causes else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "tool": {"name": "pleg-doctor", "version": plegdoctor.__version__},
+            "inputs": [i.to_json() for i in self.inputs],
+            "pleg": self.pleg,
+            "root_causes": [rc.to_json() for rc in self.root_causes],
+            "findings": [f.to_json() for f in self.findings],
+            "next_steps": list(self.next_steps),
+            "notes": list(self.notes),
+        }
+
+
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _ClassScore:
+    cls: RootCauseClass
+    findings: list[Finding] = field(default_factory=list)
+    config: list[Finding] = field(default_factory=list)
+    folded: list[Finding] = field(default_factory=list)  # from shallower classes it explains
+    folded_classes: list[RootCauseClass] = field(default_factory=list)
+    score: float = 0.0
+    explained_by: RootCauseClass | None = None
+
+
+def _noisy_or(weights: Iterable[float]) -> float:
+    p = 1.0
+    for w in weights:
+        p *= 1.0 - max(0.0, min(1.0, w))
+    return 1.0 - p
+
+
+def _per_code_max(findings: Iterable[Finding]) -> list[float]:
+    best: dict[str, float] = {}
+    for f in findings:
+        best[f.code] = max(best.get(f.code, 0.0), f.weight)
+    return list(best.values())
+
+
+def diagnose(ctx: RuleContext, findings: list[Finding]) -> Diagnosis:
+    """Rank findings into root causes and assemble the Diagnosis."""
+    rules = load_all()
+    symptom_findings = [f for f in findings if _rule(rules, f.code).symptom]
+    causal = [f for f in findings if not _rule(rules, f.code).symptom]
+
+    scores: dict[RootCauseClass, _ClassScore] = {}
+    for f in causal:
+        cs = scores.setdefault(f.root_cause, _ClassScore(f.root_cause))
+        (cs.config if f.code.startswith("PD5") else cs.findings).append(f)
+    for cs in scores.values():
+        cs.score = _noisy_or(_per_code_max(cs.findings))
+        if cs.findings and cs.config:
+            cs.score = _noisy_or([cs.score, *_per_code_max(cs.config)])
+
+    disk = scores.get(C.DISK_IO_PRESSURE)
+    if disk is not None and disk.score > 0:
+        for c in BOOSTED_BY_DISK:
+            if c in scores and scores[c].findings:
+                scores[c].score = _noisy_or([scores[c].score, 0.5 * disk.score])
+
+    # fold shallower classes into the deepest class that explains them (deepest first)
+    for cs in sorted(scores.values(), key=lambda s: _depth(s.cls)):
+        deeper = [
+            scores[d] for d in DEEPER.get(cs.cls, ()) if d in scores and scores[d].score >= MIN_DEEPER and d != cs.cls
+        ]
+        if not deeper or not cs.findings:
+            continue
+        target = max(deeper, key=lambda d: d.score)
+        while target.explained_by is not None:
+            target = scores[target.explained_by]
+        cs.explained_by = target.cls
+        target.folded.extend(cs.findings + cs.folded)
+        target.folded_classes.extend([cs.cls, *cs.folded_classes])
+        target.score = _noisy_or([target.score, 0.3 * cs.score])
+        for d in deeper:  # other deeper classes share the contributing chain
+            if d is not target and d.explained_by is None:
+                d.folded.extend(cs.findings)
+
+    ranked = sorted(
+        (cs for cs in scores.values() if cs.explained_by is None and cs.findings),
+        key=lambda s: (-s.score, _depth(s.cls)),
+    )
+
+    stall = worst_stall(ctx)
+    symptom_links = _symptom_links(symptom_findings)
+    root_causes: list[RootCause] = []
+    strong = [cs for cs in ranked if cs.score >= MIN_SCORE]
+    weak = [cs for cs in ranked if cs.score < MIN_SCORE]
+    for cs in strong:
+        root_causes.append(_root_cause(ctx, cs, symptom_links, stall, scores))
+    if not strong and (symptom_findings or weak):
+        root_causes.append(_unknown(ctx, symptom_findings, symptom_links, stall, weak))
+    for cs in weak:
+        root_causes.append(_root_cause(ctx, cs, symptom_links, stall, scores))
+
+    ordered_findings = sorted(findings, key=lambda f: (_SEV_ORDER[str(f.severity)], -f.weight, f.code))
+    notes = list(dict.fromkeys([*ctx.evidence.notes, *ctx.errors]))
+    return Diagnosis(
+        inputs=list(ctx.evidence.inputs),
+        pleg=pleg_json(ctx),
+        root_causes=root_causes,
+        findings=ordered_findings,
+        next_steps=next_steps(ctx, root_causes, stall),
+        notes=notes,
+        timeline=ctx.timeline,
+        stall_seconds=stall.seconds if stall else None,
+    )
+
+
+_SEV_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+def _rule(rules: dict[str, Rule], code: str) -> Rule:
+    r = rules.get(code)
+    if r is None:
+        raise KeyError(f"finding with unregistered code {code}")
+    return r
+
+
+_DEPTH = {
+    C.KUBELET_INTERNAL: 0,
+    C.TOO_MANY_CONTAINERS: 0,
+    C.CRI_STATUS_LOCK: 1,
+    C.DOCKERD_LOCK: 1,
+    C.RUNTIME_LOCK_CONTENTION: 2,
+    C.BBOLT_LOCK_CONTENTION: 2,
+    C.SHIM_HANG: 2,
+    C.DISK_IO_PRESSURE: 3,
+    C.KERNEL_D_STATE: 3,
+    C.RUNC_HANG: 3,
+    C.CNI_HANG: 3,
+    C.OVERLAY_UMOUNT_SYNC: 4,
+    C.FSYNC_IO_PRESSURE: 4,
+    C.NETWORK_STORAGE_HANG: 4,
+    C.UNKNOWN: 9,
+}
+
+
+def _depth(c: RootCauseClass) -> int:
+    return _DEPTH.get(c, 5)
+
+
+# ---------------------------------------------------------------------------------------
+# Chains
+
+
+def _link_rank(link: ChainLink) -> int:
+    t = link.tags
+    if t & {"symptom", "kubelet-relist", "kubelet-pleg"} and link.process == "kubelet":
+        return 0
+    if any(x.startswith("cri:") for x in t) or t & {"status-lock", "update-container-resources"}:
+        return 1
+    if t & {"task-exit", "bbolt-writer", "metadata-wlock", "dockerd-container-lock", "dockerd"} or any(
+        x.startswith(("ttrpc:", "shim:")) for x in t
+    ):
+        return 2
+    if t & {"content-commit", "runc", "cni", "umount", "syncfs", "shim-init-mutex"}:
+        return 3
+    if t & {"fsync", "fdatasync", "nfs", "network-fs"}:
+        return 4
+    if link.kind in ("kernel",) or t & {"netdev", "cgroup", "io-wait"}:
+        return 5
+    if link.kind in ("pressure", "disk", "memory", "metrics"):
+        return 6
+    return 3
+
+
+def _segments(findings: Iterable[Finding]) -> list[tuple[int, int, tuple[ChainLink, ...], bool]]:
+    """(rank, order, links, is_goroutine_chain) per finding chain."""
+    out = []
+    for i, f in enumerate(findings):
+        if f.chain is None or not f.chain.links:
+            continue
+        links = f.chain.links
+        is_goroutine = any(lk.goroutine is not None for lk in links)
+        out.append((_link_rank(links[0]), i, links, is_goroutine))
+    return out
+
+
+def _assemble_chain(symptom_links: list[ChainLink], own: list[Finding], folded: list[Finding]) -> tuple[ChainLink, ...]:
+    """Symptom first, then goroutine chains and other steps from shallow to deep."""
+    segs = _segments(own) + [(r, o + 1000, links, g) for r, o, links, g in _segments(folded)]
+    # the longest goroutine chain of each starting rank first, then the rest
+    segs.sort(key=lambda s: (s[0], not s[3], -len(s[2]), s[1]))
+    out: list[ChainLink] = list(symptom_links[:1])
+    seen: set[tuple[str, int | None, int | None, str]] = {_key(lk) for lk in out}
+    covered_tags: set[str] = set()
+    for _rank, _order, links, is_goroutine in segs:
+        if not is_goroutine and links and all(lk.tags and lk.tags <= covered_tags for lk in links):
+            continue  # a log step that a goroutine chain already shows
+        for lk in links:
+            if lk.goroutine is not None and any(
+                (x.process, x.pid, x.goroutine) == (lk.process, lk.pid, lk.goroutine) for x in out
+            ):
+                continue
+            k = _key(lk)
+            if k in seen:
+                continue
+            seen.add(k)
+            out.append(lk)
+            covered_tags |= set(lk.tags)
+    if len(out) > MAX_CHAIN:
+        out = [*out[: MAX_CHAIN - 1], out[-1]]
+    return tuple(out)
+
+
+def _key(lk: ChainLink) -> tuple[str, int | None, int | None, str]:
+    return (lk.process, lk.pid, lk.goroutine, lk.detail if lk.goroutine is None else "")
+
+
+def _symptom_links(symptoms: list[Finding]) -> list[ChainLink]:
+    out: list[ChainLink] = []
+    for code in ("PD101", "PD102"):
+        for f in symptoms:
+            if f.code == code and f.chain is not None:
+                out.extend(f.chain.links)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Root causes
+
+
+def _root_cause(
+    ctx: RuleContext,
+    cs: _ClassScore,
+    symptom_links: list[ChainLink],
+    stall: Any,
+    scores: dict[RootCauseClass, _ClassScore],
+) -> RootCause:
+    own = sorted(cs.findings, key=lambda f: -f.weight)
+    folded = sorted(cs.folded, key=lambda f: -f.weight)
+    chain = _assemble_chain(symptom_links, own, folded)
+    confidence = _confidence(cs, own + folded)
+    summary = _summary(cs.cls, stall, own, cs.folded_classes)
+    return RootCause(
+        cls=cs.cls,
+        confidence=confidence,
+        summary=summary,
+        chain=chain,
+        fixes=tuple(_fixes(ctx, cs, own + folded, scores)),
+        references=tuple(_references(own + folded + cs.config)),
+        findings=tuple(dict.fromkeys(f.code for f in own + folded + cs.config)),
+    )
+
+
+def _evidence_kinds(findings: Iterable[Finding]) -> set[str]:
+    kinds: set[str] = set()
+    for f in findings:
+        if f.chain is not None and any(lk.goroutine is not None for lk in f.chain.links):
+            kinds.add("goroutines")
+        elif f.code.startswith("PD6") or (f.chain is not None and any(lk.kind == "kernel" for lk in f.chain.links)):
+            kinds.add("kernel")
+        elif f.code in ("PD301", "PD302", "PD303"):
+            kinds.add("pressure")
+        else:
+            kinds.add("logs")
+    return kinds
+
+
+def _confidence(cs: _ClassScore, findings: list[Finding]) -> float:
+    kinds = _evidence_kinds(findings)
+    conf = cs.score + 0.04 * max(0, len(kinds) - 1)
+    if not kinds & {"goroutines", "kernel"}:
+        conf = min(conf, 0.7)
+    return round(max(0.05, min(conf, 0.97)), 2)
+
+
+def _summary(cls: RootCauseClass, stall: Any, own: list[Finding], folded: list[RootCauseClass]) -> str:
+    head = ""
+    if stall is not None:
+        from plegdoctor.rules.signals import fmt_seconds
+
+        head = f"Relisting stopped for {fmt_seconds(stall.seconds)}: "
+    sentence = SENTENCE.get(cls, str(cls))
+    lead = own[0].title if own else ""
+    via = ""
+    contributing = [c for c in dict.fromkeys(folded) if c != cls]
+    if contributing:
+        via = " (contributing: " + ", ".join(str(c) for c in contributing) + ")"
+    text = f"{head}{sentence}{via}."
+    if lead:
+        text += f" Strongest evidence: {lead}."
+    return text[0].upper() + text[1:]
+
+
+def _fixes(
+    ctx: RuleContext, cs: _ClassScore, findings: list[Finding], scores: dict[RootCauseClass, _ClassScore]
+) -> list[str]:
+    v = ctx.versions
+    tags: set[str] = set()
+    for f in findings:
+        if f.chain is not None:
+            tags |= f.chain.tags
+    umount_seen = C.OVERLAY_UMOUNT_SYNC in scores and bool(scores[C.OVERLAY_UMOUNT_SYNC].findings)
+    out: list[str] = []
+    c = cs.cls
+    if c == C.OVERLAY_UMOUNT_SYNC:
+        out += [fixes.volatile_fix(v), fixes.dirty_limits_fix(), fixes.pull_parallelism_fix()]
+    elif c == C.FSYNC_IO_PRESSURE:
+        out += [fixes.dirty_limits_fix(), fixes.separate_disk_fix()]
+        if "content-commit" in tags:
+            out.append(fixes.content_presync_fix(v))
+        if "bbolt-writer" in tags or "fdatasync" in tags:
+            out.append(fixes.bbolt_no_sync_fix(v))
+        if umount_seen or "umount" in tags:
+            out.append(fixes.volatile_fix(v))
+        out.append(fixes.pull_parallelism_fix())
+        if "status-lock" in tags:
+            out.append(fixes.status_lock_fix())
+    elif c == C.DISK_IO_PRESSURE:
+        out += [fixes.separate_disk_fix(), fixes.dirty_limits_fix(), fixes.pull_parallelism_fix()]
+    elif c == C.BBOLT_LOCK_CONTENTION:
+        out += [f.fix for f in findings if f.code == "PD205"][:1]
+        out += [fixes.content_presync_fix(v), fixes.bbolt_no_sync_fix(v), fixes.dirty_limits_fix()]
+    elif c == C.CRI_STATUS_LOCK:
+        out.append(fixes.status_lock_fix())
+    for f in sorted(findings, key=lambda f: -f.weight):
+        out.append(f.fix)
+    for f in cs.config:
+        out.append(f.fix)
+    return list(dict.fromkeys(x for x in out if x))[:MAX_FIXES]
+
+
+def _references(findings: Iterable[Finding]) -> list[str]:
+    refs: list[str] = []
+    for f in findings:
+        refs.extend(f.references)
+    return list(dict.fromkeys(refs))[:MAX_REFS]
+
+
+def _unknown(
+    ctx: RuleContext,
+    symptoms: list[Finding],
+    symptom_links: list[ChainLink],
+    stall: Any,
+    weak: list[_ClassScore],
+) -> RootCause:
+    from plegdoctor.rules.signals import fmt_seconds
+
+    head = f"Relisting stopped for {fmt_seconds(stall.seconds)}, but " if stall else ""
+    guess = ""
+    if weak:
+        guess = f" Weak candidates: {', '.join(f'{w.cls} ({w.score:.0%})' for w in weak[:3])}."
+    summary = f"{head}the evidence does not show why.{guess} See next steps for what to collect."
+    refs = _references(symptoms)
+    return RootCause(
+        cls=C.UNKNOWN,
+        confidence=0.3 if not weak else round(max(0.2, 0.5 - weak[0].score), 2),
+        summary=summary[0].upper() + summary[1:],
+        chain=tuple(symptom_links[:2]),
+        fixes=("Collect evidence while the relist is stalled (see next steps) and run pleg-doctor analyze again.",),
+        references=tuple(refs),
+        findings=tuple(dict.fromkeys(f.code for f in symptoms)),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Next steps
+
+
+def next_steps(ctx: RuleContext, root_causes: list[RootCause], stall: Any) -> list[str]:
+    """Commands that collect the evidence that is missing, most useful first."""
+    ev = ctx.evidence
+    procs = ctx.dump_processes()
+    top = root_causes[0] if root_causes else None
+    top_conf = top.confidence if top else 0.0
+    classes = {rc.cls for rc in root_causes}
+    kinds = {i.kind for i in ev.inputs}
+    out: list[str] = []
+    since = ""
+    if stall is not None and getattr(stall, "start", None) is not None:
+        start: datetime = stall.start - timedelta(minutes=10)
+        since = start.strftime("%Y-%m-%d %H:%M:%S")
+    if "containerd" not in procs:
+        out.append(
+            "Dump containerd's goroutines while the relist is stalled: kill -USR1 $(pidof containerd), then read "
+            "/tmp/containerd.<pid>.stacks.log (also logged by containerd as one line: journalctl -u containerd "
+            "--all | grep -F 'goroutine stack dump')."
+        )
+    if (classes & {C.SHIM_HANG, C.OVERLAY_UMOUNT_SYNC, C.RUNC_HANG, C.UNKNOWN}) and "containerd-shim" not in procs:
+        out.append(
+            "Dump the shim of the stuck container: "
+            "kill -USR1 $(pgrep -f 'containerd-shim-runc-v2.*-id <container id>'); the shim logs its goroutines through containerd's journal (journalctl -u containerd --all), then "
+            "cat /proc/<shim pid>/stack."
+        )
+    if not ev.pressure:
+        out.append(
+            "Read I/O pressure during the stall: cat /proc/pressure/io (PSI needs kernel >= 4.20; psi=1 on some distros)."
+        )
+    if not ev.diskstats and not ev.disk_samples:
+        out.append("Measure the disks: cat /proc/diskstats; sleep 5; cat /proc/diskstats (or iostat -x 5 3).")
+    if not ev.meminfo:
+        out.append("Check the writeback backlog: grep -E '^(Dirty|Writeback):' /proc/meminfo.")
+    if not ev.hung_tasks and not any(k in kinds for k in ("dmesg", "kernel-log")):
+        out.append("Look for hung tasks: dmesg -T | grep -A 30 'blocked for more than' (or journalctl -k).")
+    if not len(ev.relists) and not any(e for e in ev.events if e.process == "kubelet"):
+        window = f"--since '{since}' " if since else "--since '-2h' "
+        out.append(
+            f"Get the kubelet and containerd logs: journalctl -u kubelet -u containerd {window}-o short-precise --all "
+            "(the kubelet logs each relist at -v=5)."
+        )
+    elif since and not any(e.process == "containerd" for e in ev.events) and "containerd-log" not in kinds:
+        out.append(
+            f"Get containerd's log for the stall: journalctl -u containerd --since '{since}' -o short-precise --all."
+        )
+    v = ctx.versions
+    if not (v.containerd and v.kernel):
+        out.append("Record versions: containerd --version; uname -r; kubelet --version; runc --version.")
+    if not ev.runtime_configs and classes & {C.OVERLAY_UMOUNT_SYNC, C.FSYNC_IO_PRESSURE, C.UNKNOWN}:
+        out.append("Show the effective containerd config: containerd config dump.")
+    if not ev.mounts and C.OVERLAY_UMOUNT_SYNC in classes:
+        out.append("Check whether overlay mounts are volatile: grep overlay /proc/mounts.")
+    if C.KUBELET_INTERNAL in classes or (top is not None and top.cls == C.UNKNOWN and "kubelet" not in procs):
+        out.append(
+            "Dump the kubelet's goroutines without restarting it: kubectl get --raw "
+            "'/api/v1/nodes/<node>/proxy/debug/pprof/goroutine?debug=2' > kubelet-goroutines.txt."
+        )
+    if top_conf < 0.8 or not root_causes:
+        out.append("Or gather all of the above in one go on the node: pleg-doctor collect --since 2h.")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# PLEG JSON
+
+
+def pleg_json(ctx: RuleContext) -> dict[str, Any]:
+    """The `pleg` object of the contract, from the PLEG timeline when it exists."""
+    tl = ctx.timeline
+    if tl is not None and hasattr(tl, "to_json"):
+        try:
+            doc = dict(tl.to_json())
+        except Exception as exc:  # a timeline bug must not hide the diagnosis
+            ctx.errors.append(f"timeline to_json failed: {type(exc).__name__}: {exc}")
+        else:
+            for key, default in (
+                ("relists", 0),
+                ("first", None),
+                ("last", None),
+                ("max_gap_seconds", None),
+                ("gaps", []),
+                ("unhealthy", []),
+            ):
+                doc.setdefault(key, default)
+            return doc
+    return _pleg_fallback(ctx)
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts is not None else None
+
+
+def _pleg_fallback(ctx: RuleContext) -> dict[str, Any]:
+    from datetime import UTC
+
+    series = ctx.evidence.relists
+    ts = sorted(series.ts)
+    intervals = [b - a for a, b in itertools.pairwise(ts)]
+    all_stalls = stalls(ctx)
+    gaps = [s for s in all_stalls if s.kind == "gap"]
+    gaps.sort(key=lambda s: s.start.timestamp() if s.start else 0.0)
+    unhealthy = [s for s in all_stalls if s.kind == "unhealthy"]
+    doc: dict[str, Any] = {
+        "relists": len(series),
+        "first": _iso(datetime.fromtimestamp(ts[0], UTC)) if ts else None,
+        "last": _iso(datetime.fromtimestamp(ts[-1], UTC)) if ts else None,
+        "max_gap_seconds": round(max(intervals), 3) if intervals else None,
+        "gap_threshold_seconds": ctx.gap_seconds,
+        "interval_p50_seconds": round(statistics.median(intervals), 3) if intervals else None,
+        "gaps": [
+            {
+                "start": _iso(g.start),
+                "end": _iso(g.end),
+                "seconds": round(g.seconds, 3),
+                "before": g.refs[0].to_json() if g.refs else None,
+                "after": g.refs[1].to_json() if len(g.refs) > 1 else None,
+            }
+            for g in gaps
+        ],
+        "unhealthy": _unhealthy_windows(unhealthy),
+        "update_resources": [
+            {
+                "container_id": h.container_id,
+                "start": _iso(h.start),
+                "end": _iso(h.end),
+                "seconds": round(h.seconds, 3) if h.seconds is not None else None,
+                "open": h.open,
+            }
+            for h in update_holds(ctx)
+        ],
+    }
+    return doc
+
+
+def _unhealthy_windows(unhealthy: list[Any]) -> list[dict[str, Any]]:
+    """Merge `PLEG is not healthy` reports of one episode into windows."""
+    items = sorted((u for u in unhealthy if u.end is not None), key=lambda u: u.end)
+    windows: list[dict[str, Any]] = []
+    for u in items:
+        start = u.start or u.end
+        if windows and start <= datetime.fromisoformat(windows[-1]["end"]) + timedelta(seconds=30):
+            w = windows[-1]
+            w["end"] = _iso(u.end)
+            w["max_last_seen_seconds"] = max(w["max_last_seen_seconds"], round(u.seconds, 3))
+            w["reports"] += 1
+            continue
+        windows.append(
+            {"start": _iso(start), "end": _iso(u.end), "max_last_seen_seconds": round(u.seconds, 3), "reports": 1}
+        )
+    return windows
+
+
+# for type checkers: severity order is complete
+assert set(_SEV_ORDER) == {str(s) for s in Severity}
+_ = Chain
