@@ -518,12 +518,13 @@ def next_steps(ctx: RuleContext, root_causes: list[RootCause], stall: Any) -> li
     if (classes & {C.SHIM_HANG, C.OVERLAY_UMOUNT_SYNC, C.RUNC_HANG, C.UNKNOWN}) and "containerd-shim" not in procs:
         out.append(
             "Dump the shim of the stuck container: "
-            "kill -USR1 $(pgrep -f 'containerd-shim-runc-v2.*-id <container id>'); the shim logs its goroutines through containerd's journal (journalctl -u containerd --all), then "
-            "cat /proc/<shim pid>/stack."
+            "kill -USR1 $(pgrep -f 'containerd-shim-runc-v2.*-id <container id>'); the shim logs its goroutines "
+            "through containerd's journal (journalctl -u containerd --all), then cat /proc/<shim pid>/stack."
         )
     if not ev.pressure:
         out.append(
-            "Read I/O pressure during the stall: cat /proc/pressure/io (PSI needs kernel >= 4.20; psi=1 on some distros)."
+            "Read I/O pressure during the stall: cat /proc/pressure/io "
+            "(PSI needs kernel >= 4.20; psi=1 on some distros)."
         )
     if not ev.diskstats and not ev.disk_samples:
         out.append("Measure the disks: cat /proc/diskstats; sleep 5; cat /proc/diskstats (or iostat -x 5 3).")
