@@ -1,0 +1,134 @@
+"""/proc/<pid>/stack (kernel stack of a task) -> TaskState with kernel_stack.
+
+Accepted variants (fixtures under tests/fixtures/node/proc_stack/):
+
+- one bare /proc/<pid>/stack file: `[<0>] func+0x2e3/0x740` lines (addresses print as `<0>`
+  since 4.17 without CAP_SYSLOG; older kernels print `[<ffffffff8106b8a5>]`); the pid comes
+  from the file or archive member name (`proc/3658/stack`, `3658.stack`, `stack-3658.txt`)
+  (proc-3658-stack.txt);
+- pleg-doctor's collector format: several tasks, each introduced by a header line
+      # pid=3658 comm=containerd-shim state=D wchan=rwsem_down_read_slowpath cmd=/usr/bin/containerd-shim ...
+  (keys in any order, all but pid optional, `cmd=` takes the rest of the line)
+  (proc-stacks-collector.txt);
+- `tail -n +1 /proc/*/stack` with `==> /proc/3658/stack <==` headers (proc-stacks-tail.txt);
+- `grep . /proc/*/stack` with `/proc/3658/stack:` prefixes (proc-stacks-grep.txt).
+
+Function names only, innermost first, `.isra.0`-style suffixes removed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from plegdoctor.model import Ref, TaskState, quote
+
+if TYPE_CHECKING:
+    from plegdoctor.evidence import ParseContext
+    from plegdoctor.inputs import Source
+
+KIND = "proc-stack"
+
+_FRAME = re.compile(
+    r"^(?:(/proc/(\d+)(?:/task/\d+)?/stack):)?\[<[0-9a-fx]+>\] ([A-Za-z_][\w.]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?"
+)
+_TAIL = re.compile(r"^==> .*?/proc/(\d+)(?:/task/\d+)?/stack <==$")
+_COLLECTOR = re.compile(r"^#\s*(?:pleg-doctor proc-stack\s+)?pid=(\d+)\b(.*)$")
+_KV = re.compile(r"(\w+)=(\S*)")
+_PID_IN_NAME = re.compile(
+    r"(?:^|/)(?:proc/)?(\d+)(?:/task/\d+)?/stack$|(?:^|[/_.-])(?:stack[_.-])?(\d+)(?:[_.-]stack)?(?:\.txt)?$"
+)
+
+
+def _pid_from_name(display: str) -> int | None:
+    name = display.rsplit(":", 1)[-1]
+    m = _PID_IN_NAME.search(name)
+    if not m:
+        return None
+    return int(m.group(1) or m.group(2))
+
+
+def sniff(lines: list[str]) -> float:
+    data = [ln for ln in lines if ln.strip()]
+    if not data:
+        return 0.0
+    frames = sum(1 for ln in data[:80] if _FRAME.match(ln.strip()))
+    headers = sum(1 for ln in data[:80] if _TAIL.match(ln.strip()) or _COLLECTOR.match(ln.strip()))
+    ratio = (frames + headers) / min(len(data), 80)
+    return 0.9 if frames and ratio >= 0.8 else (0.5 if frames and ratio >= 0.5 else 0.0)
+
+
+class _Task:
+    __slots__ = ("cmd", "comm", "frames", "pid", "ref", "state", "wchan")
+
+    def __init__(self, pid: int, ref: Ref) -> None:
+        self.pid = pid
+        self.ref = ref
+        self.comm = ""
+        self.state = ""
+        self.wchan: str | None = None
+        self.cmd = ""
+        self.frames: list[str] = []
+
+
+def parse(source: Source, ctx: ParseContext) -> None:
+    current: _Task | None = None
+    default_pid = _pid_from_name(source.display)
+
+    def finish() -> None:
+        nonlocal current
+        if current is not None and (current.frames or current.state):
+            ctx.evidence.tasks.append(
+                TaskState(
+                    pid=current.pid,
+                    comm=current.comm,
+                    state=current.state,
+                    wchan=current.wchan,
+                    kernel_stack=tuple(current.frames),
+                    cmd=current.cmd,
+                    ref=current.ref,
+                )
+            )
+            ctx.report.records += 1
+        current = None
+
+    for lineno, raw in source.lines(lambda n: ctx.report.warn(f"line {n} too long, skipped")):
+        text = raw.strip()
+        if not text:
+            continue
+        ref = Ref(source.display, lineno, quote(raw))
+        m = _COLLECTOR.match(text)
+        if m:
+            finish()
+            current = _Task(int(m.group(1)), ref)
+            rest = m.group(2)
+            cmd_at = rest.find(" cmd=")
+            if cmd_at >= 0:
+                current.cmd = rest[cmd_at + 5 :].strip()
+                rest = rest[:cmd_at]
+            kv = dict(_KV.findall(rest))
+            current.comm = kv.get("comm", "")
+            current.state = kv.get("state", "")
+            wchan = kv.get("wchan")
+            current.wchan = None if wchan in (None, "", "-", "0") else wchan
+            continue
+        m = _TAIL.match(text)
+        if m:
+            finish()
+            current = _Task(int(m.group(1)), ref)
+            continue
+        m = _FRAME.match(text)
+        if m:
+            if m.group(2) is not None and (current is None or current.pid != int(m.group(2))):
+                finish()
+                current = _Task(int(m.group(2)), ref)
+            if current is None:
+                if default_pid is None:
+                    ctx.report.warn("kernel stack without a pid (name the file <pid>.stack or add a `# pid=` header)")
+                    default_pid = -1
+                current = _Task(default_pid, ref)
+            name = m.group(3)
+            current.frames.append(name.split(".", 1)[0])
+            continue
+        ctx.report.unparsed += 1
+    finish()

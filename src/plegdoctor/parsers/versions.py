@@ -1,0 +1,135 @@
+"""Output of version commands -> model.Versions (containerd, runc, kernel, kubelet, Go).
+
+The file is what a person or pleg-doctor's collector writes: each command as a `$ <command>`
+line followed by its output (versions-containerd-1.7.24-debian13.txt, the header of the real
+1.7.24 verification log; versions-mixed-no-headers.txt without `$` lines). Recognised:
+
+- `containerd --version`: `containerd github.com/containerd/containerd[/v2] <version> <revision>`
+  (also Docker's `containerd containerd.io 1.6.21 3dce8eb...`);
+- `containerd-shim-runc-v2 -v` and `ctr version`: `Version:` and `Go version: go1.x` lines
+  (the Go version of the containerd build; `ctr version`'s Server block gives the daemon's
+  version);
+- `crictl version`: `RuntimeName: containerd` + `RuntimeVersion: 1.7.24`;
+- `runc --version`: `runc version 1.1.5+ds1` (`go: go1.19.8` is runc's own Go, not kept);
+- `uname -a` (`Linux <host> <release> ...`) or `uname -r` (a bare release after `$ uname -r`);
+- `kubelet --version`: `Kubernetes v1.28.2`;
+- `go version -m <containerd>`: `/usr/bin/containerd: go1.20.8`.
+
+The first value found for each component wins.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from plegdoctor.model import Ref, Versions, quote
+
+if TYPE_CHECKING:
+    from plegdoctor.evidence import ParseContext
+    from plegdoctor.inputs import Source
+
+KIND = "versions"
+
+_CMD = re.compile(r"^\$ (.+)$")
+_CONTAINERD = re.compile(r"^containerd (?:github\.com/containerd/containerd(?:/v\d+)?|containerd\.io) (v?\d+\.\d+\S*)")
+_RUNC = re.compile(r"^runc version (\S+)")
+_UNAME_A = re.compile(r"^Linux \S+ (\d+\.\d+\S*) #")
+_RELEASE = re.compile(r"^(\d+\.\d+(?:\.\d+)?[-+._~\w]*)$")
+_KUBELET = re.compile(r"^Kubernetes (v\d+\.\d+\.\d+\S*)$")
+_VERSION = re.compile(r"^\s*Version:\s+(v?\d+\.\d+\S*)")
+_GO = re.compile(r"^\s*Go version:\s+(go\d+\.\d+\S*)")
+_GO_M = re.compile(r"^\S*containerd: (go\d+\.\d+\S*)$")
+_CRI_NAME = re.compile(r"^\s*(?:RuntimeName|runtime_name):\s+\"?(\w+)\"?")
+_CRI_VERSION = re.compile(r"^\s*(?:RuntimeVersion|runtime_version):\s+\"?([^\"\s]+)\"?")
+
+
+def sniff(lines: list[str]) -> float:
+    score = 0.0
+    for ln in lines[:200]:
+        if _CONTAINERD.match(ln) or _RUNC.match(ln) or _KUBELET.match(ln.strip()):
+            score = max(score, 0.85)
+        elif _CMD.match(ln) and re.search(r"--version|\bversion\b|uname", ln):
+            score = max(score, 0.5)
+    return score
+
+
+def parse(source: Source, ctx: ParseContext) -> None:
+    found: dict[str, str] = {}
+    refs: list[Ref] = []
+    command = ""
+    block = ""  # "client"/"server" inside `ctr version`
+    cri_runtime = ""
+
+    def keep(key: str, value: str, lineno: int, raw: str) -> None:
+        if key not in found:
+            found[key] = value
+            refs.append(Ref(source.display, lineno, quote(raw)))
+
+    for lineno, raw in source.lines():
+        line = raw.rstrip()
+        if not line.strip():
+            continue
+        m = _CMD.match(line)
+        if m:
+            command = m.group(1)
+            block = ""
+            continue
+        stripped = line.strip()
+        if stripped in ("Client:", "Server:"):
+            block = stripped[:-1].lower()
+            continue
+        m = _CONTAINERD.match(stripped)
+        if m:
+            keep("containerd", m.group(1), lineno, raw)
+            continue
+        m = _RUNC.match(stripped)
+        if m:
+            keep("runc", m.group(1), lineno, raw)
+            continue
+        m = _UNAME_A.match(stripped)
+        if m:
+            keep("kernel", m.group(1), lineno, raw)
+            continue
+        m = _KUBELET.match(stripped)
+        if m:
+            keep("kubelet", m.group(1), lineno, raw)
+            continue
+        m = _GO_M.match(stripped)
+        if m:
+            keep("go", m.group(1), lineno, raw)
+            continue
+        m = _GO.match(line)
+        if m and "runc" not in command:
+            keep("go", m.group(1), lineno, raw)
+            continue
+        m = _VERSION.match(line)
+        if m and ("ctr" in command or "containerd" in command) and block != "client":
+            # `ctr version` Server block or `containerd-shim-runc-v2 -v`
+            keep("containerd", m.group(1), lineno, raw)
+            continue
+        m = _CRI_NAME.match(line)
+        if m:
+            cri_runtime = m.group(1)
+            continue
+        m = _CRI_VERSION.match(line)
+        if m and cri_runtime == "containerd":
+            keep("containerd", m.group(1), lineno, raw)
+            continue
+        if "uname" in command and _RELEASE.match(stripped):
+            keep("kernel", stripped, lineno, raw)
+            continue
+    if not found:
+        ctx.report.warn("no version line recognised")
+        return
+    ctx.evidence.versions.append(
+        Versions(
+            kernel=found.get("kernel"),
+            containerd=found.get("containerd"),
+            kubelet=found.get("kubelet"),
+            runc=found.get("runc"),
+            go=found.get("go"),
+            refs=tuple(refs),
+        )
+    )
+    ctx.report.records += 1
