@@ -46,6 +46,8 @@ C = RootCauseClass
 SCHEMA = "pleg-doctor/diagnosis/v1"
 MIN_SCORE = 0.3  # below this a class is only a candidate, the answer is `unknown`
 MIN_DEEPER = 0.3  # a deeper class must reach this to absorb a shallower one
+UNCONNECTED_FACTOR = 0.75  # when another class's chain reaches the relist's CRI calls
+RELIST_CALLS = ("cri:ListContainers", "cri:ListPodSandbox", "cri:ContainerStatus", "cri:PodSandboxStatus")
 MAX_CHAIN = 12
 MAX_FIXES = 6
 MAX_REFS = 8
@@ -195,23 +197,33 @@ def diagnose(ctx: RuleContext, findings: list[Finding]) -> Diagnosis:
             if c in scores and scores[c].findings:
                 scores[c].score = _noisy_or([scores[c].score, 0.5 * disk.score])
 
-    # fold shallower classes into the deepest class that explains them (deepest first)
+    # fold shallower classes into the deeper classes that explain them (shallow first, so
+    # folds are transitive); each finding goes where its own chain leads, else to the best
     for cs in sorted(scores.values(), key=lambda s: _depth(s.cls)):
         deeper = [
             scores[d] for d in DEEPER.get(cs.cls, ()) if d in scores and scores[d].score >= MIN_DEEPER and d != cs.cls
         ]
         if not deeper or not cs.findings:
             continue
-        target = max(deeper, key=lambda d: d.score)
-        while target.explained_by is not None:
-            target = scores[target.explained_by]
-        cs.explained_by = target.cls
-        target.folded.extend(cs.findings + cs.folded)
-        target.folded_classes.extend([cs.cls, *cs.folded_classes])
-        target.score = _noisy_or([target.score, 0.3 * cs.score])
-        for d in deeper:  # other deeper classes share the contributing chain
-            if d is not target and d.explained_by is None:
-                d.folded.extend(cs.findings)
+        best = max(deeper, key=lambda d: d.score)
+        cs.explained_by = best.cls
+        gained: dict[RootCauseClass, float] = {}
+        for f in cs.findings + cs.folded:
+            target = _resolve(scores, _match_deeper(f, deeper) or best)
+            target.folded.append(f)
+            gained[target.cls] = max(gained.get(target.cls, 0.0), f.weight)
+        for cls, w in gained.items():
+            t = scores[cls]
+            t.folded_classes.extend([cs.cls, *cs.folded_classes])
+            t.score = _noisy_or([t.score, 0.3 * w])
+
+    # a mechanism whose chain reaches the relist's own CRI calls is proven to block the relist;
+    # one merely present on the node (same disk, other containers) ranks below it
+    connected = {cs.cls for cs in scores.values() if cs.explained_by is None and _reaches_relist(cs)}
+    if connected:
+        for cs in scores.values():
+            if cs.explained_by is None and cs.cls not in connected:
+                cs.score *= UNCONNECTED_FACTOR
 
     ranked = sorted(
         (cs for cs in scores.values() if cs.explained_by is None and cs.findings),
@@ -245,6 +257,43 @@ def diagnose(ctx: RuleContext, findings: list[Finding]) -> Diagnosis:
 
 
 _SEV_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+# tags by which a finding's chain shows it leads into a deeper class
+SIGNATURE: dict[RootCauseClass, frozenset[str]] = {
+    C.FSYNC_IO_PRESSURE: frozenset({"fsync", "fdatasync"}),
+    C.OVERLAY_UMOUNT_SYNC: frozenset({"umount", "syncfs", "syscall:umount2"}),
+    C.NETWORK_STORAGE_HANG: frozenset({"nfs", "network-fs"}),
+    C.RUNC_HANG: frozenset({"runc"}),
+    C.CNI_HANG: frozenset({"cni"}),
+    C.BBOLT_LOCK_CONTENTION: frozenset({"bbolt-writer"}),
+    C.RUNTIME_LOCK_CONTENTION: frozenset({"metadata-wlock"}),
+    C.SHIM_HANG: frozenset({"shim:Delete", "shim:Update", "shim:State", "shim-init-mutex"}),
+    C.KERNEL_D_STATE: frozenset({"netdev", "cgroup"}),
+}
+
+
+def _match_deeper(f: Finding, deeper: list[_ClassScore]) -> _ClassScore | None:
+    """The deepest of `deeper` whose signature tags the finding's chain carries."""
+    if f.chain is None:
+        return None
+    tags = f.chain.tags
+    matches = [d for d in deeper if SIGNATURE.get(d.cls, frozenset()) & tags]
+    if not matches:
+        return None
+    return max(matches, key=lambda d: (_depth(d.cls), d.score))
+
+
+def _reaches_relist(cs: _ClassScore) -> bool:
+    for f in cs.findings + cs.folded:
+        if f.chain is not None and any(t in f.chain.tags for t in (*RELIST_CALLS, "kubelet-relist", "kubelet-pleg")):
+            return True
+    return False
+
+
+def _resolve(scores: dict[RootCauseClass, _ClassScore], cs: _ClassScore) -> _ClassScore:
+    while cs.explained_by is not None:
+        cs = scores[cs.explained_by]
+    return cs
 
 
 def _rule(rules: dict[str, Rule], code: str) -> Rule:
@@ -456,7 +505,11 @@ def _fixes(
         out.append(f.fix)
     for f in cs.config:
         out.append(f.fix)
-    return list(dict.fromkeys(x for x in out if x))[:MAX_FIXES]
+    unique: dict[str, str] = {}
+    for x in out:
+        if x and x[:60] not in unique:
+            unique[x[:60]] = x
+    return list(unique.values())[:MAX_FIXES]
 
 
 def _references(findings: Iterable[Finding]) -> list[str]:

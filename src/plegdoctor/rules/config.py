@@ -59,12 +59,22 @@ def configured_mount_options(ctx: RuleContext) -> tuple[list[str] | None, Ref | 
 
 
 def _first_ref(obj: Any) -> Ref | None:
+    """Where the config says it: the `mount_options` line, else the overlay table, else the file."""
     ref = getattr(obj, "ref", None)
     if isinstance(ref, Ref):
         return ref
     refs = getattr(obj, "refs", None)
-    if refs:
-        return next((r for r in refs if isinstance(r, Ref)), None)
+    if isinstance(refs, dict):
+        for key, val in refs.items():
+            if key.endswith("mount_options") and isinstance(val, Ref):
+                return val
+    elif refs:
+        found = next((r for r in refs if isinstance(r, Ref)), None)
+        if found:
+            return found
+    path = getattr(obj, "path", None)
+    if path:
+        return Ref(str(path), int(getattr(obj, "overlay_table_line", None) or 1), "")
     return None
 
 

@@ -1,14 +1,9 @@
 """Version-aware fix texts: each says which link of the chain it removes and which it does not.
 
-Version facts (first containing tags) come from plegdoctor.knowledge when that module offers
-them, else from the table below (shared fact sheet §7.4, §8, §3.2):
-
-- overlay `mount_options` (enables `volatile`): containerd 1.6.24, 1.7.4, 2.0.0; kernel 5.10.
-- volatile stripped from temp mounts (#9555): 1.6.34, 1.7.19, 2.0.0.
-- both `volatile` and `fsync=volatile` recognised (#13256): 1.7.32, 2.0.9, 2.1.8, 2.2.4, 2.3.0.
-- content commit pre-syncs the blob outside the bbolt transaction (#10128): 2.0.0.
-- bbolt `no_sync` option (#10745): 2.1.0.
-- leaked shim under high I/O pressure fixed (#8954): 1.6.24, 1.7.4, 2.0.0.
+Version facts (first releases containing a change) come from plegdoctor.knowledge, the
+project's single table of them (fact sheet §7.4, §8, §3.2): overlay `mount_options`
+(volatile), temp-mount volatile stripping, `fsync=volatile` spelling, content pre-sync
+outside bbolt, bbolt `no_sync`, the high-I/O shim-leak fix; overlay volatile needs kernel 5.10.
 
 Measured in the project lab on a ~30 MB/s disk (shared design, "Real components"): with
 volatile the worst ListContainers still stalled ~30 s on 1.7.24 and 19 s on 2.1.9; bbolt
@@ -19,26 +14,29 @@ vm.dirty_background_bytes=64 MiB brought both to ~1 s.
 from __future__ import annotations
 
 import re
-from typing import Any
 
+from plegdoctor import knowledge as k
 from plegdoctor.model import Versions
 
 Version = tuple[int, int, int]
 
-# release line -> first fixed version; a line absent here and newer than all keys is fixed from x.y.0
-MOUNT_OPTIONS = {(1, 6): (1, 6, 24), (1, 7): (1, 7, 4), (2, 0): (2, 0, 0)}
-TEMP_MOUNT_STRIP = {(1, 6): (1, 6, 34), (1, 7): (1, 7, 19), (2, 0): (2, 0, 0)}
-FSYNC_VOLATILE_SPELLING = {
-    (1, 7): (1, 7, 32),
-    (2, 0): (2, 0, 9),
-    (2, 1): (2, 1, 8),
-    (2, 2): (2, 2, 4),
-    (2, 3): (2, 3, 0),
-}
-SHIM_LEAK_FIX = {(1, 6): (1, 6, 24), (1, 7): (1, 7, 4), (2, 0): (2, 0, 0)}
-CONTENT_PRESYNC = (2, 0, 0)
-BBOLT_NO_SYNC = (2, 1, 0)
-KERNEL_VOLATILE = (5, 10, 0)
+
+def _table(change: k.Change) -> dict[tuple[int, int], Version]:
+    out: dict[tuple[int, int], Version] = {}
+    for text in change.first_fixed.values():
+        v = k.ContainerdVersion.parse(text)
+        out[(v.major, v.minor)] = (v.major, v.minor, v.patch)
+    return out
+
+
+# release line -> first fixed version on that line
+MOUNT_OPTIONS = _table(k.MOUNT_OPTIONS)
+TEMP_MOUNT_STRIP = _table(k.TEMP_MOUNT_STRIP_VOLATILE)
+FSYNC_VOLATILE_SPELLING = _table(k.FSYNC_VOLATILE_SPELLING)
+SHIM_LEAK_FIX = _table(k.SHIM_LEAK_FIX)
+CONTENT_PRESYNC = min(_table(k.CONTENT_COMMIT_PRESYNC).values())
+BBOLT_NO_SYNC = min(_table(k.BBOLT_NO_SYNC).values())
+KERNEL_VOLATILE = k.KERNEL_VOLATILE.since.key()
 
 VOLATILE_TOML = '[plugins."io.containerd.snapshotter.v1.overlayfs"] mount_options = ["volatile"]'
 NO_SYNC_TOML = '[plugins."io.containerd.metadata.v1.bolt"] no_sync = true'
@@ -71,14 +69,6 @@ def fixed_in(table: dict[tuple[int, int], Version], v: Version) -> tuple[bool, V
         return True, None
     nxt = min(k for k in table if k > line)
     return False, table[nxt]
-
-
-def _knowledge() -> Any:
-    try:
-        import plegdoctor.knowledge as k
-    except ImportError:
-        return None
-    return k
 
 
 def containerd_version(versions: Versions) -> Version | None:
@@ -230,7 +220,3 @@ def fsync_volatile_spelling_fix(versions: Versions) -> str:
         "The kernel prints the option as `fsync=volatile` (6.12.80+); containerd recognises that spelling "
         f"only from 1.7.32 / 2.0.9 / 2.1.8 / 2.2.4 / 2.3.0 (#13256). Upgrade containerd ({target})."
     )
-
-
-def knowledge_available() -> bool:
-    return _knowledge() is not None

@@ -194,7 +194,7 @@ def hung_task_overlay_syncfs(ctx: RuleContext) -> Iterator[Hit]:
         evidence=tuple(s.ref for s, _ in found[:4]),
         weight=weight,
         links=_hit_links(found, "unmounting an overlay: syncfs of the backing filesystem", ("umount", "syncfs")),
-        fix=fixes.volatile_fix(ctx.versions) + " " + fixes.dirty_limits_fix(),
+        fix=fixes.volatile_fix(ctx.versions),
     )
 
 

@@ -315,11 +315,11 @@ def bbolt_held_across_fsync(ctx: RuleContext) -> Iterator[Hit]:
             continue
         io_link = last_link_with(chain, *IO_TAGS)
         what = "content commit" if chain_has(chain, "content-commit") else "bbolt commit"
-        fix_parts = [fixes.dirty_limits_fix(), fixes.separate_disk_fix()]
-        if chain_has(chain, "content-commit"):
-            fix_parts.append(fixes.content_presync_fix(versions))
-        else:
-            fix_parts.append(fixes.bbolt_no_sync_fix(versions))
+        specific = (
+            fixes.content_presync_fix(versions)
+            if chain_has(chain, "content-commit")
+            else fixes.bbolt_no_sync_fix(versions)
+        )
         yield Hit(
             title=(
                 f"bbolt writer lock held by a {what} in {'fsync' if chain_has(chain, 'fsync') else 'fdatasync'}"
@@ -328,7 +328,7 @@ def bbolt_held_across_fsync(ctx: RuleContext) -> Iterator[Hit]:
             evidence=chain_refs(chain),
             weight=_chain_weight(0.65, chain),
             chain=chain,
-            fix=" ".join(fix_parts),
+            fix=specific,
             facts={"io_detail": io_link.detail if io_link else None},
         )
 
@@ -372,7 +372,7 @@ def status_checkpoint_fsync(ctx: RuleContext) -> Iterator[Hit]:
             evidence=chain_refs(chain),
             weight=_chain_weight(0.6, chain),
             chain=chain,
-            fix=" ".join([fixes.dirty_limits_fix(), fixes.separate_disk_fix(), fixes.status_lock_fix()]),
+            fix=fixes.dirty_limits_fix(),
         )
 
 

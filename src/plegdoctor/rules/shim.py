@@ -92,7 +92,7 @@ def shim_umount_syncfs(ctx: RuleContext) -> Iterator[Hit]:
             evidence=chain_refs(chain),
             weight=weight,
             chain=chain,
-            fix=fixes.volatile_fix(ctx.versions) + " " + fixes.dirty_limits_fix(),
+            fix=fixes.volatile_fix(ctx.versions),
         )
 
 
@@ -202,7 +202,7 @@ def task_delete_timeout_after_exit(ctx: RuleContext) -> Iterator[Hit]:
         evidence=tuple(e.ref for e in evs[:5]),
         weight=weight,
         links=(step,),
-        fix=fixes.volatile_fix(ctx.versions) + " " + fixes.shim_leak_fix(ctx.versions),
+        fix=fixes.volatile_fix(ctx.versions),
     )
 
 
@@ -312,7 +312,7 @@ def update_held_across_exit_timeout(ctx: RuleContext) -> Iterator[Hit]:
                             tags=("task-exit", "shim:Delete"),
                         ),
                     ),
-                    fix=fixes.volatile_fix(ctx.versions) + " " + fixes.dirty_limits_fix(),
+                    fix=fixes.volatile_fix(ctx.versions),
                 )
                 return
 

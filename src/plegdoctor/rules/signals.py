@@ -186,7 +186,7 @@ def _update_holds(ctx: RuleContext) -> list[Hold]:
                 seconds = (stop - start).total_seconds() if stop else None
             out.append(
                 Hold(
-                    str(_attr(h, "container_id", "container", default="")),
+                    str(_attr(h, "container_id", "container", "key", default="")),
                     start,
                     end,
                     seconds,
