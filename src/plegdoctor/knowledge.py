@@ -218,7 +218,7 @@ CONTENT_COMMIT_PRESYNC = Change(
 )
 BBOLT_NO_SYNC = Change(
     "bbolt-no-sync",
-    "`[plugins.\"io.containerd.metadata.v1.bolt\"] no_sync` (bbolt NoSync + NoGrowSync)",
+    '`[plugins."io.containerd.metadata.v1.bolt"] no_sync` (bbolt NoSync + NoGrowSync)',
     {"2.1": "2.1.0"},
     f"{FACTS} §3.2, §7.4: #10745 (c94a92f42) -> v2.1.0",
     (PR_BBOLT_NO_SYNC,),

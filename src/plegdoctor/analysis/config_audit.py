@@ -19,6 +19,7 @@ that enables volatile for the config's schema. Checks never touch the node.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -102,9 +103,11 @@ def snippet_for(config: RuntimeConfig | None, versions: Versions | None) -> str:
     else:
         schema = default_schema(pv.containerd)
         body = kb.volatile_snippet(schema)
-    head = f"# containerd config version {schema}: enable overlayfs volatile (restart containerd after editing)"
-    risks = "\n".join("# - " + r for r in kb.VOLATILE_RISKS)
-    return f"{head}\n{body}\n# Risks:\n{risks}\n"
+    head = f"# containerd config version {schema}: enable overlayfs volatile; restart containerd after editing."
+    lines = [*textwrap.wrap(head, 78, subsequent_indent="# "), body, "# Risks:"]
+    for risk in kb.VOLATILE_RISKS:
+        lines.extend(textwrap.wrap(risk, 78, initial_indent="# - ", subsequent_indent="#   "))
+    return "\n".join(lines) + "\n"
 
 
 def _containerd_overlay_mounts(config: RuntimeConfig | None, mounts: Sequence[Mount]) -> list[Mount]:
@@ -122,6 +125,14 @@ def _containerd_overlay_mounts(config: RuntimeConfig | None, mounts: Sequence[Mo
     return out
 
 
+def _refs_about(refs: tuple[Ref, ...], raw: str | None) -> tuple[Ref, ...]:
+    """The version refs that quote this component's version string."""
+    if not raw:
+        return ()
+    token = raw.split()[0] if " " not in raw.strip() else raw.strip()
+    return tuple(r for r in refs if token in r.text or raw.strip() in r.text)
+
+
 def audit(
     config: RuntimeConfig | None,
     versions: Versions | None,
@@ -133,6 +144,8 @@ def audit(
     checks: list[Check] = []
     add = checks.append
     vrefs = tuple(versions.refs) if versions is not None else ()
+    crefs = _refs_about(vrefs, versions.containerd if versions else None)
+    krefs = _refs_about(vrefs, versions.kernel if versions else None)
 
     # -- versions ------------------------------------------------------------------------
     parts = []
@@ -230,7 +243,7 @@ def audit(
                 PASS,
                 f"containerd {cv} supports overlay mount_options",
                 f"First in {kb.MOUNT_OPTIONS.fixed_in_text()} ({kb.MOUNT_OPTIONS.source}).",
-                vrefs,
+                crefs,
                 references=kb.MOUNT_OPTIONS.references,
             )
         )
@@ -242,7 +255,7 @@ def audit(
                 f"containerd {cv} cannot set overlay mount options",
                 f"The overlay snapshotter's mount_options key arrived in {kb.MOUNT_OPTIONS.fixed_in_text()}; "
                 f"{cv} ignores it{' (your config sets it: it has no effect)' if volatile_cfg else ''}.",
-                tuple(r for r in (mo_ref,) if r) + vrefs,
+                tuple(r for r in (mo_ref,) if r) + crefs,
                 f"Upgrade containerd to >= {kb.MOUNT_OPTIONS.fixed_in_text()} (better: 1.6.34 / 1.7.19 / 2.0, "
                 "which also strip volatile from temporary mounts).",
                 kb.MOUNT_OPTIONS.references,
@@ -267,7 +280,7 @@ def audit(
                 PASS,
                 f"Kernel {kv.raw or kv} supports overlay volatile",
                 f"Since 5.10 ({kb.KERNEL_VOLATILE.source}).",
-                vrefs,
+                krefs,
                 references=kb.KERNEL_VOLATILE.references,
             )
         )
@@ -279,7 +292,7 @@ def audit(
                 f"Kernel {kv.raw or kv} has no overlay volatile",
                 "overlayfs volatile arrived in Linux 5.10; on older kernels a volatile overlay mount fails, so "
                 "containers would not start. (Distro kernels may backport it: test on one node.)",
-                vrefs,
+                krefs,
                 "Stay without volatile on this kernel; reduce dirty data on containerd's disk instead "
                 "(vm.dirty_bytes, a separate disk for /var/lib/containerd).",
                 kb.KERNEL_VOLATILE.references,
@@ -408,7 +421,11 @@ def audit(
                     "Before 1.6.34 / 1.7.19 / 2.0, temporary mounts of a container rootfs (e.g. reading "
                     "/etc/passwd for the user ID) reuse the snapshot's upper/work dirs with volatile; the "
                     "second mount is refused by the kernel and CRI operations fail."
-                    + (" Volatile is enabled here." if status == FAIL else " Matters once volatile is enabled."),
+                    + (
+                        " Volatile is configured or in effect here."
+                        if status == FAIL
+                        else " Matters once volatile is enabled."
+                    ),
                     tuple(r for r in (mo_ref,) if r),
                     f"Upgrade to >= {kb.TEMP_MOUNT_STRIP_VOLATILE.fixed_in_text()} before (or with) enabling volatile.",
                     kb.TEMP_MOUNT_STRIP_VOLATILE.references,
@@ -445,7 +462,7 @@ def audit(
                 "mount_options from config.toml the literal 'volatile' is what containerd passes, so temp-mount "
                 "stripping works; option lists read back from the kernel or a proxy snapshotter (and the CRI "
                 "image-volume check) miss it.",
-                vrefs,
+                crefs + krefs,
                 f"Upgrade to >= {kb.FSYNC_VOLATILE_SPELLING.fixed_in_text()} if you use a proxy snapshotter.",
                 kb.FSYNC_VOLATILE_SPELLING.references,
             )
@@ -503,7 +520,7 @@ def audit(
                     "In 1.6/1.7 the content writer Commit calls fsync while holding bbolt's single writer lock; on "
                     "a busy disk every metadata update (container update, create, delete) waits behind it: the "
                     "bbolt link of the seed chain.",
-                    vrefs,
+                    crefs,
                     "containerd 2.0+ pre-syncs outside the transaction (#10128, not backported). Meanwhile: fewer "
                     "parallel pulls, less dirty data on containerd's disk.",
                     kb.CONTENT_COMMIT_PRESYNC.references,
