@@ -663,7 +663,7 @@ def _collect_into(
                 redact=False,
                 source=dump_path,
             )
-        shims = shim_pids_of(info and _grpc_address(info, config_text))[: opts.max_shims]
+        shims = shim_pids_of(_grpc_address(info, config_text))[: opts.max_shims]
         if shims:
             for pid in shims:
                 with contextlib.suppress(ProcessLookupError):
@@ -740,6 +740,12 @@ def _collect_shim_dumps(
             say(f"{member}: not found")
 
 
+def _log_reader(path: str, unit: str, since: datetime) -> Callable[[], list[str]]:
+    if unit == "containerd":
+        return lambda: list(logrus_since(read_tail_lines(path), since))
+    return lambda: list(read_tail_lines(path))
+
+
 def _collect_log(
     w: BundleWriter,
     base: str,
@@ -768,13 +774,7 @@ def _collect_log(
         if not os.path.isfile(path):
             continue
         try:
-            lines = run_with_deadline(
-                lambda p=path: (
-                    list(logrus_since(read_tail_lines(p), since)) if unit == "containerd" else list(read_tail_lines(p))
-                ),
-                timeout,
-                f"read {path}",
-            )
+            lines = run_with_deadline(_log_reader(path, unit, since), timeout, f"read {path}")
             w.add_text(f"{base}.log", kind, lines, source=path)
             return
         except Exception as exc:

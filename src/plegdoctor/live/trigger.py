@@ -96,14 +96,14 @@ def writable_problem(directory: str, min_free: int = 0) -> str:
     """'' if a bundle can be written to `directory`, else one line saying why not."""
     if not os.path.isdir(directory):
         return f"capture dir {directory} does not exist"
-    if not os.access(directory, os.W_OK | os.X_OK):
-        return f"capture dir {directory} is not writable"
     try:
         st = os.statvfs(directory)
     except OSError as exc:
         return f"capture dir {directory}: {exc.strerror}"
     if st.f_flag & os.ST_RDONLY:
         return f"capture dir {directory} is on a read-only filesystem"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"capture dir {directory} is not writable"
     free = st.f_bavail * st.f_frsize
     if free < min_free:
         return f"capture dir {directory} has only {free >> 20} MiB free (need {min_free >> 20} MiB)"

@@ -1,0 +1,363 @@
+"""`pleg-doctor watch`: probe the runtime like kubelet's PLEG, export metrics, capture evidence on stalls.
+
+The loop (one thread, `period`): sample the node (PSI, diskstats, meminfo), read the probe's
+status (the probe runs in its own thread with at most one CRI call in flight), optionally
+scrape the kubelet's kubelet_pleg_last_seen_seconds, and on the start of a stall capture a
+bundle into the capture dir in a background thread (one at a time; cooldown, cap, disk
+budget), analyze it and export its findings. A frozen or missing runtime never stops the
+loop: metrics keep being served and say the runtime is down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plegdoctor.errors import UserError
+from plegdoctor.live.collect import CollectOptions, collect_bundle, default_output
+from plegdoctor.live.cri.client import DEFAULT_ENDPOINT, CRIClient, CRIError
+from plegdoctor.live.exporter import Exporter, WatchState
+from plegdoctor.live.probe import RelistProbe
+from plegdoctor.live.samplers import NodeSampler, scrape_kubelet_pleg_last_seen
+from plegdoctor.live.trigger import CaptureTrigger, bytes_used, writable_problem
+
+log = logging.getLogger("pleg-doctor.watch")
+
+
+@dataclass
+class WatchConfig:
+    listen: str = "127.0.0.1:9977"
+    runtime_endpoint: str = DEFAULT_ENDPOINT
+    period: float = 1.0
+    stall_threshold: float = 5.0
+    call_timeout: float = 120.0
+    capture_dir: str | None = None
+    cooldown: float = 600.0
+    max_captures: int = 10
+    disk_budget: int = 1 << 30
+    min_free: int = 256 << 20
+    dump: bool = True
+    analyze: bool = True
+    log_window: str = "15m"
+    kubelet_metrics_url: str | None = None
+    kubelet_token_file: str | None = None
+    kubelet_insecure: bool = False
+    kubelet_every: float = 10.0
+    node: str = field(default_factory=lambda: os.environ.get("NODE_NAME") or os.uname().nodename)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UserError(f"--listen: expected HOST:PORT, got {listen!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def summarize_diagnosis(diag: Any) -> tuple[list[tuple[str, str, str]], list[tuple[str, float]]]:
+    """(findings as (code, class, severity), root causes as (class, confidence)) from a Diagnosis."""
+    findings = [(str(f.code), str(f.root_cause), str(f.severity)) for f in getattr(diag, "findings", [])]
+    causes = [(str(rc.cls), float(rc.confidence)) for rc in getattr(diag, "root_causes", [])]
+    return findings, causes
+
+
+class Watcher:
+    def __init__(self, cfg: WatchConfig):
+        self.cfg = cfg
+        self.client = CRIClient(cfg.runtime_endpoint, timeout=cfg.call_timeout)
+        self.state = WatchState()
+        self.exporter = Exporter(self.state)
+        self.probe = RelistProbe(
+            self.client,
+            period=cfg.period,
+            stall_threshold=cfg.stall_threshold,
+            call_timeout=cfg.call_timeout,
+            on_call=self.exporter.on_call,
+            on_relist=self.exporter.on_relist,
+        )
+        self.exporter.attach(self.probe)
+        self.sampler = NodeSampler(keep=max(10, int(300 / max(cfg.period, 0.1))))
+        self.trigger = (
+            CaptureTrigger(cfg.capture_dir, cfg.cooldown, cfg.max_captures, cfg.disk_budget, cfg.min_free)
+            if cfg.capture_dir
+            else None
+        )
+        self.port = 0
+        self.captures: list[Path] = []
+        self.last_analysis: Any = None
+        self._capture_thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._said: set[str] = set()
+        self._was_stalled = False
+        self._next_kubelet = 0.0
+
+    def say_once(self, key: str, msg: str, level: int = logging.WARNING) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            log.log(level, msg)
+
+    # -- startup --------------------------------------------------------------------------
+    def start(self) -> Watcher:
+        host, port = parse_listen(self.cfg.listen)
+        try:
+            self.port = self.exporter.serve(host, port)
+        except OSError as exc:
+            raise UserError(f"cannot listen on {self.cfg.listen}: {exc.strerror or exc}") from None
+        log.info("serving metrics on http://%s:%d/metrics", host, self.port)
+        if self.cfg.capture_dir:
+            problem = writable_problem(self.cfg.capture_dir)
+            if problem:
+                self.say_once(
+                    "capture-dir", f"{problem}: captures disabled until it is fixed; probing and metrics go on"
+                )
+        else:
+            log.info("no --capture-dir: stalls are reported in metrics and logs, no bundle is captured")
+        try:
+            v = self.client.version(timeout=min(5.0, self.cfg.call_timeout))
+            if v.runtime_name != "containerd":
+                self.say_once(
+                    "not-containerd",
+                    f"runtime is {v.runtime_name} {v.runtime_version}, not containerd: relist probing works, "
+                    "containerd goroutine dumps are skipped",
+                )
+            else:
+                log.info("runtime: %s %s (CRI %s)", v.runtime_name, v.runtime_version, v.runtime_api_version)
+        except CRIError as exc:
+            self.say_once(f"cri-{exc.kind}", f"{exc}; probing goes on and reports the runtime down")
+        self.probe.start()
+        return self
+
+    # -- one tick -------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = time.time()
+        snap = self.sampler.sample(now)
+        for err in snap.errors:
+            self.say_once(err, err)
+        kubelet_seen = self.state.kubelet_pleg_last_seen
+        if self.cfg.kubelet_metrics_url and now >= self._next_kubelet:
+            self._next_kubelet = now + self.cfg.kubelet_every
+            try:
+                token = Path(self.cfg.kubelet_token_file).read_text().strip() if self.cfg.kubelet_token_file else None
+                kubelet_seen = scrape_kubelet_pleg_last_seen(
+                    self.cfg.kubelet_metrics_url, token, timeout=3, insecure=self.cfg.kubelet_insecure
+                )
+            except Exception as exc:
+                self.say_once("kubelet-scrape", f"kubelet metrics at {self.cfg.kubelet_metrics_url}: {exc}")
+        status = self.probe.status()
+        with self.state.lock:
+            self.state.node = snap
+            self.state.kubelet_pleg_last_seen = kubelet_seen
+            if self.cfg.capture_dir:
+                self.state.capture_bytes = bytes_used(self.cfg.capture_dir)
+        if status.stalled and not self._was_stalled:
+            with self.state.lock:
+                self.state.stalls += 1
+            log.warning("stall: %s", status.reason)
+        elif self._was_stalled and not status.stalled:
+            log.warning("stall over: relists answer again")
+        if status.last is not None and not status.last.ok and status.last.error_kind != "deadline-exceeded":
+            self.say_once(f"cri-{status.last.error_kind}", status.last.error)
+        self._was_stalled = status.stalled
+        if self.trigger is not None:
+            busy = self._capture_thread is not None and self._capture_thread.is_alive()
+            decision = self.trigger.decide(now, status.stalled)
+            if decision.capture and busy:
+                self.exporter.captures.labels("skipped").inc()
+                log.warning("stall: a capture is still running; not starting another")
+            elif decision.capture:
+                self.trigger.captured(now)
+                reason = status.reason
+                self._capture_thread = threading.Thread(
+                    target=self._capture, args=(reason,), name="pleg-doctor-capture", daemon=True
+                )
+                self._capture_thread.start()
+            elif decision.reason:
+                self.exporter.captures.labels("skipped").inc()
+                log.warning("stall: no capture: %s", decision.reason)
+
+    # -- capture + analysis ---------------------------------------------------------------
+    def _capture(self, reason: str) -> None:
+        assert self.cfg.capture_dir is not None
+        status = self.probe.status()
+        output = default_output(self.cfg.node, self.cfg.capture_dir)
+        opts = CollectOptions(
+            output=output,
+            since=self.cfg.log_window,
+            dump=self.cfg.dump,
+            runtime_endpoint=self.cfg.runtime_endpoint,
+            step_timeout=10.0,
+            dump_timeout=5.0,
+            node=self.cfg.node,
+            log=lambda msg: log.info("capture: %s", msg),
+        )
+        trigger = {
+            "trigger": {
+                "reason": reason,
+                "in_flight_method": status.in_flight_method,
+                "in_flight_seconds": round(status.in_flight_seconds, 3),
+                "seconds_since_success": status.seconds_since_success,
+                "stall_threshold": self.cfg.stall_threshold,
+            }
+        }
+        try:
+            path = collect_bundle(opts, sampler=self.sampler, extra=trigger)
+        except Exception as exc:
+            self.exporter.captures.labels("failed").inc()
+            log.error("capture failed: %s", exc)
+            return
+        self.exporter.captures.labels("ok").inc()
+        self.captures.append(path)
+        log.warning("captured %s", path)
+        if self.cfg.analyze:
+            self._analyze(path)
+
+    def _analyze(self, path: Path) -> None:
+        try:
+            from plegdoctor.commands import analyze_paths
+        except ImportError:
+            log.warning("analysis unavailable in this build (plegdoctor.commands.analyze_paths missing); bundle kept")
+            return
+        try:
+            diag = analyze_paths([str(path)])
+        except Exception as exc:
+            log.error("analysis of %s failed: %s", path, exc)
+            return
+        self.last_analysis = diag
+        findings, causes = summarize_diagnosis(diag)
+        with self.state.lock:
+            self.state.findings = findings
+            self.state.root_causes = causes
+        best = f"{causes[0][0]} ({causes[0][1]:.0%})" if causes else "no root cause"
+        codes = ",".join(sorted({c for c, _, _ in findings})) or "none"
+        log.warning("analysis of %s: %s; findings: %s", path.name, best, codes)
+
+    # -- run ------------------------------------------------------------------------------
+    def run(self, duration: float | None = None) -> None:
+        end = None if duration is None else time.monotonic() + duration
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            try:
+                self.tick()
+            except Exception as exc:  # keep serving metrics whatever one tick hit
+                log.error("tick failed: %s: %s", type(exc).__name__, exc)
+            if end is not None and time.monotonic() >= end:
+                break
+            self._stop.wait(max(0.0, self.cfg.period - (time.monotonic() - t0)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.probe.stop(timeout=1)
+        if self._capture_thread is not None:
+            self._capture_thread.join(30)
+        self.exporter.shutdown()
+        self.client.close()
+
+
+def _duration(value: str, name: str) -> float:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", value)
+    if not m:
+        raise UserError(f"{name}: cannot parse {value!r} (e.g. 1s, 500ms, 5m)")
+    mult = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m[2]]
+    seconds = float(m[1]) * mult
+    if seconds <= 0:
+        raise UserError(f"{name} must be positive")
+    return seconds
+
+
+def _size(value: str) -> int:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]i?B?)?\s*", value, re.I)
+    if not m:
+        raise UserError(f"--disk-budget: cannot parse {value!r} (e.g. 1GiB, 500MiB)")
+    unit = (m[2] or "").upper()[:1]
+    return int(m[1]) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
+
+
+@click.command("watch")
+@click.option("--listen", default="127.0.0.1:9977", show_default=True, help="Metrics address (HOST:PORT).")
+@click.option("--runtime-endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="CRI endpoint.")
+@click.option("--period", default="1s", show_default=True, help="Relist probe period (kubelet: 1s).")
+@click.option("--stall-threshold", default="5s", show_default=True, help="A relist call older than this is a stall.")
+@click.option("--call-timeout", default="120s", show_default=True, help="Deadline of each probe call (kubelet: 2m).")
+@click.option("--capture-dir", type=click.Path(file_okay=False), help="Write a bundle here when a stall starts.")
+@click.option("--cooldown", default="10m", show_default=True, help="Minimum time between two captures.")
+@click.option("--max-captures", default=10, show_default=True, help="At most this many bundles in the capture dir.")
+@click.option("--disk-budget", default="1GiB", show_default=True, help="At most this many bytes of bundles.")
+@click.option("--no-dump", is_flag=True, help="Captures send no SIGUSR1 (no goroutine dumps).")
+@click.option("--no-analyze", is_flag=True, help="Do not analyze captured bundles.")
+@click.option(
+    "--kubelet-metrics-url", help="Scrape kubelet_pleg_last_seen_seconds here (e.g. https://127.0.0.1:10250/metrics)."
+)
+@click.option("--kubelet-token-file", type=click.Path(dir_okay=False), help="Bearer token for the kubelet scrape.")
+@click.option("--kubelet-insecure", is_flag=True, help="Do not verify the kubelet's TLS certificate.")
+@click.option("--duration", default=None, help="Stop after this long (default: run until SIGTERM/Ctrl-C).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every relist failure and capture step.")
+def command(
+    listen: str,
+    runtime_endpoint: str,
+    period: str,
+    stall_threshold: str,
+    call_timeout: str,
+    capture_dir: str | None,
+    cooldown: str,
+    max_captures: int,
+    disk_budget: str,
+    no_dump: bool,
+    no_analyze: bool,
+    kubelet_metrics_url: str | None,
+    kubelet_token_file: str | None,
+    kubelet_insecure: bool,
+    duration: str | None,
+    verbose: bool,
+) -> None:
+    """Probe the runtime like kubelet's PLEG, serve Prometheus metrics, capture and analyze evidence on stalls.
+
+    Changes nothing on the node except, when a stall starts and --capture-dir is set, the
+    SIGUSR1 goroutine dumps of containerd and its shims (--no-dump to skip them).
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s pleg-doctor watch: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+    log.setLevel(logging.INFO)
+    cfg = WatchConfig(
+        listen=listen,
+        runtime_endpoint=runtime_endpoint,
+        period=_duration(period, "--period"),
+        stall_threshold=_duration(stall_threshold, "--stall-threshold"),
+        call_timeout=_duration(call_timeout, "--call-timeout"),
+        capture_dir=capture_dir,
+        cooldown=_duration(cooldown, "--cooldown"),
+        max_captures=max_captures,
+        disk_budget=_size(disk_budget),
+        dump=not no_dump,
+        analyze=not no_analyze,
+        kubelet_metrics_url=kubelet_metrics_url,
+        kubelet_token_file=kubelet_token_file,
+        kubelet_insecure=kubelet_insecure,
+    )
+    watcher = Watcher(cfg).start()
+
+    def on_term(signum: int, frame: Any) -> None:
+        watcher._stop.set()
+
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, on_term)
+    try:
+        watcher.run(_duration(duration, "--duration") if duration else None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop()
