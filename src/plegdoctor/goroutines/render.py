@@ -1,0 +1,244 @@
+"""Render a GoroutineAnalysis as text (compact, panicparse-like), JSON
+(`pleg-doctor/goroutines/v1`) or a self-contained HTML page."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from plegdoctor.goroutines.buckets import Bucket, display_args
+from plegdoctor.goroutines.chains import chain_text
+from plegdoctor.goroutines.model import ELIDED, TRUNCATED, short_func
+
+if TYPE_CHECKING:
+    from plegdoctor.goroutines.analysis import GoroutineAnalysis
+
+SCHEMA = "pleg-doctor/goroutines/v1"
+
+
+def _ids_text(ids: tuple[int, ...], limit: int = 12) -> str:
+    shown = ", ".join(str(i) for i in ids[:limit])
+    return shown + (f" (+{len(ids) - limit} more)" if len(ids) > limit else "")
+
+
+def _minutes(b: Bucket) -> str:
+    if b.wait_min is None:
+        return ""
+    if b.wait_min == b.wait_max:
+        return f" [{b.wait_min} min]"
+    return f" [{b.wait_min}~{b.wait_max} min]"
+
+
+def analysis_json(a: GoroutineAnalysis, max_waits: int | None = None) -> dict[str, Any]:
+    dumps = a.dumps
+    processes = [dict(d.to_json(), index=i) for i, d in enumerate(dumps)]
+    waits_out: list[dict[str, Any]] = []
+    for w in a.waits if max_waits is None else a.waits[:max_waits]:
+        d = dumps[w.dump]
+        holder = None
+        if w.holder is not None:
+            hd = dumps[w.holder[0]]
+            holder = {"goroutine": w.holder[1], "process": hd.process, "pid": hd.pid, "dump": w.holder[0]}
+        waits_out.append(
+            {
+                "goroutine": w.goroutine,
+                "dump": w.dump,
+                "process": d.process,
+                "pid": d.pid,
+                "waits_for": {
+                    "kind": w.kind,
+                    "resource": w.resource,
+                    "holder": w.holder[1] if w.holder else None,
+                    "holder_detail": holder,
+                    "confidence": w.confidence,
+                    "reason": w.reason or None,
+                    "syscall": w.syscall,
+                    "call": w.call,
+                },
+            }
+        )
+    return {
+        "schema": SCHEMA,
+        "processes": processes,
+        "goroutines": a.goroutine_count,
+        "similarity": a.similarity.name.lower(),
+        "problems": [
+            {
+                "path": d.source,
+                "count": d.problem_count,
+                "lines": [p.line for p in d.problems],
+                "reasons": [p.reason for p in d.problems],
+            }
+            for d in dumps
+            if d.problem_count
+        ],
+        "buckets": [
+            dict(b.to_json(dumps[b.dump]), dump=b.dump, wait_kind=str(a.infos[(b.dump, b.sample.id)].kind))
+            for b in a.buckets
+        ],
+        "waits": waits_out,
+        "chains": [
+            {
+                "summary": chain_text(c),
+                "blocked": c.blocked,
+                "max_wait_minutes": c.max_wait_minutes,
+                "score": c.score,
+                "tags": sorted(c.tags),
+                "links": [link.to_json() for link in c.links],
+            }
+            for c in a.chains
+        ],
+    }
+
+
+def render_json(a: GoroutineAnalysis) -> bytes:
+    data = analysis_json(a)
+    try:
+        import orjson
+
+        return orjson.dumps(data) + b"\n"  # type: ignore[no-any-return]
+    except ImportError:  # pragma: no cover - orjson is a dependency, kept optional here
+        import json
+
+        return (json.dumps(data, separators=(",", ":")) + "\n").encode()
+
+
+def _frame_rows(b: Bucket) -> Iterator[tuple[str, str, str]]:
+    args = display_args(b)
+    for loc, a in zip(b.sample.stack, args, strict=False):
+        func = short_func(loc[0])
+        pkg, _, name = func.partition(".")
+        where = f"{loc[1].rsplit('/', 1)[-1]}:{loc[2]}" if loc[1] else "?"
+        yield pkg, where, f"{name}({a})"
+
+
+def render_text(a: GoroutineAnalysis, *, filter_re: re.Pattern[str] | None = None, min_wait: int | None = None) -> str:
+    out: list[str] = []
+    w = out.append
+    total = a.goroutine_count
+    w(f"{total} goroutines in {len(a.dumps)} dump(s)")
+    for i, d in enumerate(a.dumps):
+        when = d.dump_time.isoformat() if d.dump_time else "time unknown"
+        extra = (
+            f", {d.problem_count} unparsed line(s) at {', '.join(str(p.line) for p in d.problems[:8])}"
+            if d.problem_count
+            else ""
+        )
+        w(
+            f"  [{i}] {d.label}: {len(d.goroutines)} goroutines, {d.framing}, {when}, "
+            f"{d.source}:{d.first_line}-{d.last_line}" + (f", Go {d.go_version}" if d.go_version else "") + extra
+        )
+        for note in d.notes:
+            w(f"      note: {note}")
+    if a.chains:
+        w("")
+        w("Blocking chains (worst first):")
+        for n, c in enumerate(a.chains[:10], 1):
+            mw = f", up to {c.max_wait_minutes} min" if c.max_wait_minutes else ""
+            w(f"{n}. {chain_text(c)}")
+            w(f"   blocks {c.blocked} goroutine(s){mw}")
+            for link in c.links:
+                w(f"   - {link.detail} (confidence {link.confidence:.2f})")
+                w(f"     at {link.evidence[-1].path}:{link.evidence[-1].line}")
+    w("")
+    w(f"Buckets ({len(a.buckets)}, similarity {a.similarity.name.lower()}):")
+    shown = 0
+    for b in a.buckets:
+        d = a.dumps[b.dump]
+        if min_wait is not None and (b.wait_max or 0) < min_wait:
+            continue
+        header = f"{b.state}{_minutes(b)}"
+        if (
+            filter_re is not None
+            and not filter_re.search(header)
+            and not any(filter_re.search(loc[0]) for loc in b.sample.stack)
+        ):
+            continue
+        shown += 1
+        info = a.infos[(b.dump, b.sample.id)]
+        flags = []
+        if b.locked:
+            flags.append("locked")
+        if b.sample.flags & TRUNCATED:
+            flags.append("truncated")
+        if b.sample.flags & ELIDED:
+            flags.append("elided")
+        created = ""
+        if b.sample.created_by:
+            cb = b.sample.created_by
+            created = f" [created by {short_func(cb[0])} @ {cb[1].rsplit('/', 1)[-1]}:{cb[2]}]"
+        proc = f" {d.label}" if len(a.dumps) > 1 else ""
+        w(f"{b.count}: {header}{proc} ({info.kind}){' ' + ' '.join(flags) if flags else ''}{created}")
+        w(f"    ids {_ids_text(b.ids)}")
+        rows = list(_frame_rows(b))
+        wp = max((len(r[0]) for r in rows), default=0)
+        wl = max((len(r[1]) for r in rows), default=0)
+        for pkg, where, call in rows:
+            w(f"    {pkg:<{wp}} {where:<{wl}} {call}")
+    if shown == 0:
+        w("  (no bucket matches the filters)")
+    return "\n".join(out) + "\n"
+
+
+def render_html(a: GoroutineAnalysis, *, filter_re: re.Pattern[str] | None = None, min_wait: int | None = None) -> str:
+    e = html.escape
+    parts: list[str] = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        "<title>pleg-doctor goroutines</title><style>",
+        "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}"
+        "h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}"
+        "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left;vertical-align:top}"
+        "tr:nth-child(even){background:#f4f4f4}.mono{font-family:ui-monospace,monospace;font-size:12px}"
+        ".chain{border-left:4px solid #c33;padding:4px 10px;margin:8px 0;background:#fff6f6}"
+        ".conf{color:#666}details{margin:4px 0}summary{cursor:pointer}",
+        "</style></head><body>",
+        f"<h1>{a.goroutine_count} goroutines in {len(a.dumps)} dump(s)</h1>",
+        "<table><tr><th>#</th><th>process</th><th>goroutines</th><th>framing</th><th>time</th><th>source</th>"
+        "<th>unparsed lines</th></tr>",
+    ]
+    for i, d in enumerate(a.dumps):
+        when = d.dump_time.isoformat() if d.dump_time else ""
+        lines = ", ".join(str(p.line) for p in d.problems[:20])
+        parts.append(
+            f"<tr><td>{i}</td><td>{e(d.label)}</td><td>{len(d.goroutines)}</td><td>{e(d.framing)}</td>"
+            f"<td>{e(when)}</td><td class=mono>{e(d.source)}:{d.first_line}-{d.last_line}</td>"
+            f"<td>{d.problem_count} {e(lines)}</td></tr>"
+        )
+    parts.append("</table><h2>Blocking chains</h2>")
+    if not a.chains:
+        parts.append("<p>No blocking chain found.</p>")
+    for c in a.chains[:20]:
+        parts.append(f"<div class=chain><b>{e(chain_text(c))}</b><br>blocks {c.blocked} goroutine(s)")
+        if c.max_wait_minutes:
+            parts.append(f", up to {c.max_wait_minutes} min")
+        parts.append("<ol>")
+        for link in c.links:
+            ev = "; ".join(f"{r.path}:{r.line}" for r in link.evidence)
+            parts.append(
+                f"<li>{e(link.detail)} <span class=conf>(confidence {link.confidence:.2f}; "
+                f"tags {e(', '.join(sorted(link.tags)))})</span><br><span class=mono>{e(ev)}</span></li>"
+            )
+        parts.append("</ol></div>")
+    parts.append(f"<h2>Buckets ({len(a.buckets)})</h2>")
+    for b in a.buckets:
+        if min_wait is not None and (b.wait_max or 0) < min_wait:
+            continue
+        if (
+            filter_re is not None
+            and not filter_re.search(b.state)
+            and not any(filter_re.search(loc[0]) for loc in b.sample.stack)
+        ):
+            continue
+        d = a.dumps[b.dump]
+        info = a.infos[(b.dump, b.sample.id)]
+        parts.append(
+            f"<details><summary><b>{b.count}</b>: {e(b.state)}{e(_minutes(b))} — {e(d.label)} "
+            f"({e(str(info.kind))}) ids {e(_ids_text(b.ids, 20))}</summary><table class=mono>"
+        )
+        for pkg, where, call in _frame_rows(b):
+            parts.append(f"<tr><td>{e(pkg)}</td><td>{e(where)}</td><td>{e(call)}</td></tr>")
+        parts.append("</table></details>")
+    parts.append("</body></html>\n")
+    return "".join(parts)

@@ -1,0 +1,76 @@
+"""Goroutine dumps as evidence (KIND "goroutine-dump"): every framing the goroutine engine
+reads (plegdoctor.goroutines.parse: raw SIGUSR1 / pprof / panic text, logrus one-line
+dumps, JSON lines, journald prefixes, pasted excerpts). Appends `Dump`s to
+`ctx.evidence.dumps`; unparsable lines are counted in `ctx.report.unparsed`.
+
+Sniffing: raw dumps (goroutine headers and frame lines dominate) and files that are only
+one-line logrus/JSON dumps. A containerd log with an occasional one-line dump is left to
+the containerd-log parser, which hands the dump to `parse_dump_text`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from plegdoctor.goroutines.parse import BEGIN_MARK, parse_dump_binary
+from plegdoctor.model import Event, EventKind, Ref
+
+if TYPE_CHECKING:
+    from plegdoctor.evidence import ParseContext
+    from plegdoctor.inputs import Source
+
+KIND = "goroutine-dump"
+
+_HEADER = re.compile(r"goroutine \d+(?: gp=\S+ m=\S+(?: mp=\S+)?)? \[[^\]]*\]:\s*$")
+_FRAME_FILE = re.compile(r"^\s*\S+\.(?:go|s|c):\d+(?: \+0x[0-9a-f]+)?")
+
+
+def sniff(lines: list[str]) -> float:
+    nonblank = [ln for ln in lines[:2000] if ln.strip()]
+    if not nonblank:
+        return 0.0
+    headers = sum(1 for ln in nonblank if _HEADER.search(ln))
+    files = sum(1 for ln in nonblank if _FRAME_FILE.match(ln))
+    if headers and (headers + 2 * files) / len(nonblank) > 0.5:
+        return 0.95
+    one_line = sum(1 for ln in nonblank if BEGIN_MARK in ln and "\\n" in ln)
+    if one_line and one_line == len(nonblank):
+        return 0.95
+    if headers and files:
+        return 0.5  # excerpts pasted between prose (a ticket, an article)
+    return 0.0
+
+
+def parse(source: Source, ctx: ParseContext) -> None:
+    when = None
+    if source.mtime is not None and re.search(
+        r"(?:^|/)(containerd\.\d+\.stacks\.log|goroutine-stacks-)", source.display
+    ):
+        when = datetime.fromtimestamp(source.mtime, UTC)
+    dumps = parse_dump_binary(source.stream(), source=source.display, dump_time=when, year=ctx.time.year)
+    for d in dumps:
+        ctx.report.unparsed += d.problem_count
+        if d.problem_count:
+            lines = ", ".join(str(p.line) for p in d.problems[:10])
+            ctx.report.warn(f"{d.problem_count} line(s) of the {d.label} dump could not be parsed (lines {lines})")
+        for note in d.notes:
+            ctx.report.warn(note)
+        if not d.goroutines:
+            continue
+        ctx.report.records += len(d.goroutines)
+        ctx.evidence.dumps.append(d)
+        if d.process_source == "frames":
+            ctx.report.inferred.append(f"process {d.label} of the dump at line {d.first_line}, from its frames")
+        ctx.evidence.events.append(
+            Event(
+                ts=d.dump_time,
+                kind=EventKind.GOROUTINE_DUMP,
+                process=d.process,
+                ref=Ref(d.source, d.first_line, f"goroutine dump of {d.label}: {len(d.goroutines)} goroutines"),
+                attrs={"process": d.process, "pid": d.pid, "goroutines": len(d.goroutines), "sandbox": d.sandbox},
+            )
+        )
+    if not any(d.goroutines for d in dumps):
+        ctx.report.warn("no goroutines found")
