@@ -330,15 +330,10 @@ class RuleContext:
 
 
 def _call_audit(fn: Callable[..., Any], ev: Evidence) -> Any:
-    """config_audit.audit's signature is H3's; accept `audit(evidence)` or keyword forms."""
-    try:
-        return fn(ev)
-    except TypeError:
-        return fn(
-            configs=ev.runtime_configs,
-            versions=ev.versions,
-            mounts=ev.mounts,
-        )
+    """config_audit.audit(config, versions, mounts): the first config, the merged versions."""
+    versions = RuleContext(ev).versions if ev.versions else None
+    config = ev.runtime_configs[0] if ev.runtime_configs else None
+    return fn(config, versions, list(ev.mounts))
 
 
 # ---------------------------------------------------------------------------------------
