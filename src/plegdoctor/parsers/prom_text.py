@@ -1,0 +1,118 @@
+"""Prometheus text exposition format (kubelet /metrics, containerd /v1/metrics,
+node_exporter, pleg-doctor's own exporter) -> MetricSample.
+
+Accepted variants (fixtures under tests/fixtures/node/prom/):
+
+- one scrape: `# HELP`/`# TYPE` comments and `name{label="value",...} value [timestamp_ms]`
+  samples; label values with `\\\\`, `\\"` and `\\n` escapes; values `+Inf`, `-Inf`, `NaN`
+  (kubelet-metrics-pleg.txt with kubelet_pleg_* and kubelet_runtime_operations_*;
+  containerd-metrics-cri.txt with containerd_cri_* histograms; node-exporter-pressure.txt);
+- several scrapes separated by the sample headers of plegdoctor.parsers.psi
+  (`# pleg-doctor sample <time>`), the header time becoming the sample time
+  (kubelet-metrics-series.txt). An explicit per-sample timestamp wins.
+
+Only the families the analysis reads are kept (PREFIXES), unless `ctx.options["all_metrics"]`.
+Written here rather than with prometheus_client's parser: that parser yields families
+without line numbers (every record here must point at its line) and would add a dependency
+for ~40 lines of parsing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from plegdoctor.model import MetricSample, Ref, quote
+from plegdoctor.parsers.psi import header_of, split_series
+
+if TYPE_CHECKING:
+    from plegdoctor.evidence import ParseContext
+    from plegdoctor.inputs import Source
+
+KIND = "prom-metrics"
+
+PREFIXES = (
+    "kubelet_pleg_",
+    "kubelet_evented_pleg_",
+    "kubelet_runtime_operations",
+    "kubelet_node_name",
+    "kubelet_running_",
+    "containerd_cri_",
+    "node_pressure_",
+    "node_disk_",
+    "node_memory_Dirty",
+    "node_memory_Writeback",
+    "node_vmstat_",
+    "container_pressure_",
+    "pleg_doctor_",
+    "process_start_time_seconds",
+    "kube_node_status_condition",
+)
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+(-?\d+))?\s*$")
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+_TYPE = re.compile(r"^# (?:TYPE|HELP) [a-zA-Z_:][a-zA-Z0-9_:]* ")
+_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\[\\\"n]", lambda m: _ESCAPES[m.group(0)], value) if "\\" in value else value
+
+
+def parse_labels(text: str) -> dict[str, str] | None:
+    """`{a="1",b="x\\"y"}` -> dict; None when malformed."""
+    inner = text[1:-1]
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(inner):
+        m = _LABEL.match(inner, pos)
+        if not m:
+            return None if inner[pos:].strip() else out
+        out[m.group(1)] = _unescape(m.group(2))
+        pos = m.end()
+    return out
+
+
+def parse_value(text: str) -> float | None:
+    try:
+        return float(text)  # accepts +Inf, -Inf, NaN
+    except ValueError:
+        return None
+
+
+def sniff(lines: list[str]) -> float:
+    data = [ln for ln in lines if ln.strip() and header_of(ln) is None]
+    if not data:
+        return 0.0
+    typed = sum(1 for ln in data[:200] if _TYPE.match(ln))
+    samples = sum(1 for ln in data[:200] if not ln.startswith("#") and _SAMPLE.match(ln))
+    ratio = (typed + samples) / min(len(data), 200)
+    if typed and ratio >= 0.8:
+        return 0.95
+    return 0.5 if samples and ratio >= 0.9 and any("{" in ln for ln in data[:50]) else 0.0
+
+
+def parse(source: Source, ctx: ParseContext) -> None:
+    keep_all = bool(ctx.options.get("all_metrics"))
+    for line in split_series(source, ctx):
+        m = _SAMPLE.match(line.text)
+        if not m:
+            ctx.report.unparsed += 1
+            continue
+        name = m.group(1)
+        if not keep_all and not name.startswith(PREFIXES):
+            continue
+        labels = parse_labels(m.group(2)) if m.group(2) else {}
+        value = parse_value(m.group(3))
+        if labels is None or value is None:
+            ctx.report.unparsed += 1
+            continue
+        ts = line.ts
+        if m.group(4) is not None:
+            ms = int(m.group(4))
+            ts = datetime.fromtimestamp(ms / 1000.0, UTC)
+        ctx.evidence.metrics.append(
+            MetricSample(name, labels, value, ts, Ref(source.display, line.lineno, quote(line.raw)))
+        )
+        ctx.report.records += 1
