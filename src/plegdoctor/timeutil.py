@@ -77,10 +77,11 @@ class TimeContext:
             return UTC
         return self.tz
 
-    def learn(self, ts: datetime, *, zone: bool = True) -> None:
-        """Remember the year of a fully dated record (first one wins) and, when `zone` and
-        the stamp carries its own offset (RFC 3339, short-iso), that offset: the node's
-        local zone, which zone-less klog/journald stamps of the same node share."""
+    def learn(self, ts: datetime, *, zone: bool = False) -> None:
+        """Remember the year of a fully dated record (first one wins) and, when `zone` is
+        set because the stamp was written with the writer's own offset (RFC 3339 logrus
+        time, journalctl short-iso), that offset: the node's local zone, which zone-less
+        klog/journald stamps of the same node share."""
         if self.reference_year is None:
             self.reference_year = ts.year
         if zone and self.learned_tz is None and ts.tzinfo is not None and ts.utcoffset() is not None:

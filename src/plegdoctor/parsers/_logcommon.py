@@ -376,7 +376,7 @@ class LineScanner:
         if _hs is not None:
             db = _hs.Database()
             db.compile(
-                expressions=[n.pattern for n in self.needles],
+                expressions=[n.pattern if n.regex else re.escape(n.pattern) for n in self.needles],
                 ids=list(range(len(self.needles))),
                 elements=len(self.needles),
                 flags=[_hs.HS_FLAG_MULTILINE] * len(self.needles),

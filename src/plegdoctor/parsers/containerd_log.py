@@ -210,7 +210,7 @@ class ContainerdHandler:
         if isinstance(raw_time, str):
             parsed = parse_iso(raw_time)
             if parsed is not None and parsed.tzinfo is not None:
-                self.ctx.time.learn(parsed)
+                self.ctx.time.learn(parsed, zone=True)
             ts = to_utc(parsed, self.ctx.time)
         level = LOGRUS_LEVELS.get(str(fields.get("level", "")).lower(), "info")
         msg = str(fields.get("msg", ""))

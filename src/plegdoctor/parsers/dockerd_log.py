@@ -22,11 +22,11 @@ if TYPE_CHECKING:
 
 KIND = "dockerd-log"
 
-_DOCKER_WORDS = ("dockerd", "docker", "libcontainerd", "graphdriver", "moby", "libnetwork", "API listen on")
+_DOCKER_WORDS = ("dockerd", "libcontainerd", "graphdriver", "moby", "libnetwork", "API listen on", "Docker daemon")
 
 
 def sniff(lines: list[str]) -> float:
-    seen = hits = dockerish = 0
+    seen = hits = dockerish = containerdish = 0
     for line in lines[:400]:
         if not line.strip():
             continue
@@ -43,7 +43,9 @@ def sniff(lines: list[str]) -> float:
             hits += 1
             if any(w in text for w in _DOCKER_WORDS):
                 dockerish += 1
-    if not seen or hits / seen < 0.2 or not dockerish:
+            if "io.containerd." in text:
+                containerdish += 1
+    if not seen or hits / seen < 0.2 or dockerish <= containerdish:
         return 0.0
     return 0.85 * hits / seen
 

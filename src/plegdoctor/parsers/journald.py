@@ -94,8 +94,9 @@ def sniff(lines: list[str]) -> float:
     if share < 0.3:
         return 0.0
     known = idents & {"kubelet", "containerd", "dockerd", "kernel"}
-    if len(idents) >= 2 and known:
-        return 0.9
+    if len(idents) >= 2 and known - {"kernel"}:
+        # several units incl. a runtime or the kubelet: beats a dmesg reading of the kernel lines
+        return 0.96
     return 0.5 * share  # one unit only: its own kind scores higher
 
 
@@ -126,7 +127,7 @@ def prime_time(head: bytes, ctx: ParseContext) -> None:
             end = msg.find('"', 6)
             ts = parse_iso(msg[6:end]) if end != -1 else None
             if ts is not None and ts.tzinfo is not None:
-                time.learn(ts)
+                time.learn(ts, zone=True)
         elif msg.startswith("Log file created at:") and time.reference_year is None:
             try:
                 created = datetime.strptime(msg[len("Log file created at:") :].strip(), "%Y/%m/%d %H:%M:%S")
@@ -174,7 +175,7 @@ def _prime_json(text: str, ctx: ParseContext) -> None:
     elif isinstance(obj.get("time"), str):
         ts = parse_iso(obj["time"])
         if ts is not None and ts.tzinfo is not None:
-            time.learn(ts)
+            time.learn(ts, zone=True)
 
 
 class Dispatcher:
@@ -239,11 +240,11 @@ class Dispatcher:
         if proc == "kubelet":
             k = self.kubelet
             if k.multi is not None:
-                if msg.startswith(("\t", "        ")) or msg.strip() == ">":
+                if msg.startswith(("\t", "        ", " >")):
                     k.continuation(msg)
                     return
                 k.flush_multi()
-            elif msg.startswith(("\t", "        ")) or msg.strip() == ">":
+            elif msg.startswith(("\t", "        ", " >")):
                 return  # continuation of a multi-line value nobody asked for
             k.handle_message(lineno, prefix, msg)
         elif proc == "containerd":
@@ -343,10 +344,8 @@ def _head_sample_check(head: bytes, dispatcher: Dispatcher) -> int:
         lines = lines[:-1]
     for raw in lines[:1000]:
         text = raw.decode("utf-8", "replace").rstrip("\r")
-        if not text.strip():
-            continue
-        if text.startswith("{"):
-            continue
+        if not text.strip() or text.startswith(("{", "-- ")):
+            continue  # json entries are checked when parsed; "-- Journal begins at ..." banners
         frame = parse_journal_frame(text)
         msg = text[frame.end :] if frame is not None else text
         if frame is not None:
@@ -385,9 +384,6 @@ def run_log_parser(source: Source, ctx: ParseContext, default_process: str | Non
     if source.error:
         ctx.report.warn(source.error)
     finish_report(ctx, stats, what)
-    for note in ctx.time.notes:
-        if note not in ctx.evidence.notes:
-            ctx.evidence.notes.append(note)
     _dump_summary(dispatcher, ctx)
 
 

@@ -77,7 +77,7 @@ NEEDLES: list[Needle] = [
     Needle(rb"(?:^|\]: )[EWF]\d{4} \d\d:", TAG_SEVERITY, regex=True),
     Needle(rb'"level":"(?:error|warn)', TAG_SEVERITY, regex=True),
     Needle(rb"=<\r?$", TAG_MULTI, regex=True),
-    Needle(rb"(?:^|\]: )(?:\t| {8}| >\r?$)", TAG_CONT, regex=True),
+    Needle(rb"(?:^|\]: )(?:\t| {8}| >)", TAG_CONT, regex=True),
 ]
 
 _LAST_SEEN = re.compile(r"pleg was last seen active (\S+?) ago")
@@ -153,7 +153,8 @@ class KubeletHandler:
         self.records = 0
         self.unparsed = 0
         self.kept_records = 0
-        self.multi: tuple[int, str, str] | None = None  # (line, full text, message start) of a `key=<` opener
+        # an open `key=<` value: (line, opener text, journald prefix, message so far up to `key=`)
+        self.multi: tuple[int, str, str, str] | None = None
         self.multi_lines: list[str] = []
 
     # ---- relist ticks (hot path) ----------------------------------------------------
@@ -195,31 +196,43 @@ class KubeletHandler:
     # ---- multi-line values ---------------------------------------------------------
 
     def continuation(self, msg: str) -> bool:
-        """Feed a continuation line (message part); True if it belonged to an open value."""
+        """Feed a continuation line (message part); True if it belonged to an open value.
+
+        klog writes `key=<`, then each line of the value after a TAB, then ` >` followed by
+        the remaining key/value pairs of the entry (which may open another `key=<`). In
+        `journalctl -o short*` output without --all the TAB shows as eight spaces."""
         if self.multi is None:
             return False
-        stripped = msg.rstrip("\r")
-        if stripped.strip() == ">":
-            self.flush_multi()
+        line = msg.rstrip("\r")
+        if line.startswith(" >"):
+            rest = line[2:]
+            lineno, text, prefix, so_far = self.multi
+            so_far += _go_quote("\n".join(self.multi_lines)) + rest
+            self.multi_lines = []
+            if rest.endswith("=<"):
+                self.multi = (lineno, text, prefix, so_far[:-1])
+                return True
+            self.multi = None
+            self.handle_message(lineno, prefix, so_far, full_text=text)
             return True
-        if stripped.startswith("\t"):
-            stripped = stripped[1:]
-        elif stripped.startswith("        "):
-            stripped = stripped[8:]
-        self.multi_lines.append(stripped)
+        if line.startswith("\t"):
+            line = line[1:]
+        elif line.startswith("        "):
+            line = line[8:]
+        self.multi_lines.append(line)
         if len(self.multi_lines) > 10_000:
             self.flush_multi()
         return True
 
     def flush_multi(self) -> None:
+        """Close an open multi-line value whose ` >` never came."""
         if self.multi is None:
             return
-        lineno, text, msg_start = self.multi
+        lineno, text, prefix, so_far = self.multi
         self.multi = None
-        value = "\n".join(self.multi_lines)
+        so_far += _go_quote("\n".join(self.multi_lines))
         self.multi_lines = []
-        quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-        self.handle_message(lineno, text[:msg_start], text[msg_start:-1] + quoted, full_text=text)
+        self.handle_message(lineno, prefix, so_far, full_text=text)
 
     # ---- everything else -----------------------------------------------------------
 
@@ -249,7 +262,7 @@ class KubeletHandler:
         )
         body = msg[m.end() :]
         if body.endswith("=<") and self.multi is None and full_text is None:
-            self.multi = (lineno, text, len(prefix))
+            self.multi = (lineno, text, prefix, msg[:-1])
             self.multi_lines = []
             return
         severity = KLOG_SEVERITY[m.group("sev")]
@@ -437,6 +450,10 @@ class KubeletHandler:
         if "killing cmd" in message and "du" not in message and "find" not in message:
             return
         self._event(EventKind.KUBELET_DU_KILLED, ts, lineno, text, seconds=None, killed=killed, message=message)
+
+
+def _go_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def _text(raw: bytes | str) -> str:
