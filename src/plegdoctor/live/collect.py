@@ -513,6 +513,8 @@ class CollectOptions:
     dump_timeout: float = 10.0
     sample_interval: float = 1.0
     max_shims: int = 32
+    # watch passes False: its probe already has a call pending on a hung runtime; never add more
+    query_runtime: bool = True
     node: str = field(default_factory=lambda: os.environ.get("NODE_NAME") or os.uname().nodename)
     log: Callable[[str], None] | None = None
 
@@ -591,6 +593,8 @@ def _collect_into(
     info = read_proc(ctd_pid) if ctd_pid else None
     runtime: dict[str, Any] = {"endpoint": opts.runtime_endpoint, "containerd_pid": ctd_pid}
     try:
+        if not opts.query_runtime:
+            raise CRIError("skipped", "CRI not queried during a stall (the relist probe's call is pending)")
         with CRIClient(opts.runtime_endpoint) as client:
             v = client.version(timeout=3)
             runtime.update(name=v.runtime_name, version=v.runtime_version, api=v.runtime_api_version)

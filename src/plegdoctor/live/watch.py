@@ -196,6 +196,7 @@ class Watcher:
             step_timeout=10.0,
             dump_timeout=5.0,
             node=self.cfg.node,
+            query_runtime=False,
             log=lambda msg: log.info("capture: %s", msg),
         )
         trigger = {
