@@ -503,10 +503,12 @@ def cni_timeouts_in_log(ctx: RuleContext) -> Iterator[Hit]:
             hits.append(rec)
     if not hits:
         return
+    inside = any(during_stall(ctx, r.ts, slack=30.0) for r in hits)
     yield Hit(
-        title=f"CNI setup/teardown timed out {len(hits)} time{'s' if len(hits) != 1 else ''}",
+        title=f"CNI setup/teardown timed out {len(hits)} time{'s' if len(hits) != 1 else ''}"
+        + (" during the stall" if inside else ""),
         evidence=tuple(r.ref for r in hits[:5]),
-        weight=0.35 + min(0.15, 0.05 * (len(hits) - 1)),
+        weight=0.35 + min(0.15, 0.05 * (len(hits) - 1)) + (0.1 if inside else 0.0),
         links=(
             link(
                 "log",
