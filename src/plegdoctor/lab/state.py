@@ -275,8 +275,12 @@ class LabState:
             if res.name.startswith("containerd"):
                 self._undo(res, errors)
         if sweep_text:
-            for pid in pids_mentioning(sweep_text):
-                stop_pid(pid, proc_start_time(pid), "leftover")
+            from plegdoctor.testbed.procs import descendants
+
+            leftovers = pids_mentioning(sweep_text)
+            # containers are children of their shim: stop them too, or they outlive it
+            for pid in [*descendants(leftovers), *leftovers]:
+                stop_pid(pid, proc_start_time(pid), "leftover", grace=2.0)
         for res in procs:
             if alive(res.pid, res.start_time):
                 self._undo(res, errors)

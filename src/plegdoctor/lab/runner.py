@@ -1,0 +1,199 @@
+"""Run the lab: one variant at a time on a fresh node, evidence captured during the worst stall, analyzed.
+
+For each variant: a new slow disk (so no data of the previous run is flushed in this one), the
+variant's containerd and config, the workload (lab.workload), evidence captured with
+`live.collect` (the same code as `pleg-doctor collect` and `watch`) while a relist is stalled,
+then the node torn down and the bundle analyzed with `pleg-doctor analyze`'s code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from plegdoctor.errors import UserError
+from plegdoctor.lab import compare
+from plegdoctor.lab.images import ensure_images
+from plegdoctor.lab.node import CGROUP_PARENT, LabNode, LabRegistry
+from plegdoctor.lab.plot import write_plot
+from plegdoctor.lab.state import LabState
+from plegdoctor.lab.variants import Profile, Variant
+from plegdoctor.lab.versions import ContainerdBuild, resolve
+from plegdoctor.lab.workload import Workload, WorkloadResult
+
+
+@dataclass(slots=True)
+class MatrixResult:
+    run_dir: Path
+    runs: list[compare.RunFigures]
+    doc: dict[str, Any]
+    plot: Path | None
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def capture_bundle(node: LabNode, out: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """Collect an evidence bundle from the lab node right now (live.collect)."""
+    from plegdoctor.live.collect import CollectOptions, collect_bundle
+
+    if node.ctd is None:
+        return None
+    opts = CollectOptions(
+        output=str(out),
+        since="30m",
+        runtime_endpoint=node.endpoint,
+        containerd_pid=node.ctd.pid,
+        debug_socket=node.spec.debug_address or None,
+        step_timeout=20.0,
+        dump_timeout=10.0,
+        node="pleg-doctor-lab",
+        log=lambda msg: None,
+    )
+    t0 = time.monotonic()
+    try:
+        path = collect_bundle(opts)
+    except Exception as exc:  # a failed capture must not end the measurement
+        log(f"evidence capture failed: {exc}")
+        return {"error": str(exc)}
+    log(f"evidence captured in {time.monotonic() - t0:.1f}s: {path}")
+    return {"bundle": str(path), "capture_seconds": round(time.monotonic() - t0, 2)}
+
+
+def diagnose_bundle(bundle: str) -> tuple[str, str, list[str]]:
+    """(top class, its summary, all classes) from `pleg-doctor analyze`'s code."""
+    from plegdoctor.commands import analyze_paths
+
+    diag = analyze_paths([bundle])
+    classes = [str(rc.cls) for rc in diag.root_causes]
+    top = diag.top
+    return (str(top.cls) if top else "", top.summary if top else "", classes)
+
+
+def run_variant(
+    state: LabState,
+    variant: Variant,
+    build: ContainerdBuild,
+    profile: Profile,
+    registry_url: str,
+    images: Any,
+    run_dir: Path,
+    log: Callable[[str], None],
+) -> tuple[compare.RunFigures, WorkloadResult | None]:
+    vdir = run_dir / variant.name.replace("/", "_")
+    vdir.mkdir(parents=True, exist_ok=True)
+    wspec = replace(profile.workload, writers_on_volume=variant.writers_on_volume)
+    node = LabNode(state, build, variant, profile.disk, registry_url, images.pause, vdir, log)
+    result: WorkloadResult | None = None
+    error = ""
+    disk_speed = 0.0
+    captures = 0
+
+    def on_stall(inflight: float) -> dict[str, Any] | None:
+        nonlocal captures
+        captures += 1
+        log(f"relist stalled for {inflight:.1f}s: capturing evidence")
+        return capture_bundle(node, vdir / f"stall-{captures}.tar.gz", log)
+
+    try:
+        node.up()
+        disk_speed = profile.disk.mb_per_s
+        wl = Workload(
+            node.endpoint,
+            node.spec.address,
+            wspec,
+            images.busybox,
+            images.big,
+            vdir,
+            cgroup_parent=CGROUP_PARENT,
+            on_stall=on_stall,
+            log=log,
+        )
+        result = wl.run()
+    except (UserError, RuntimeError, OSError) as exc:
+        error = str(exc)
+        log(f"{variant.name}: failed: {error}")
+    finally:
+        errs = node.down()
+        for e in errs:
+            log(f"cleanup: {e}")
+    if result is None:
+        f = compare.RunFigures(variant.name, build.version, variant.volatile, variant.mitigations, error=error)
+        return f, None
+    f = compare.figures(variant.name, build.version, variant.volatile, variant.mitigations, result)
+    f.disk_mb_per_s = disk_speed
+    (vdir / "records.json").write_text(json.dumps(asdict(result)))
+    bundles = [c["bundle"] for c in result.captures if c.get("bundle")]
+    if bundles:
+        f.bundle = bundles[-1]
+        f.expected_mechanism = compare.expected_mechanism(f)
+        try:
+            f.diagnosis, f.diagnosis_summary, f.diagnosis_classes = diagnose_bundle(f.bundle)
+        except Exception as exc:  # analysis of one bundle must not lose the measurements
+            f.notes.append(f"analyze failed: {type(exc).__name__}: {exc}")
+        if f.diagnosis:
+            f.diagnosis_matches = f.diagnosis in compare.COMPATIBLE.get(f.expected_mechanism, {f.expected_mechanism})
+    (vdir / "figures.json").write_text(json.dumps(f.to_json(), indent=1))
+    return f, result
+
+
+def run_matrix(
+    state: LabState,
+    variants: list[Variant],
+    profile: Profile,
+    log: Callable[[str], None],
+    plot_path: Path | None = None,
+) -> MatrixResult:
+    run_dir = state.lab_dir / "runs" / _stamp()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    builds: dict[str, ContainerdBuild] = {}
+    for v in variants:
+        if v.containerd not in builds:
+            builds[v.containerd] = resolve(v.containerd, state.lab_dir, log)
+    registry = LabRegistry(state)
+    started_registry = "registry" not in state.info
+    url = registry.up()
+    log(f"registry {url}; building images (big image {profile.big.layers} x {profile.big.layer_mib} MiB)")
+    images = ensure_images(url, profile.big)
+    runs: list[compare.RunFigures] = []
+    series: list[tuple[str, list[tuple[float, float]]]] = []
+    try:
+        for v in variants:
+            build = builds[v.containerd]
+            log(f"== {v.name} (containerd {build.version}, {v.describe()})")
+            f, res = run_variant(state, v, build, profile, url, images, run_dir, log)
+            runs.append(f)
+            if res is not None:
+                series.append((v.name, [(r.start - res.stall_start, r.seconds) for r in res.relists]))
+                log(
+                    f"{v.name}: worst relist {f.relist_max_seconds:.1f}s, blocked {f.relist_blocked_seconds:.1f}s, "
+                    f"StopContainer max {f.stop_container_max_seconds:.1f}s, diagnosis {f.diagnosis or '-'}"
+                )
+    finally:
+        if started_registry:
+            registry.down()
+    w = profile.workload
+    meta = {
+        "title": f"pleg-doctor lab, profile {profile.name}",
+        "disk": f"slow disk: {profile.disk.mb_per_s:g} MB/s, write latency {profile.disk.write_latency_ms:g} ms "
+        f"(nbdkit rate/delay over nbdfuse + loop, ext4)",
+        "workload": f"workload: {w.writers} writers x {w.write_mib} MiB, {w.stop} stopped, UpdateContainerResources "
+        f"every {w.update_period_s:g}s, pull of {profile.big.layers} x {profile.big.layer_mib} MiB, relist every "
+        f"{w.relist_period_s:g}s",
+        "profile": profile.name,
+        "run_dir": str(run_dir),
+    }
+    plot = None
+    if series:
+        plot = write_plot(plot_path or run_dir / "relist-latency.svg", series, title=meta["title"])
+        meta["plot"] = str(plot)
+    doc = compare.to_json(runs, meta)
+    (run_dir / "compare.json").write_text(compare.dumps(doc))
+    (run_dir / "compare.txt").write_text(compare.render_text(runs, meta))
+    return MatrixResult(run_dir, runs, doc, plot)
