@@ -404,7 +404,7 @@ def metadata_gc_lock(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: the slow update below the GC is the cause; see the chain.
     """
-    for chain in chains_with(ctx, "metadata-wlock"):
+    for chain in chains_with(ctx, "metadata-wlock", "gc"):
         yield Hit(
             title=f"metadata write lock convoy (GC): {chain.links[-1].detail}{_blocked_text(chain)}",
             evidence=chain_refs(chain),
