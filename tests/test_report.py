@@ -24,9 +24,11 @@ DOC = {
                 "start": "2023-06-02T05:48:07.352436+00:00",
                 "end": "2023-06-02T05:48:49.669827+00:00",
                 "seconds": 42.317391,
-                "before": {"path": "var/log/kubelet.txt", "line": 37, "text": "I0602 05:48:07.352436 relist"},
-                "after": {"path": "var/log/kubelet.txt", "line": 38, "text": "I0602 05:48:49.669827 relist"},
-                "events": [
+                "evidence": [
+                    {"path": "var/log/kubelet.txt", "line": 37, "text": "I0602 05:48:07.352436 relist"},
+                    {"path": "var/log/kubelet.txt", "line": 38, "text": "I0602 05:48:49.669827 relist"},
+                ],
+                "runtime": [
                     {
                         "ts": "2023-06-02T05:48:17.568049+00:00",
                         "process": "containerd",

@@ -57,8 +57,12 @@ def collect_evidence(
     year: int | None = None,
     tz: str | None = None,
     options: dict[str, Any] | None = None,
+    display_root: str | None = None,
 ) -> Evidence:
-    """Read every input into one Evidence store (the first half of analyze)."""
+    """Read every input into one Evidence store (the first half of analyze).
+
+    `display_root`: a directory prefix left out of the paths the report quotes (the demo
+    uses it so that evidence reads `seed-incident/var/log/...`)."""
     from plegdoctor import parsers
     from plegdoctor.inputs import iter_sources
     from plegdoctor.timeutil import TimeContext, parse_tz
@@ -77,7 +81,10 @@ def collect_evidence(
             if time_ctx.reference_year is not None:
                 break
 
+    strip = display_root.rstrip("/") + "/" if display_root else None
     for src in iter_sources(paths, kinds):
+        if strip and src.display.startswith(strip):
+            src.display = src.display[len(strip) :]
         head = src.head()
         member = src.display.rsplit(":", 1)[-1]
         kind = src.kind_override or manifest_kinds.get(member) or ""
@@ -130,6 +137,7 @@ def analyze_paths(
     gap: float = 3.0,
     since: datetime | None = None,
     until: datetime | None = None,
+    display_root: str | None = None,
 ) -> Any:
     """Inputs -> Diagnosis (plegdoctor.diagnosis.Diagnosis)."""
     from plegdoctor.diagnosis import diagnose
@@ -137,12 +145,101 @@ def analyze_paths(
 
     if gap <= 0:
         raise UserError("--gap must be a positive number of seconds")
-    evidence = collect_evidence(paths, kinds=kinds, year=year, tz=tz, options={"gap_seconds": gap})
+    evidence = collect_evidence(
+        paths, kinds=kinds, year=year, tz=tz, options={"gap_seconds": gap}, display_root=display_root
+    )
     if since is not None or until is not None:
         _restrict(evidence, since, until)
     rctx = RuleContext.build(evidence, gap_seconds=gap)
     findings = run_rules(rctx)
-    return diagnose(rctx, findings)
+    diagnosis = diagnose(rctx, findings)
+    attach_runtime_activity(diagnosis, evidence)
+    return diagnosis
+
+
+MAX_ACTIVITY = 40
+
+
+def _short_id(value: Any) -> str:
+    text = str(value or "")
+    return text[:13] if len(text) == 64 else text
+
+
+def summarize_event(kind: str, attrs: dict[str, Any]) -> str:
+    """One line saying what a timeline event or interval is, for 'meanwhile' lists."""
+    cid = _short_id(attrs.get("container_id") or attrs.get("id"))
+    err = str(attrs.get("error") or "")
+    if len(err) > 120:
+        err = err[:117] + "..."
+    texts = {
+        "task-exit-failed": f"TaskExit handling failed for {cid}: {err}",
+        "task-delete-failed": f"task delete failed for {cid}: {err}",
+        "update-resources-start": f"UpdateContainerResources started for {cid}",
+        "update-resources-end": f"UpdateContainerResources ended for {cid}",
+        "update-resources": f"UpdateContainerResources for {cid}",
+        "pull-start": f"PullImage started: {attrs.get('image', '')}",
+        "pull-end": f"PullImage ended: {attrs.get('image', '')}",
+        "pull": f"PullImage {attrs.get('id', '')}",
+        "stop-container": f"StopContainer {cid}",
+        "stop-sandbox": f"StopPodSandbox {cid}",
+        "runtime-error": str(attrs.get("msg") or "error") + (f": {err}" if err else ""),
+        "cri-call-failed": f"kubelet: {attrs.get('method', 'CRI call')} failed ({attrs.get('code', '')})",
+        "relist-error": "kubelet: GenericPLEG: Unable to retrieve pods",
+        "goroutine-dump": "goroutine dump logged",
+        "hung-task": f"kernel: hung task {attrs.get('comm', '')}",
+    }
+    return texts.get(kind, kind)
+
+
+def attach_runtime_activity(diagnosis: Any, evidence: Evidence) -> None:
+    """Add to each gap and unhealthy window of `diagnosis.pleg` what the runtime was
+    doing meanwhile (key `runtime`: events inside the window +-5 s and the runtime
+    operations that overlap it), each with its evidence."""
+    from plegdoctor.analysis.pleg_timeline import events_around
+
+    timeline = getattr(diagnosis, "timeline", None)
+    pleg = getattr(diagnosis, "pleg", None)
+    if not isinstance(pleg, dict):
+        return
+    for window in list(pleg.get("gaps") or []) + list(pleg.get("unhealthy") or []):
+        try:
+            start = datetime.fromisoformat(window["start"])
+            end = datetime.fromisoformat(window["end"]) if window.get("end") else start
+        except (KeyError, TypeError, ValueError):
+            continue
+        around = events_around(evidence, start, end, timeline=timeline)
+        activity: list[dict[str, Any]] = []
+        seen: set[tuple[str, int]] = set()
+        for ev in around["events"]:
+            if ev.process == "kubelet" and str(ev.kind) not in ("cri-call-failed", "relist-error"):
+                continue
+            if (ev.ref.path, ev.ref.line) in seen:
+                continue  # one log line can carry two events (e.g. TaskExit failed: delete failed)
+            seen.add((ev.ref.path, ev.ref.line))
+            item = {
+                "ts": ev.ts.isoformat() if ev.ts else None,
+                "process": ev.process,
+                "kind": str(ev.kind),
+                "summary": summarize_event(str(ev.kind), ev.attrs),
+            }
+            item.update(ev.ref.to_json())
+            activity.append(item)
+        for iv in around["intervals"]:
+            dur = "still running at the end of the log" if iv.open else f"took {iv.seconds or 0:.1f} s"
+            item = {
+                "ts": (iv.start or iv.end).isoformat() if (iv.start or iv.end) else None,
+                "process": iv.process,
+                "kind": iv.kind,
+                "summary": f"{summarize_event(iv.kind, {'id': iv.key})} {dur}",
+            }
+            ref = iv.start_ref or iv.end_ref
+            if ref is not None:
+                item.update(ref.to_json())
+            activity.append(item)
+        activity.sort(key=lambda a: a["ts"] or "")
+        window["runtime"] = activity[:MAX_ACTIVITY]
+        if len(activity) > MAX_ACTIVITY:
+            window["runtime_more"] = len(activity) - MAX_ACTIVITY
 
 
 def _restrict(evidence: Evidence, since: datetime | None, until: datetime | None) -> None:
@@ -237,6 +334,7 @@ def _run(
     until: str | None,
     fail_on: str | None,
     color: bool | None,
+    display_root: str | None = None,
 ) -> int:
     from plegdoctor.timeutil import parse_tz
 
@@ -249,6 +347,7 @@ def _run(
         gap=gap,
         since=parse_datetime_option(since, "--since", zone),
         until=parse_datetime_option(until, "--until", zone),
+        display_root=display_root,
     )
     _emit(render(diagnosis, fmt, color=color if output in (None, "-") else False), output)
     return _fail_exit(diagnosis, fail_on)
@@ -331,7 +430,7 @@ def demo(
     path = demo_dir()
     if not path.is_dir():
         raise UserError(f"demo data missing from this installation ({path})")
-    return _run([str(path)], None, fmt, output, gap, year, tz, since, until, fail_on, color)
+    return _run([str(path)], None, fmt, output, gap, year, tz, since, until, fail_on, color, str(path.parent))
 
 
 @click.command()

@@ -35,9 +35,8 @@ longest interval {{ s(pleg.max_gap_seconds) }}.</p>
 {% if pleg.gaps %}
 <table id="gaps"><tr><th>gap</th><th>from</th><th>to</th><th>evidence</th><th>meanwhile in the runtime</th></tr>
 {% for g in pleg.gaps[:50] %}<tr><td class="critical">{{ s(g.seconds) }}</td><td>{{ t(g.start) }}</td>
-<td>{{ t(g.end) }}</td><td>{% if g.before %}<code>{{ w(g.before) }}</code><br>{% endif %}
-{% if g.after %}<code>{{ w(g.after) }}</code>{% endif %}</td>
-<td>{% for e in (g.events or [])[:8] %}{{ t(e.ts) }} {{ e.process }}: {{ e.summary or e.kind }}
+<td>{{ t(g.end) }}</td><td>{% for e in g.evidence or [] %}<code>{{ w(e) }}</code><br>{% endfor %}</td>
+<td>{% for e in (g.runtime or [])[:8] %}{{ t(e.ts) }} {{ e.process }}: {{ e.summary or e.kind }}
 <div class="q">{{ w(e) }}: {{ e.text }}</div>{% endfor %}</td></tr>{% endfor %}
 </table>{% endif %}
 {% for u in pleg.unhealthy or [] %}<p class="critical">PLEG unhealthy {{ t(u.start) }} to {{ t(u.end) }},

@@ -35,11 +35,19 @@ def render_markdown(doc: dict[str, Any]) -> str:
     if gaps:
         out += ["", "| gap | from | to | last relist before | first after |", "|---|---|---|---|---|"]
         for gap in gaps[:20]:
-            before = where(gap["before"]) if isinstance(gap.get("before"), dict) else ""
-            after = where(gap["after"]) if isinstance(gap.get("after"), dict) else ""
+            refs = gap.get("evidence") or []
+            before = where(refs[0]) if len(refs) > 0 else ""
+            after = where(refs[1]) if len(refs) > 1 else ""
             out.append(
                 f"| {fmt_seconds(gap['seconds'])} | {fmt_time(gap.get('start'))} | {fmt_time(gap.get('end'))}"
                 f" | {_cell(before)} | {_cell(after)} |"
+            )
+    activity = [(gap, ev) for gap in gaps[:20] for ev in (gap.get("runtime") or [])[:10]]
+    if activity:
+        out += ["", "Meanwhile in the runtime:", ""]
+        for _gap, ev in activity:
+            out.append(
+                f"- {fmt_time(ev.get('ts'))} {ev.get('process', '')}: {ev.get('summary', '')} ({_code(where(ev))})"
             )
     for win in pleg.get("unhealthy") or []:
         out.append(

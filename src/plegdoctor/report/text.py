@@ -97,11 +97,9 @@ class _Writer:
                 f"{fmt_time(gap.get('start'))} -> {fmt_time(gap.get('end'))}",
                 indent=4,
             )
-            for key, name in (("before", "last relist before"), ("after", "first relist after")):
-                ev = gap.get(key)
-                if isinstance(ev, dict):
-                    self.line(f"{name}: ", (where(ev), "dim"), indent=6)
-            events = gap.get("events") or []
+            for name, ev in zip(("last relist before", "first relist after"), gap.get("evidence") or [], strict=False):
+                self.line(f"{name}: ", (where(ev), "dim"), indent=6)
+            events = gap.get("runtime") or []
             if events:
                 self.line("meanwhile in the runtime:", indent=6)
             for ev in events[:MAX_EVENTS_PER_GAP]:
@@ -122,6 +120,11 @@ class _Writer:
                 f", last seen up to {fmt_seconds(win.get('max_last_seen_seconds'))} ago",
                 indent=2,
             )
+            for ev in (win.get("runtime") or [])[:MAX_EVENTS_PER_GAP]:
+                self.line(
+                    f"{fmt_time(ev.get('ts'))} {ev.get('process', '')}: ", (ev.get("summary", ""), "yellow"), indent=4
+                )
+                self.quote(ev, indent=6)
         holds = pleg.get("update_resources") or []
         long_holds = [h for h in holds if (h.get("seconds") or 0) >= 1 or h.get("open")]
         if long_holds:
