@@ -132,7 +132,7 @@ def test_gap_far_from_pressure_finds_nothing_inside() -> None:
     assert not g_far.pressure_inside and not g_far.pressure_near and not g_far.io_high
     # within the 30 s margin: the samples of 06:39:30 and 06:39:40 (each covers the 10 s before it)
     assert not g_near.pressure_inside and len(g_near.pressure_near) == 2 and g_near.max_io_some_avg10 == 70.15
-    (tight,) = analyze_pressure(ev, gaps=[near], margin_s=15).gaps
+    (tight,) = analyze_pressure(ev, gaps=[near], margin_s=25).gaps
     assert [p.some_avg10 for p in tight.pressure_near] == [12.33]
 
 
