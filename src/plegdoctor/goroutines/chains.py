@@ -146,7 +146,7 @@ def _link(analysis: GoroutineAnalysis, path: list[Node], i: int, waits: dict[Nod
     else:
         prev = waits[path[i - 1]]
         confidence = prev.confidence
-        held = prev.resource
+        held = prev.resource.replace(" read lock", " lock").replace(" write lock", " lock")
         how = prev.reason
         verb = "serves" if prev.kind in (WaitKind.TTRPC_CALL, WaitKind.GRPC_CALL) else "holds"
         detail = f"{actor} ({where}) {verb} {held} [{how}] and {doing}"

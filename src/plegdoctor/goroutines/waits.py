@@ -760,14 +760,11 @@ def _holds(stack: tuple[Loc, ...], site: int, waiting_lock: str | None, kind: Wa
         for rule in HOLD_RULES:
             if not f.endswith(rule.suffix):
                 continue
-            if rule.lock in seen:
-                continue
             # a frame that is itself waiting to take this lock does not hold it
-            if waiting_lock == rule.lock and j >= site and _acquires_at(stack, j, site):
+            if waiting_lock == rule.lock and j == site:
                 continue
             if rule.lock == "bbolt-writer" and kind == WaitKind.BBOLT_WRITER:
                 continue
-            seen.add(rule.lock)
             out.append(Hold(rule.lock, rule.mode, j, rule.confidence, rule.reason))
         m = _INIT_METHOD.search(f)
         init_holder = m and m.group(1) in _INIT_LOCKING and "shim-init-mutex" not in seen
@@ -804,12 +801,13 @@ def _holds(stack: tuple[Loc, ...], site: int, waiting_lock: str | None, kind: Wa
                         f"dockerd's Daemon.{m.group(1)} takes the container lock and holds it while it runs",
                     )
                 )
-    # updateContainerSpec / updateContainerResources are covered by UpdateSync when visible
-    status = [h for h in out if h.lock == "status-lock"]
-    if len(status) > 1:
-        best = max(status, key=lambda h: h.confidence)
-        out = [h for h in out if h.lock != "status-lock" or h is best]
-    return tuple(out)
+    # one hold per lock: the most certain rule (UpdateSync covers updateContainerSpec when visible)
+    best: dict[str, Hold] = {}
+    for h in out:
+        cur = best.get(h.lock)
+        if cur is None or h.confidence > cur.confidence:
+            best[h.lock] = h
+    return tuple(best.values())
 
 
 def _acquires_at(stack: tuple[Loc, ...], j: int, site: int) -> bool:

@@ -1,0 +1,94 @@
+"""Benchmark the goroutine engine against Debian's panicparse on the same large dump.
+
+Generates (or reuses) a 100 000-goroutine dump with bench/gen_goroutine_dump.py, then runs,
+each as its own process so peak RSS is per process:
+
+  panicparse -parse=false DUMP > /dev/null                  (Debian panicparse 2.3)
+  python -m plegdoctor.cli goroutines DUMP -o json > /dev/null   (parse + buckets + wait graph + chains)
+
+and prints wall time and peak RSS (from wait4's rusage) of each, the median of --runs runs,
+and the ratios ours/panicparse. Targets (issue #3): time <= 0.5x, RSS <= 0.25x.
+
+    python bench/bench_goroutines.py [--dump FILE] [--goroutines 100000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def run(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one run of `cmd`, stdout discarded."""
+    with open(os.devnull, "wb") as null:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=null, stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {err.decode(errors='replace')[-500:]}")
+    return wall, usage.ru_maxrss
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dump", help="use this dump instead of generating one")
+    ap.add_argument("--goroutines", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    pp = shutil.which("panicparse") or shutil.which("pp")
+    if pp is None:
+        raise SystemExit("panicparse not found: apt-get install -y panicparse")
+    tmp = None
+    dump = args.dump
+    if dump is None:
+        tmp = tempfile.mkdtemp(prefix="pleg-doctor-bench-")
+        dump = os.path.join(tmp, "goroutines.txt")
+        subprocess.run(
+            [sys.executable, str(HERE / "gen_goroutine_dump.py"), dump, "--goroutines", str(args.goroutines)],
+            check=True,
+        )
+    try:
+        size = os.path.getsize(dump) / 1e6
+        ours_cmd = [sys.executable, "-m", "plegdoctor.cli", "goroutines", dump, "-o", "json"]
+        pp_cmd = [pp, "-parse=false", dump]
+        results: dict[str, list[tuple[float, int]]] = {"panicparse": [], "pleg-doctor": []}
+        for _ in range(args.runs):  # interleaved, so machine noise hits both alike
+            results["panicparse"].append(run(pp_cmd))
+            results["pleg-doctor"].append(run(ours_cmd))
+        print(f"dump: {dump} ({size:.1f} MB, {args.goroutines} goroutines), {args.runs} runs each, median wall")
+        summary: dict[str, tuple[float, int]] = {}
+        for name, rs in results.items():
+            wall = statistics.median(r[0] for r in rs)
+            rss = max(r[1] for r in rs)
+            summary[name] = (wall, rss)
+            print(
+                f"  {name:<12} {wall:6.2f} s   peak RSS {rss / 1024:7.1f} MiB   runs: "
+                + ", ".join(f"{r[0]:.2f}s" for r in rs)
+            )
+        t_ratio = summary["pleg-doctor"][0] / summary["panicparse"][0]
+        m_ratio = summary["pleg-doctor"][1] / summary["panicparse"][1]
+        print(f"  ratio time {t_ratio:.2f}x (target <= 0.50)   ratio RSS {m_ratio:.2f}x (target <= 0.25)")
+        ok = t_ratio <= 0.5 and m_ratio <= 0.25
+        print("  PASS" if ok else "  FAIL")
+        if not ok:
+            sys.exit(1)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
