@@ -44,6 +44,11 @@ def _blocked_text(chain: Chain) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def _waits_for_bbolt(chain: Chain) -> bool:
+    """Some goroutine of the chain is queued on bbolt's writer lock (not merely holding it)."""
+    return any(lk.kind == "bbolt-writer" for lk in chain.links)
+
+
 def _chain_weight(base: float, chain: Chain) -> float:
     """More blocked goroutines and longer waits make a chain more convincing."""
     w = base
@@ -260,8 +265,8 @@ def bbolt_writer_queue(ctx: RuleContext) -> Iterator[Hit]:
     (#10128), 2.1 can disable bbolt fsync (`no_sync`, #10745).
     """
     for chain in chains_with(ctx, "bbolt-writer"):
-        if chain_has_any(chain, *IO_TAGS):
-            continue  # holder visible and doing I/O: PD206
+        if chain_has_any(chain, *IO_TAGS) or not _waits_for_bbolt(chain):
+            continue  # holder visible and doing I/O: PD206; nobody queued on bbolt: not this rule
         holder = last_link_with(chain, "bbolt-writer")
         detail = holder.detail if holder else "bbolt writer lock"
         yield Hit(
@@ -311,7 +316,7 @@ def bbolt_held_across_fsync(ctx: RuleContext) -> Iterator[Hit]:
     """
     versions = ctx.versions
     for chain in chains_with(ctx, "bbolt-writer"):
-        if not chain_has_any(chain, *IO_TAGS):
+        if not chain_has_any(chain, *IO_TAGS) or not _waits_for_bbolt(chain):
             continue
         io_link = last_link_with(chain, *IO_TAGS)
         what = "content commit" if chain_has(chain, "content-commit") else "bbolt commit"
