@@ -274,23 +274,23 @@ class StampResolver:
     January) moves to the next year, so a log that spans New Year stays ordered.
     """
 
-    __slots__ = ("_cache", "_last_month", "_mtime", "_shift", "time")
+    __slots__ = ("_cache", "_last_month", "_mtime", "shift", "time")
 
     def __init__(self, time: TimeContext, mtime: float | None) -> None:
         self.time = time
         self._mtime = mtime
         self._cache: dict[tuple[int, int, int], float | None] = {}
         self._last_month = 0
-        self._shift = 0
+        self.shift = 0
 
     def epoch(self, month: int, day: int, hour: int, minute: int, second: int, micro: int) -> float | None:
         last = self._last_month
         if month != last:
             if last and month < last - 6:
-                self._shift += 1
+                self.shift += 1
                 self._cache.clear()
-            elif last and month > last + 6 and self._shift > 0:
-                self._shift -= 1  # out-of-order line from before the rollover
+            elif last and month > last + 6 and self.shift > 0:
+                self.shift -= 1  # out-of-order line from before the rollover
                 self._cache.clear()
             self._last_month = month
         key = (month, day, hour)
@@ -303,7 +303,7 @@ class StampResolver:
         return base + minute * 60 + second + micro / 1e6
 
     def _hour_base(self, month: int, day: int, hour: int) -> float | None:
-        year = self.time.year_for(month, self._mtime) + self._shift
+        year = self.time.year_for(month, self._mtime) + self.shift
         try:
             local = datetime(year, month, day, hour, tzinfo=self.time.zone)
         except ValueError:
@@ -334,13 +334,14 @@ def to_utc(ts: datetime | None, time: TimeContext) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class Needle:
-    """A substring (or, with `regex`, a bytes regex valid for both Hyperscan and `re`,
-    matched in multi-line mode) marking an interesting line. `tag` is handed back to
-    the parser with the line."""
+    """A substring marking an interesting line (with `line_start`, only at the start of
+    a line; with `regex`, a bytes regex valid for both Hyperscan and `re`, matched in
+    multi-line mode: slower, avoid). `tag` is handed back to the parser with the line."""
 
     pattern: bytes
     tag: int
     regex: bool = False
+    line_start: bool = False  # a literal that must start a line
 
 
 class ScanStats:
@@ -371,12 +372,13 @@ class LineScanner:
     def _compile(self) -> None:
         self._db: Any = None
         self._fallback: list[tuple[Any, int, bool]] = []
+        self._line_starts: list[tuple[bytes, int]] = []
         if not self.needles:
             return
         if _hs is not None:
             db = _hs.Database()
             db.compile(
-                expressions=[n.pattern if n.regex else re.escape(n.pattern) for n in self.needles],
+                expressions=[_hs_expression(n) for n in self.needles],
                 ids=list(range(len(self.needles))),
                 elements=len(self.needles),
                 flags=[_hs.HS_FLAG_MULTILINE] * len(self.needles),
@@ -387,35 +389,53 @@ class LineScanner:
                 if n.regex:
                     self._fallback.append((re.compile(n.pattern, re.M), n.tag, True))
                 else:
-                    self._fallback.append((n.pattern, n.tag, False))
+                    self._fallback.append((b"\n" + n.pattern if n.line_start else n.pattern, n.tag, False))
+        self._line_starts = [(n.pattern, n.tag) for n in self.needles if n.line_start]
 
-    def _matches(self, buf: bytes, end: int) -> list[tuple[int, int]]:
-        """(end offset of a match, tag) for all needles in buf[:end], in offset order."""
+    def _matches(self, buf: bytes, start: int, end: int) -> list[tuple[int, int]]:
+        """(end offset of a match, tag) for all needles in buf[start:end], in offset order."""
         out: list[tuple[int, int]] = []
         needles = self.needles
         assert needles is not None
         if not needles:
             return out
+        for pat, tag in self._line_starts:  # "\n" + literal misses the region's first line
+            if buf.startswith(pat, start):
+                out.append((start + len(pat), tag))
         if self._db is not None:
             append = out.append
 
             def on_match(idx: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-                append((to, needles[idx].tag))
+                append((to + start, needles[idx].tag))
 
-            self._db.scan(buf if end == len(buf) else memoryview(buf)[:end], match_event_handler=on_match)
+            view = buf if start == 0 and end == len(buf) else memoryview(buf)[start:end]
+            self._db.scan(view, match_event_handler=on_match)
         else:
             for pat, tag, is_re in self._fallback:
                 if is_re:
-                    out.extend((m.end(), tag) for m in pat.finditer(buf, 0, end))
+                    out.extend((m.end(), tag) for m in pat.finditer(buf, start, end))
                     continue
                 find = buf.find
                 ln = len(pat)
-                i = find(pat, 0, end)
+                i = find(pat, start, end)
                 while i != -1:
                     out.append((i + ln, tag))
                     i = find(pat, i + ln, end)
         out.sort()
         return out
+
+    def _process(
+        self,
+        buf: bytes,
+        start: int,
+        end: int,
+        lineno: int,
+        on_line: Callable[[int, bytes, int], None],
+        stats: ScanStats,
+    ) -> int:
+        if self.needles is None:
+            return self._every_line(buf, start, end, lineno, on_line, stats)
+        return self._candidates(buf, start, end, lineno, on_line, stats)
 
     def scan(
         self,
@@ -423,56 +443,63 @@ class LineScanner:
         on_line: Callable[[int, bytes, int], None],
         stats: ScanStats,
     ) -> None:
+        """Read `stream` to its end. Chunks are scanned in place (no copy); only a line cut
+        by a chunk boundary is copied to be joined with the next chunk."""
         carry = b""
-        lineno = 0  # lines fully before the current chunk
-        all_lines = self.needles is None
+        lineno = 0  # lines fully before the current position
         skipping = False  # inside a line longer than MAX_LINE
+        read = stream.read
         while True:
-            block = stream.read(CHUNK)
+            block = read(CHUNK)
             if not block:
                 break
+            start = 0
             if skipping:
                 nl = block.find(b"\n")
                 if nl == -1:
                     continue
-                block = block[nl + 1 :]
+                start = nl + 1
                 skipping = False
                 lineno += 1
-                if not block:
+            if b"\x00" in block:
+                stats.binary_chunks += 1
+            if carry:
+                nl = block.find(b"\n", start)
+                if nl == -1:
+                    carry += block[start:]
+                    if len(carry) > MAX_LINE:
+                        stats.long_lines += 1
+                        carry = b""
+                        skipping = True
                     continue
-            buf = carry + block if carry else block
-            cut = buf.rfind(b"\n")
+                head = carry + block[start : nl + 1]
+                carry = b""
+                lineno = self._process(head, 0, len(head), lineno, on_line, stats)
+                start = nl + 1
+            cut = block.rfind(b"\n", start)
             if cut == -1:
-                if len(buf) > MAX_LINE:
+                carry = block[start:]
+                if len(carry) > MAX_LINE:
                     stats.long_lines += 1
                     carry = b""
                     skipping = True
-                else:
-                    carry = buf
                 continue
-            end = cut + 1
-            carry = buf[end:]
-            if b"\x00" in buf:
-                stats.binary_chunks += 1
-            if all_lines:
-                lineno = self._every_line(buf, end, lineno, on_line, stats)
-            else:
-                lineno = self._candidates(buf, end, lineno, on_line, stats)
+            lineno = self._process(block, start, cut + 1, lineno, on_line, stats)
+            carry = block[cut + 1 :]
         if skipping:
             lineno += 1
         if carry:  # the last line has no newline
-            if all_lines:
-                lineno = self._every_line(carry + b"\n", len(carry) + 1, lineno, on_line, stats)
-            else:
-                lineno = self._candidates(carry + b"\n", len(carry) + 1, lineno, on_line, stats)
+            carry += b"\n"
+            lineno = self._process(carry, 0, len(carry), lineno, on_line, stats)
         stats.lines = lineno
 
     @staticmethod
     def _every_line(
-        buf: bytes, end: int, lineno: int, on_line: Callable[[int, bytes, int], None], stats: ScanStats
+        buf: bytes, start: int, end: int, lineno: int, on_line: Callable[[int, bytes, int], None], stats: ScanStats
     ) -> int:
-        pos = 0
+        pos = start
         find = buf.find
+        first = lineno
         while pos < end:
             nl = find(b"\n", pos, end)
             lineno += 1
@@ -481,18 +508,24 @@ class LineScanner:
                 line = line[:-1]
             on_line(lineno, line, -1)
             pos = nl + 1
-        stats.candidates += lineno - stats.lines
+        stats.candidates += lineno - first
         stats.lines = lineno
         return lineno
 
     def _candidates(
-        self, buf: bytes, end: int, lineno: int, on_line: Callable[[int, bytes, int], None], stats: ScanStats
+        self,
+        buf: bytes,
+        start: int,
+        end: int,
+        lineno: int,
+        on_line: Callable[[int, bytes, int], None],
+        stats: ScanStats,
     ) -> int:
-        matches = self._matches(buf, end)
+        matches = self._matches(buf, start, end)
         count = buf.count
         rfind = buf.rfind
         find = buf.find
-        counted_to = 0
+        counted_to = start
         cur = lineno
         n = 0
         # Several needles may hit one line: deliver it once, with the smallest tag.
@@ -500,8 +533,6 @@ class LineScanner:
         pend_end = -1
         pend_tag = 0
         for to, tag in matches:
-            if to > end:
-                continue
             if pend_start >= 0 and to <= pend_end:
                 if tag < pend_tag:
                     pend_tag = tag
@@ -512,8 +543,9 @@ class LineScanner:
                 line = buf[pend_start:pend_end]
                 n += 1
                 on_line(cur + 1, line[:-1] if line.endswith(b"\r") else line, pend_tag)
-            pend_start = rfind(b"\n", 0, to) + 1 if to > 0 else 0
-            pend_end = find(b"\n", to - 1 if to > 0 else 0, end)
+            ls = rfind(b"\n", start, to)
+            pend_start = ls + 1 if ls != -1 else start
+            pend_end = find(b"\n", max(to - 1, start), end)
             pend_tag = tag
         if pend_start >= 0:
             cur += count(b"\n", counted_to, pend_start)
@@ -525,6 +557,12 @@ class LineScanner:
         stats.lines = cur
         stats.candidates += n
         return cur
+
+
+def _hs_expression(n: Needle) -> bytes:
+    if n.regex:
+        return n.pattern
+    return re.escape(b"\n" + n.pattern if n.line_start else n.pattern)
 
 
 def open_binary(source: Any) -> BinaryIO:

@@ -51,18 +51,20 @@ if TYPE_CHECKING:
 KIND = "journal"
 
 TAG_IDENT = 10
-TAG_JSON = 11
+TAG_JSON = kubelet_log.TAG_JSON
 TAG_KERNEL = 12
 
 # Lines of the other units, json entries and unframed logrus/kernel lines.
 EXTRA_NEEDLES: list[Needle] = [
-    Needle(rb" containerd(?:-shim[\w\-]*)?\[\d+\]: ", TAG_IDENT, regex=True),
-    Needle(rb" dockerd\[\d+\]: ", TAG_IDENT, regex=True),
+    Needle(b" containerd[", TAG_IDENT),
+    Needle(b" containerd-shim", TAG_IDENT),
+    Needle(b" dockerd[", TAG_IDENT),
     Needle(b" kernel: ", TAG_IDENT),
-    Needle(rb"^containerd\[\d+\]: ", TAG_IDENT, regex=True),
-    Needle(rb'^time="', TAG_IDENT, regex=True),
-    Needle(rb'^\{"(?:level|__CURSOR|__REALTIME|MESSAGE)', TAG_JSON, regex=True),
-    Needle(rb'^\{ "', TAG_JSON, regex=True),  # journalctl -o json puts a space after `{`
+    Needle(b"containerd[", TAG_IDENT, line_start=True),
+    Needle(b"dockerd[", TAG_IDENT, line_start=True),
+    Needle(b'time="', TAG_IDENT, line_start=True),
+    Needle(b"level=", TAG_IDENT, line_start=True),
+    Needle(b'{ "', TAG_JSON, line_start=True),  # journalctl -o json puts a space after `{`
     Needle(b"INFO: task ", TAG_KERNEL),
 ]
 NEEDLES = kubelet_log.NEEDLES + EXTRA_NEEDLES
@@ -366,7 +368,14 @@ def run_log_parser(source: Source, ctx: ParseContext, default_process: str | Non
     prime_time(head, ctx)
     dispatcher = Dispatcher(ctx, source.display, source.mtime, default_process)
     head_bad = _head_sample_check(head, dispatcher)
-    needles = None if default_process in ("containerd", "dockerd") else NEEDLES
+    # containerd/dockerd logs: every line matters; kubelet logs: kubelet needles only (a file
+    # with other units in it is sniffed as a journal); journals: kubelet needles + other units
+    if default_process in ("containerd", "dockerd"):
+        needles = None
+    elif default_process == "kubelet":
+        needles = kubelet_log.NEEDLES
+    else:
+        needles = NEEDLES
     scanner = LineScanner(needles)
     dispatcher.scanner = scanner
     stats = ScanStats()
