@@ -291,8 +291,14 @@ class RuleContext:
 
     @property
     def chains(self) -> list[Chain]:
-        ga = self.goroutines
-        return list(getattr(ga, "chains", None) or []) if ga is not None else []
+        """The goroutine engine's blocking chains, plus one-link chains for goroutines stuck
+        alone (a long ttrpc call, syscall or kubelet relist wait with no waiter or holder
+        visible), so rules see every long wait in one shape."""
+        if "chains" not in self._cache:
+            ga = self.goroutines
+            chains = list(getattr(ga, "chains", None) or []) if ga is not None else []
+            self._cache["chains"] = chains + _lone_waits(ga, chains)
+        return self._cache["chains"]  # type: ignore[no-any-return]
 
     @property
     def versions(self) -> Versions:
@@ -327,6 +333,64 @@ class RuleContext:
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
+
+
+_LONE_KINDS = frozenset(
+    {"ttrpc-call", "grpc-call", "syscall", "fsync", "fdatasync", "bbolt-commit-io", "mutex", "chan"}
+)
+_LONE_TAGS = frozenset({"umount", "fsync", "fdatasync", "runc", "cni", "kubelet-relist", "task-exit"})
+
+
+def _lone_waits(ga: Any, chains: list[Chain]) -> list[Chain]:
+    """One-link chains for blocked goroutines that are in no chain: waits of a minute or
+    more (or on a telling path: umount, fsync, runc, CNI, the kubelet relist)."""
+    waits = getattr(ga, "waits", None)
+    if not waits:
+        return []
+    try:
+        from plegdoctor.goroutines.chains import describe_actor, describe_wait
+    except ImportError:
+        return []
+    in_chain = {(lk.process, lk.pid, lk.goroutine) for c in chains for lk in c.links}
+    out: list[Chain] = []
+    for w in waits:
+        if str(w.kind) not in _LONE_KINDS:
+            continue
+        node = (w.dump, w.goroutine)
+        g = ga.goroutine(node)
+        info = getattr(ga, "infos", {}).get(node)
+        if g is None or info is None:
+            continue
+        dump = ga.dumps[w.dump]
+        if (dump.process, dump.pid, g.id) in in_chain:
+            continue
+        tags = set(info.tags)
+        if w.syscall:
+            tags.add(f"syscall:{w.syscall}")
+            if w.syscall in ("fsync", "fdatasync"):
+                tags.add(w.syscall)
+            if w.syscall == "umount2":
+                tags.add("umount")
+        minutes = g.wait_minutes or 0
+        if minutes < 1 and not (tags & _LONE_TAGS):
+            continue
+        where = f"{dump.label} goroutine {g.id}" + (f", {g.wait_minutes} min" if g.wait_minutes is not None else "")
+        site = min(info.site, len(g.stack) - 1) if g.stack else None
+        link = ChainLink(
+            kind=str(w.kind),
+            process=dump.process,
+            detail=f"{describe_actor(info, g)} ({where}) {describe_wait(w, info)}",
+            evidence=(dump.ref(g),) + ((dump.ref(g, site),) if site is not None else ()),
+            goroutine=g.id,
+            pid=dump.pid,
+            function=g.stack[site][0] if site is not None else None,
+            resource=w.resource,
+            wait_minutes=g.wait_minutes,
+            tags=frozenset(tags),
+        )
+        out.append(Chain(links=(link,), blocked=0, max_wait_minutes=g.wait_minutes, score=float(minutes)))
+    out.sort(key=lambda c: -c.score)
+    return out[:50]
 
 
 def _call_audit(fn: Callable[..., Any], ev: Evidence) -> Any:
