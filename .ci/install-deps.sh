@@ -1,0 +1,24 @@
+#!/bin/sh
+# Install what the integration tests need (Debian 12). Idempotent; starts no service: the tests
+# start their own containerd, docker-registry and Prometheus on unique sockets and ports.
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+PKGS="containerd runc docker-registry prometheus busybox-static"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    apt-get update -qq
+    # policy-rc.d (exit 101) keeps the packages' init scripts from starting daemons here
+    had_policy=0
+    [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+    [ "$had_policy" = 1 ] || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y --no-install-recommends $missing
+    [ "$had_policy" = 1 ] || rm -f /usr/sbin/policy-rc.d
+fi
+for b in containerd containerd-shim-runc-v2 runc docker-registry prometheus promtool busybox; do
+    command -v "$b" >/dev/null || { echo "install-deps: $b missing after install" >&2; exit 1; }
+done
+echo "install-deps: ok ($PKGS)"
