@@ -234,9 +234,10 @@ def _io_windows(samples: Sequence[PressureSample]) -> list[PressureWindow]:
     for scope, items in by_scope.items():
         items.sort(key=lambda s: s.ts)  # type: ignore[arg-type,return-value]
         run: list[PressureSample] = []
-        for s in [*items, None]:
-            if s is not None and _high(s):
-                run.append(s)
+        candidates: list[PressureSample | None] = [*items, None]  # None flushes the last run
+        for cand in candidates:
+            if cand is not None and _high(cand):
+                run.append(cand)
                 continue
             if run:
                 top = max(run, key=lambda x: (x.full_avg10 or 0, x.some_avg10))

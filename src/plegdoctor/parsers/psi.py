@@ -85,7 +85,8 @@ def parse_stamp(text: str, ctx: ParseContext | None = None) -> datetime | None:
     frac = (m.group(7) or "0")[:6].ljust(6, "0")
     zone = m.group(8)
     try:
-        naive = datetime(*(int(m.group(i)) for i in range(1, 7)), int(frac))  # type: ignore[misc]
+        y, mo, d, h, mi, sec = (int(m.group(i)) for i in range(1, 7))
+        naive = datetime(y, mo, d, h, mi, sec, int(frac))
     except ValueError:
         return None
     if zone is None:
@@ -228,6 +229,9 @@ def resource_and_scope(name: str | None) -> tuple[str | None, str | None]:
     return None, None
 
 
+_Line = tuple[tuple[float, float, float, float], Ref, datetime | None]  # values, ref, time of one some/full line
+
+
 def sniff(lines: list[str]) -> float:
     data = [ln for ln in lines if ln.strip() and header_of(ln) is None]
     if not data:
@@ -246,7 +250,7 @@ def sniff(lines: list[str]) -> float:
 
 def parse(source: Source, ctx: ParseContext) -> None:
     default_res, default_scope = resource_and_scope(source.display)
-    pending: dict[tuple[str, str, int], dict[str, object]] = {}
+    pending: dict[tuple[str, str, int], dict[str, _Line]] = {}
     order: list[tuple[str, str, int]] = []
     warned_unknown = False
 
@@ -257,8 +261,8 @@ def parse(source: Source, ctx: ParseContext) -> None:
             ctx.report.unparsed += 1  # a `full` line without its `some` line
             return
         full = item.get("full")
-        s_vals, s_ref, s_ts = some  # type: ignore[misc]
-        f_vals = full[0] if full is not None else None  # type: ignore[index]
+        s_vals, s_ref, s_ts = some
+        f_vals = full[0] if full is not None else None
         ctx.evidence.pressure.append(
             PressureSample(
                 ts=s_ts,
