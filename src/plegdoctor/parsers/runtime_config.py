@@ -341,7 +341,7 @@ def sniff(lines: list[str]) -> float:
         score = 0.6
         if "io.containerd." in text or re.search(r"^\s*\[plugins\.(?:cri|overlayfs|bolt|linux)\b", text, re.M):
             score = 0.95
-    elif re.search(r"^\s*version\s*=\s*[1-4]\s*$", text, re.M) and re.search(r"^\s*(?:root|state)\s*=", text, re.M):
+    elif re.search(r"^\s*version\s*=\s*\d+\s*$", text, re.M) and re.search(r"^\s*(?:root|state)\s*=", text, re.M):
         score = 0.7
     return score
 
