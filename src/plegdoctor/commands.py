@@ -70,7 +70,6 @@ def collect_evidence(
     time_ctx = TimeContext(year=year, tz=parse_tz(tz))
     evidence = Evidence()
     available = parsers.available()
-    manifest_kinds: dict[str, str] = {}
 
     # Pass 1 (not for stdin, which can be read only once): learn the year from any fully
     # dated log, so that year-less stamps read later resolve consistently.
@@ -86,8 +85,11 @@ def collect_evidence(
         if strip and src.display.startswith(strip):
             src.display = src.display[len(strip) :]
         head = src.head()
-        member = src.display.rsplit(":", 1)[-1]
-        kind = src.kind_override or manifest_kinds.get(member) or ""
+        # A bundle member's kind comes from the bundle's manifest (read first), if known.
+        member = src.display.rsplit(":", 1)[-1] if ":" in src.display else ""
+        kind = src.kind_override or evidence.manifest_kinds.get(member) or ""
+        if kind and kind not in available and not src.kind_override:
+            kind = ""  # a manifest kind this build does not read: sniff instead
         if not kind:
             kind, _score = parsers.sniff(head)
         report = InputReport(path=src.display, kind=kind)
@@ -114,18 +116,8 @@ def collect_evidence(
             report.warn(f"read error: {exc}")
         if src.error:
             report.warn(src.error)
-        if kind == "bundle-manifest":
-            manifest_kinds.update(_manifest_kinds(evidence))
     evidence.notes.extend(time_ctx.notes)
     return evidence
-
-
-def _manifest_kinds(evidence: Evidence) -> dict[str, str]:
-    try:
-        from plegdoctor.parsers.bundle_manifest import kinds_from_evidence
-    except ImportError:
-        return {}
-    return dict(kinds_from_evidence(evidence))
 
 
 def analyze_paths(

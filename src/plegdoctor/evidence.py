@@ -97,6 +97,8 @@ class Evidence:
     versions: list[Versions] = field(default_factory=list)
     metrics: list[MetricSample] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # global inferences, e.g. time zone
+    # {bundle member path: kind} from a bundle's manifest.json (read before the members)
+    manifest_kinds: dict[str, str] = field(default_factory=dict)
 
     def add_log_record(self, rec: LogRecord) -> None:
         if len(self.log_records) < MAX_LOG_RECORDS:

@@ -98,6 +98,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
     if facts:
         ctx.evidence.notes.append(f"bundle: {', '.join(facts)}")
     entries = _entries(data)
+    ctx.evidence.manifest_kinds.update(kinds_from_manifest(data))
     for what, err in collection_errors(data):
         ctx.report.warn(f"collection of {what} failed: {err}")
     ctx.report.records += len(entries)
