@@ -108,6 +108,8 @@ def collect_evidence(
             continue
         ctx = ParseContext(evidence=evidence, report=report, time=time_ctx, options=dict(options or {}))
         ctx.options["mtime"] = src.mtime
+        if evidence.boot_time is not None:
+            ctx.options.setdefault("boot_time", evidence.boot_time)
         try:
             available[kind].parse(src, ctx)
         except UserError as exc:

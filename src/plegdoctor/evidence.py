@@ -99,6 +99,7 @@ class Evidence:
     notes: list[str] = field(default_factory=list)  # global inferences, e.g. time zone
     # {bundle member path: kind} from a bundle's manifest.json (read before the members)
     manifest_kinds: dict[str, str] = field(default_factory=dict)
+    boot_time: float | None = None  # epoch seconds, from a bundle manifest (dmesg stamps)
 
     def add_log_record(self, rec: LogRecord) -> None:
         if len(self.log_records) < MAX_LOG_RECORDS:

@@ -104,4 +104,5 @@ def parse(source: Source, ctx: ParseContext) -> None:
     ctx.report.records += len(entries)
     boot = boot_time_from_manifest(data)
     if boot is not None:
+        ctx.evidence.boot_time = boot
         ctx.report.inferred.append(f"boot time {boot:.0f} (epoch s) from the manifest")
