@@ -5,8 +5,8 @@ Heads are symptom goroutines (CRI list/status handlers, the kubelet relist gorou
 dockerd inspect) that are blocked, and any other blocked goroutine that waits on a known
 holder while nobody waits on it (e.g. containerd's TaskExit handler in a ttrpc Delete).
 Heads that share the same stack and the same path of holders are one chain (the head with
-the longest wait represents them). Ranking: goroutines blocked behind the chain's first
-holder (transitively) times (1 + the longest wait in minutes), doubled for symptoms.
+the longest wait represents them). Ranking: goroutines blocked behind the chain's deepest
+cause (transitively) times (1 + the longest wait in minutes), doubled for symptoms.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ MAX_DEPTH = 12
 MAX_CHAINS = 50
 
 _WHAT_BY_TAG = (
+    ("kubelet-syncloop", "the kubelet sync loop (syncLoopIteration)"),
     ("update-container-resources", "UpdateContainerResources"),
     ("content-commit", "the content writer Commit"),
     ("task-exit", "the TaskExit handler (handleContainerExit)"),
@@ -43,6 +44,8 @@ def describe_actor(info: StackInfo, g: Goroutine) -> str:
             return what
     if info.serving:
         return f"shim {info.serving}"
+    if info.kind == WaitKind.BBOLT_COMMIT_IO:
+        return "a bbolt transaction commit"
     for t in sorted(info.tags):
         if t.startswith("dockerd:"):
             return f"dockerd {t[8:]}"
@@ -104,12 +107,12 @@ def build_chains(analysis: GoroutineAnalysis) -> list[Chain]:
         path = _path(rep, nxt)
         links = tuple(_link(analysis, path, i, waits) for i in range(len(path)))
         first_holder = path[1] if len(path) > 1 else None
-        blocked = behind.get(first_holder, 0) if first_holder else len(members)
-        blocked = max(blocked, len(members))
+        # everything queued behind the deepest cause of this chain
+        blocked = max(behind.get(path[-1], 0), len(members))
         waits_min = [analysis.goroutine(n).wait_minutes for n in members + path]  # type: ignore[union-attr]
         known = [m for m in waits_min if m is not None]
-        if first_holder is not None and first_holder in max_wait_behind:
-            known.append(max_wait_behind[first_holder])
+        if first_holder is not None and path[-1] in max_wait_behind:
+            known.append(max_wait_behind[path[-1]])
         max_wait = max(known) if known else None
         symptom = analysis.infos[rep].symptom
         score = blocked * (1 + (max_wait or 0)) * (2 if symptom else 1) * (1 + 0.1 * (len(path) - 1))
@@ -148,7 +151,7 @@ def _link(analysis: GoroutineAnalysis, path: list[Node], i: int, waits: dict[Nod
         confidence = prev.confidence
         held = prev.resource.replace(" read lock", " lock").replace(" write lock", " lock")
         how = prev.reason
-        verb = "serves" if prev.kind in (WaitKind.TTRPC_CALL, WaitKind.GRPC_CALL) else "holds"
+        verb = {"ttrpc-call": "serves", "grpc-call": "serves", "chan": "should receive from"}.get(prev.kind, "holds")
         detail = f"{actor} ({where}) {verb} {held} [{how}] and {doing}"
     evidence: list[Ref] = [dump.ref(g)]
     if g.stack:
@@ -186,7 +189,9 @@ def chain_text(chain: Chain) -> str:
             parts.append(actor)
         if link.resource and i + 1 < len(chain.links):
             nxt = chain.links[i + 1].detail.split(" (", 1)[0]
-            verb = "served by" if link.kind in ("ttrpc-call", "grpc-call") else "held by"
+            verb = {"ttrpc-call": "served by", "grpc-call": "served by", "chan": "not received by"}.get(
+                link.kind, "held by"
+            )
             parts.append(f"{link.resource} {verb} {nxt}")
         elif i + 1 == len(chain.links):
             parts.append((link.resource or link.kind).removeprefix("syscall "))

@@ -32,6 +32,7 @@ Tags (ChainLink.tags; rules match on them):
   cni                          inside go-cni / libcni (CNI ADD/DEL)
   dockerd-container-lock       waits for / holds a dockerd container lock
   kubelet-relist, kubelet-pleg the PLEG relist goroutine / PLEG code
+  kubelet-syncloop             the kubelet sync loop (the PLEG channel's reader)
   symptom                      a goroutine whose stall is what users see (CRI list/status
                                handlers, kubelet relist, dockerd inspect)
 
@@ -287,6 +288,8 @@ _DOCKERD_SYMPTOM = frozenset({"ContainerInspectCurrent", "ContainerInspect", "Co
 # Function suffix -> tags (any frame of the stack)
 _TAG_MARKERS: tuple[tuple[str, str], ...] = (
     ("/server.handleContainerExit", "task-exit"),
+    (".(*criService).handleContainerExit", "task-exit"),
+    (".(*Kubelet).syncLoopIteration", "kubelet-syncloop"),
     (".(*eventMonitor).startContainerExitMonitor", "task-exit"),
     (".(*eventMonitor).handleEvent", "task-exit"),
     ("daemon.(*Daemon).handleContainerExit", "task-exit"),
@@ -628,6 +631,8 @@ def classify(state: str, stack: tuple[Loc, ...]) -> StackInfo:
                 kind = WaitKind.BBOLT_WRITER
                 # the containerd metadata DB that owns this bbolt DB identifies it too
                 id_frames = (i, *(j for j in range(i + 1, n) if stack[j][0].endswith("metadata.(*DB).Update")))
+            if lock == "dockerd-container-lock":
+                id_frames = ()  # the Daemon receiver is shared by every container lock
             if lock is None:
                 lock_label = f"lock taken in {_short(stack[i][0])}"
         description = f"waits for {lock_label or 'a lock'}"
