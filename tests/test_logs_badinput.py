@@ -125,3 +125,43 @@ def test_many_chunks_keep_line_numbers(tmp_path, monkeypatch):
     assert len(ev.relists) == 3000 and ctx.report.records == 6000
     assert list(ev.relists.line[:3]) == [1, 3, 5]
     assert ev.relists.line[1500] == 3001 and "05:" in ev.relists.texts[1500]
+
+
+def test_split_scan_in_two_processes_matches_sequential(tmp_path, monkeypatch):
+    """Big plain files are scanned in two halves (forked child); the result must be the
+    same as one sequential pass: ticks, quoted lines, events and line numbers."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "k.log"
+    truth = tmp_path / "k.json"
+    root = Path(__file__).parent.parent
+    subprocess.run(
+        [
+            sys.executable,
+            str(root / "bench" / "gen_kubelet_journal.py"),
+            "--size",
+            "2M",
+            "--out",
+            str(out),
+            "--truth",
+            str(truth),
+            "--stalls",
+            "4",
+            "--seed",
+            "3",
+        ],
+        check=True,
+    )
+    monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
+    seq, seq_ctx = run(out, kubelet_log)
+    monkeypatch.delenv("PLEG_DOCTOR_SCAN_WORKERS")
+    monkeypatch.setattr(journald, "SPLIT_MIN_BYTES", 1)
+    monkeypatch.setattr(journald, "_split_allowed", lambda: True)
+    par, par_ctx = run(out, kubelet_log)
+    assert list(par.relists.ts) == list(seq.relists.ts)
+    assert list(par.relists.line) == list(seq.relists.line)
+    assert par.relists.texts == seq.relists.texts
+    assert [(e.kind, e.ref) for e in par.events] == [(e.kind, e.ref) for e in seq.events]
+    assert [r.ref for r in par.log_records] == [r.ref for r in seq.log_records]
+    assert par_ctx.report.records == seq_ctx.report.records

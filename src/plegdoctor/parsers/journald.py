@@ -22,12 +22,19 @@ unframed lines to the kind's own handler.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import pickle
 import re
+import signal
+from array import array
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from plegdoctor.model import Event, EventKind, Ref, quote
+from plegdoctor.evidence import Evidence, ParseContext
+from plegdoctor.model import Event, EventKind, InputReport, Ref, quote
 from plegdoctor.parsers import kubelet_log
 from plegdoctor.parsers._logcommon import (
     KLOG_RE,
@@ -45,7 +52,6 @@ from plegdoctor.parsers._logcommon import (
 from plegdoctor.parsers.containerd_log import ContainerdHandler
 
 if TYPE_CHECKING:
-    from plegdoctor.evidence import ParseContext
     from plegdoctor.inputs import Source
 
 KIND = "journal"
@@ -381,7 +387,11 @@ def run_log_parser(source: Source, ctx: ParseContext, default_process: str | Non
     stats = ScanStats()
     stream = open_binary(source)
     try:
-        scanner.scan(stream, dispatcher.on_line, stats)
+        size = source.size or 0
+        if needles is not None and isinstance(stream, io.FileIO) and size >= SPLIT_MIN_BYTES and _split_allowed():
+            _scan_in_two(stream, size, scanner, dispatcher, stats)
+        else:
+            scanner.scan(stream, dispatcher.on_line, stats)
     finally:
         if stream is not getattr(source, "_stream", None):
             stream.close()
@@ -394,6 +404,172 @@ def run_log_parser(source: Source, ctx: ParseContext, default_process: str | Non
         ctx.report.warn(source.error)
     finish_report(ctx, stats, what)
     _dump_summary(dispatcher, ctx)
+
+
+# ---------------------------------------------------------------------------------------
+# Big plain files: scan the second half in a forked child while the parent scans the first.
+
+SPLIT_MIN_BYTES = 64 << 20
+
+
+def _split_allowed() -> bool:
+    if os.environ.get("PLEG_DOCTOR_SCAN_WORKERS", "") == "1" or not hasattr(os, "fork"):
+        return False
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except (AttributeError, OSError):
+        return (os.cpu_count() or 1) >= 2
+
+
+class _Range(io.RawIOBase):
+    """Reads bytes [start, end) of a file with pread: parent and forked child share the
+    descriptor's offset, so neither may seek or read() it."""
+
+    def __init__(self, fh: io.FileIO, start: int, end: int) -> None:
+        self._fd = fh.fileno()
+        self._pos = start
+        self._end = end
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        left = self._end - self._pos
+        if left <= 0:
+            return b""
+        n = left if n is None or n < 0 else min(n, left)
+        data = os.pread(self._fd, n, self._pos)
+        self._pos += len(data)
+        return data
+
+
+class _Collector:
+    """The child's side: relist ticks parsed here, other candidate lines kept raw for the
+    parent to replay in order (events, multi-line values and warnings stay sequential)."""
+
+    def __init__(self, dispatcher: Dispatcher, scanner: LineScanner, path: str) -> None:
+        self.evidence = Evidence()
+        ctx = ParseContext(self.evidence, InputReport(path, "split"), dispatcher.ctx.time)
+        self.kubelet = kubelet_log.KubeletHandler(ctx, path, dispatcher.resolver)
+        self.scanner = scanner
+        self.candidates: list[tuple[int, bytes, int]] = []
+        self.severity = 0
+        self.first_text: str | None = None
+
+    def on_line(self, lineno: int, raw: bytes, tag: int) -> None:
+        if tag == kubelet_log.TAG_RELIST and self.kubelet.multi is None:
+            first = len(self.kubelet.series) == 0
+            if self.kubelet.tick_fast(lineno, raw):
+                if first:
+                    self.first_text = raw[:400].decode("utf-8", "replace")
+                return
+        if tag == kubelet_log.TAG_SEVERITY:
+            self.severity += 1
+            if self.severity > kubelet_log.MAX_RECORDS_PER_SOURCE:
+                self.scanner.drop_tag(kubelet_log.TAG_SEVERITY)
+                return
+        self.candidates.append((lineno, bytes(raw), tag))
+
+
+def _scan_in_two(fh: io.FileIO, size: int, scanner: LineScanner, dispatcher: Dispatcher, stats: ScanStats) -> None:
+    probe = os.pread(fh.fileno(), 1 << 20, size // 2)
+    nl = probe.find(b"\n")
+    if nl == -1:
+        scanner.scan(fh, dispatcher.on_line, stats)
+        return
+    split = size // 2 + nl + 1
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        scanner.scan(fh, dispatcher.on_line, stats)
+        return
+    if pid == 0:  # child: never returns
+        code = 1
+        try:
+            os.close(r)
+            collector = _Collector(dispatcher, scanner, dispatcher.path)
+            child_stats = ScanStats()
+            scanner.scan(_Range(fh, split, size), collector.on_line, child_stats)  # type: ignore[arg-type]
+            k = collector.kubelet
+            payload = {
+                "ts": k.series.ts.tobytes(),
+                "line": k.series.line.tobytes(),
+                "texts": k.series.texts,
+                "first_text": collector.first_text,
+                "last_ts": k.last_tick_ts,
+                "last_text": k.last_tick_text,
+                "candidates": collector.candidates,
+                "lines": child_stats.lines,
+                "binary": child_stats.binary_chunks,
+                "long": child_stats.long_lines,
+                "shift": dispatcher.resolver.shift,
+            }
+            with os.fdopen(w, "wb") as out:
+                out.write(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    done = False
+    try:
+        scanner.scan(_Range(fh, 0, split), dispatcher.on_line, stats)  # type: ignore[arg-type]
+        with os.fdopen(r, "rb") as inp:
+            data = inp.read()
+        _, status = os.waitpid(pid, 0)
+        done = True
+        payload = pickle.loads(data) if status == 0 and data else None
+    finally:
+        if not done:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    if payload is not None and not _merge(payload, dispatcher, stats):
+        payload = None
+    if payload is None:  # the child failed or a year rollover crossed the split: do it here
+        base = stats.lines
+        rest = ScanStats()
+        scanner.scan(_Range(fh, split, size), lambda n, raw, tag: dispatcher.on_line(base + n, raw, tag), rest)  # type: ignore[arg-type]
+        stats.lines = base + rest.lines
+        stats.candidates += rest.candidates
+        stats.binary_chunks += rest.binary_chunks
+        stats.long_lines += rest.long_lines
+
+
+def _merge(payload: dict[str, Any], dispatcher: Dispatcher, stats: ScanStats) -> bool:
+    k = dispatcher.kubelet
+    series = k.series
+    ts = array("d")
+    ts.frombytes(payload["ts"])
+    lines = array("q")
+    lines.frombytes(payload["line"])
+    if dispatcher.resolver.shift or payload["shift"]:
+        return False  # klog year rollover: year of the second half is only known sequentially
+    if len(ts) and k.last_tick_ts >= 0 and ts[0] < k.last_tick_ts - 30 * 86400:
+        return False
+    offset = stats.lines
+    base_index = len(series)
+    if len(ts):
+        if k.last_tick_ts >= 0 and abs(ts[0] - k.last_tick_ts) >= kubelet_log.KEEP_TEXT_INTERVAL:
+            k.finish_tick_text()
+            if payload["first_text"] is not None:
+                series.texts[base_index] = quote(payload["first_text"])
+        series.ts.extend(ts)
+        series.src.extend(array("i", [k.src_id]) * len(ts))
+        series.line.extend(array("q", (x + offset for x in lines)))
+        for idx, text in payload["texts"].items():
+            series.texts[base_index + idx] = text
+        k.last_tick_ts = payload["last_ts"]
+        k.last_tick_text = payload["last_text"]
+    for lineno, raw, tag in payload["candidates"]:
+        dispatcher.on_line(offset + lineno, raw, tag)
+    stats.lines = offset + payload["lines"]
+    stats.candidates += len(payload["candidates"]) + len(ts)
+    stats.binary_chunks += payload["binary"]
+    stats.long_lines += payload["long"]
+    return True
 
 
 def _dump_summary(dispatcher: Dispatcher, ctx: ParseContext) -> None:

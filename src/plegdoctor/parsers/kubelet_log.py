@@ -227,6 +227,12 @@ class KubeletHandler:
         self.last_tick_ts = ts
         self.last_tick_text = raw if isinstance(raw, bytes) else raw.encode()
 
+    def finish_tick_text(self) -> None:
+        """Keep the text of the latest tick (it borders a long interval)."""
+        last = len(self.series) - 1
+        if last >= 0 and self.last_tick_text is not None and last not in self.series.texts:
+            self.series.keep_text(last, _text(self.last_tick_text))
+
     def finish(self) -> None:
         """Keep the text of the last tick (it borders the open interval to the end of log)."""
         last = len(self.series) - 1
