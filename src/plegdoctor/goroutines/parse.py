@@ -355,14 +355,18 @@ class _Assembler:
                 if skipping:
                     continue
                 if pend is None:
-                    self.problem(
-                        ln(idx), "file line without a function line" if cur else "frame outside a goroutine", line
-                    )
+                    if line.startswith("\tgoroutine running on other thread"):
+                        continue
+                    why = "file line without a function line" if cur else "frame outside a goroutine"
+                    self.problem(ln(idx), why, line)
                     continue
                 loc = files.get(line)
                 if pend_created:
                     if loc is None or not pend.startswith(loc[0]) or len(pend) != len(loc[0]):
                         loc = self._new_loc(pend, line, created=True)
+                    if loc[2] == 0:
+                        self.problem(ln(idx), f"unreadable file line in goroutine {cur[0]}", line)  # type: ignore[index]
+                        cur[4] |= TRUNCATED  # type: ignore[index]
                     self.created = loc
                     pend = None
                     pend_created = False
@@ -375,6 +379,9 @@ class _Assembler:
                 else:
                     loc = self._new_loc(pend, line)
                     n = len(loc[0])
+                if loc[2] == 0:
+                    self.problem(ln(idx), f"unreadable file line in goroutine {cur[0]}", line)  # type: ignore[index]
+                    cur[4] |= TRUNCATED  # type: ignore[index]
                 locs.append(loc)
                 if pend[-1] == ")":
                     args.append(pend[n + 1 : -1])
@@ -895,7 +902,7 @@ class _Framer:
                 if END_MARK in text or self._closed(text):
                     self._close_partial(st)
                 return
-        if text[:1] == "{" and "goroutine" in text and self._json_line(lineno, text, st):
+        if text[:1] == "{" and ("goroutine" in text or '"MESSAGE"' in text) and self._json_line(lineno, text, st):
             return
         if "goroutine " in text and "\\n" in text and self._logrus_line(lineno, text, st):
             return
@@ -1092,7 +1099,7 @@ class _Framer:
         if _FILE_LINE.match(s):
             asm.scan(["\t" + s], lineno, lnmap)
             return
-        if s.startswith("created by ") or s.startswith("=== ") or s.startswith("runtime stack:"):
+        if s.startswith(("created by ", "=== ", "runtime stack:", "goroutine running on other thread")):
             asm.scan([s], lineno, lnmap)
             return
         if s.startswith("...") and s.endswith("elided..."):

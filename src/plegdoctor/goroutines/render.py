@@ -165,8 +165,8 @@ def render_text(a: GoroutineAnalysis, *, filter_re: re.Pattern[str] | None = Non
             cb = b.sample.created_by
             created = f" [created by {short_func(cb[0])} @ {cb[1].rsplit('/', 1)[-1]}:{cb[2]}]"
         proc = f" {d.label}" if len(a.dumps) > 1 else ""
-        w(f"{b.count}: {header}{proc} ({info.kind}){' ' + ' '.join(flags) if flags else ''}{created}")
-        w(f"    ids {_ids_text(b.ids)}")
+        flag_text = " " + " ".join(flags) if flags else ""
+        w(f"{b.count}: {header}{proc} ({info.kind}){flag_text} ids {_ids_text(b.ids)}{created}")
         rows = list(_frame_rows(b))
         wp = max((len(r[0]) for r in rows), default=0)
         wl = max((len(r[1]) for r in rows), default=0)
