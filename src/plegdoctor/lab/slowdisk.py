@@ -21,6 +21,7 @@ Why these choices (found on Debian 12, nbdkit 1.32, libnbd 1.14):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -179,6 +180,29 @@ class SlowDisk:
         self._own(self.state.spawn("nbdfuse", argv, self.dir / "nbdfuse.log"))
         _wait_for(lambda: is_mounted(str(self.fuse_file)), 15, f"nbdfuse did not mount {self.fuse_file}")
         self._own(self.state.add(Resource("fuse", "nbdfuse file", path=str(self.fuse_file))))
+        self._widen_fuse_queue()
+
+    def _widen_fuse_queue(self) -> None:
+        """Let requests queue in the block layer, as on a real disk, instead of inside FUSE.
+
+        FUSE admits 12 background requests per connection by default; past that the loop
+        device's worker sleeps in `fuse_get_req`, so every stall of the lab would show kernel
+        tasks blocked in FUSE code, which is evidence of a network filesystem hang, not of a
+        slow disk. With a wide FUSE queue the loop worker submits and the waits happen where
+        they happen on a real disk (request queue, writeback throttling, journal).
+        """
+        conn_root = Path("/sys/fs/fuse/connections")
+        if not conn_root.is_dir():
+            return
+        if not is_mounted(str(conn_root)):
+            rc, _ = run_quiet(["mount", "-t", "fusectl", "fusectl", str(conn_root)], timeout=30)
+            if rc != 0:
+                return
+            self._own(self.state.add(Resource("mount", "fusectl", path=str(conn_root))))
+        conn = conn_root / str(os.stat(self.fuse_file).st_dev)
+        for name, value in (("max_background", "256"), ("congestion_threshold", "192")):
+            with contextlib.suppress(OSError):
+                (conn / name).write_text(value)
 
     def _attach_loop(self) -> None:
         rc, out = run_quiet(["losetup", "--direct-io=on", "--find", "--show", str(self.fuse_file)], timeout=30)

@@ -22,6 +22,7 @@ from pathlib import Path
 from plegdoctor.errors import UserError
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+APT_ETC = Path("/etc/apt")
 
 # lab name -> Debian suite it comes from ("system" = whatever is installed)
 SUITES: dict[str, str] = {"1.6": "system", "1.7": "trixie", "2.1": "sid"}
@@ -109,7 +110,7 @@ def user_build(path: str) -> ContainerdBuild:
 def debian_archive_uri() -> str:
     """The Debian archive URI the system's apt already uses (deb822 .sources or one-line .list)."""
     candidates: list[str] = []
-    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    files = [APT_ETC / "sources.list", *sorted((APT_ETC / "sources.list.d").glob("*"))]
     for f in files:
         if not f.is_file() or not (f.suffix in (".list", ".sources") or f.name == "sources.list"):
             continue
