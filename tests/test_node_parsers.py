@@ -451,3 +451,17 @@ def test_big_psi_series_streams() -> None:
         lines.append(f"full avg10={i % 50}.00 avg60=1.00 avg300=1.00 total={i}")
     ev, rep = parse_text(psi, "\n".join(lines) + "\n", "/proc/pressure/io")
     assert rep.records == 20_000 and max(s.some_avg10 for s in ev.pressure) == 99.0
+
+
+def test_versions_from_the_collector() -> None:
+    """`name: value` lines, as `pleg-doctor collect` writes versions.txt (captured here)."""
+    ev, report = load("versions/versions-collector.txt", "versions")
+    (v,) = ev.versions
+    assert (v.kernel, v.containerd, v.runc, v.go, v.kubelet) == (
+        "6.18.44-fc-v669",
+        "1.6.20~ds1",
+        "1.1.5+ds1",
+        "go1.19.8",
+        None,  # "kubelet: not found" is not a version
+    )
+    assert report.kind == "versions"

@@ -130,5 +130,8 @@ def parse(source: Source, ctx: ParseContext) -> None:
             name = m.group(3)
             current.frames.append(name.split(".", 1)[0])
             continue
+        if text.startswith("#"):
+            ctx.report.inferred.append(text.lstrip("# ")[:200])  # a collector remark, e.g. "no D-state tasks found"
+            continue
         ctx.report.unparsed += 1
     finish()

@@ -13,7 +13,11 @@ line followed by its output (versions-containerd-1.7.24-debian13.txt, the header
 - `runc --version`: `runc version 1.1.5+ds1` (`go: go1.19.8` is runc's own Go, not kept);
 - `uname -a` (`Linux <host> <release> ...`) or `uname -r` (a bare release after `$ uname -r`);
 - `kubelet --version`: `Kubernetes v1.28.2`;
-- `go version -m <containerd>`: `/usr/bin/containerd: go1.20.8`.
+- `go version -m <containerd>`: `/usr/bin/containerd: go1.20.8`;
+- pleg-doctor's collector (`versions.txt` of a bundle): `name: value` lines, e.g.
+  `kernel: 6.1.0-18-amd64`, `containerd: containerd github.com/containerd/containerd 1.6.20 ...`,
+  `containerd_go: go1.19.8`, `runc: runc version 1.1.5`, `kubelet: Kubernetes v1.28.2`
+  (versions-collector.txt).
 
 The first value found for each component wins.
 """
@@ -41,13 +45,16 @@ _VERSION = re.compile(r"^\s*Version:\s+(v?\d+\.\d+\S*)")
 _GO = re.compile(r"^\s*Go version:\s+(go\d+\.\d+\S*)")
 _GO_M = re.compile(r"^\S*containerd: (go\d+\.\d+\S*)$")
 _CRI_NAME = re.compile(r"^\s*(?:RuntimeName|runtime_name):\s+\"?(\w+)\"?")
+_KEYED = re.compile(r"^(kernel|containerd|containerd_go|runc|kubelet):\s+(.+)$")
 _CRI_VERSION = re.compile(r"^\s*(?:RuntimeVersion|runtime_version):\s+\"?([^\"\s]+)\"?")
 
 
 def sniff(lines: list[str]) -> float:
     score = 0.0
     for ln in lines[:200]:
-        if _CONTAINERD.match(ln) or _RUNC.match(ln) or _KUBELET.match(ln.strip()):
+        keyed = _KEYED.match(ln)
+        value = keyed.group(2) if keyed else ln
+        if _CONTAINERD.match(value) or _RUNC.match(value) or _KUBELET.match(value.strip()):
             score = max(score, 0.85)
         elif _CMD.match(ln) and re.search(r"--version|\bversion\b|uname", ln):
             score = max(score, 0.5)
@@ -76,6 +83,16 @@ def parse(source: Source, ctx: ParseContext) -> None:
             block = ""
             continue
         stripped = line.strip()
+        keyed = _KEYED.match(stripped)
+        if keyed:  # the collector's `name: value` form
+            name, value = keyed.group(1), keyed.group(2).strip()
+            if name == "kernel":
+                keep("kernel", value, lineno, raw)
+                continue
+            if name == "containerd_go" and value.startswith("go"):
+                keep("go", value.split()[0], lineno, raw)
+                continue
+            stripped = value
         if stripped in ("Client:", "Server:"):
             block = stripped[:-1].lower()
             continue
