@@ -3,7 +3,7 @@
 # start their own containerd, docker-registry and Prometheus on unique sockets and ports.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
-PKGS="containerd runc docker-registry prometheus busybox-static chromium"
+PKGS="containerd runc docker-registry prometheus busybox-static chromium fonts-liberation"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
