@@ -27,6 +27,7 @@ from plegdoctor.goroutines.waits import (
 from plegdoctor.model import Chain, Ref
 
 Node = tuple[int, int]  # (dump index, goroutine id)
+_tuple_new = tuple.__new__
 
 SCHEMA = "pleg-doctor/goroutines/v1"
 
@@ -101,6 +102,13 @@ def analyze(
     similarity: Similarity = Similarity.ANY_POINTER,
     buckets: bool = True,
 ) -> GoroutineAnalysis:
+    from plegdoctor.goroutines.parse import no_gc
+
+    with no_gc():
+        return _analyze(dumps, similarity, buckets)
+
+
+def _analyze(dumps: list[Dump], similarity: Similarity, buckets: bool) -> GoroutineAnalysis:
     from plegdoctor.goroutines.chains import build_chains
 
     dumps = [d for d in dumps if d.goroutines]
@@ -169,9 +177,9 @@ def analyze(
                 if cands is None:
                     cands = _match(holders.get((di, info.lock), []), identity, mode)
                     match_cache[mkey] = cands
-                for c, h, why in cands:
-                    if h.node != node:
-                        holder, conf, reason = h.node, c, why
+                for c, cand, why in cands:
+                    if cand.node != node:
+                        holder, conf, reason = cand.node, round(c, 3), why
                         break
         elif info.kind in (WaitKind.SYSCALL, WaitKind.FSYNC, WaitKind.FDATASYNC, WaitKind.BBOLT_COMMIT_IO):
             syscall = decode_syscall(g, info)
@@ -203,18 +211,9 @@ def analyze(
                     "relist blocks sending to the PLEG event channel; its reader, syncLoopIteration, is busy",
                 )
         waits.append(
-            Wait(
-                di,
-                g.id,
-                str(info.kind),
-                resource,
-                info.lock,
-                identity,
-                holder,
-                round(conf, 3),
-                reason,
-                syscall,
-                info.call,
+            _tuple_new(
+                Wait,
+                (di, g.id, info.kind, resource, info.lock, identity, holder, conf, reason, syscall, info.call),
             )
         )
     _generic_holders(dumps, waits, infos)

@@ -16,7 +16,8 @@ from plegdoctor.goroutines.model import ELIDED, TRUNCATED, Dump, Frame, Goroutin
 
 _POINTER = re.compile(r"0x[0-9a-f]{6,}\??")
 _HEX = re.compile(r"0x[0-9a-f]+\??")
-_SEP = "\x1f"
+_SEP = "\x1f"  # between the arguments of one goroutine (never in dump text)
+_GSEP = "\x1e"  # between goroutines
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +84,18 @@ def bucketize(dumps: list[Dump], level: Similarity = Similarity.ANY_POINTER) -> 
     out: list[Bucket] = []
     for di, dump in enumerate(dumps):
         groups: dict[tuple[Any, ...], list[Goroutine]] = {}
-        for g in dump.goroutines:
-            k = _key(g, level)
+        gs = dump.goroutines
+        if level == Similarity.ANY_POINTER:
+            # one regular-expression pass over every goroutine's arguments at once
+            joined = _GSEP.join([_SEP.join(g.args) for g in gs])
+            norms = _POINTER.sub("*", joined).split(_GSEP)
+            keys: Any = (
+                (g.state, id(g.stack), g.created_by[0] if g.created_by else None, g.flags & (ELIDED | TRUNCATED), n)
+                for g, n in zip(gs, norms, strict=True)
+            )
+        else:
+            keys = (_key(g, level) for g in gs)
+        for g, k in zip(gs, keys, strict=True):
             members = groups.get(k)
             if members is None:
                 groups[k] = [g]

@@ -95,9 +95,17 @@ def analysis_json(a: GoroutineAnalysis, max_waits: int | None = None) -> dict[st
 
 
 def render_json(a: GoroutineAnalysis) -> bytes:
-    """Compact JSON. The stdlib encoder is fast enough here (0.2 s for 10^5 goroutines,
-    measured by bench/bench_goroutines.py), so no third-party encoder is needed."""
-    return (json.dumps(analysis_json(a), separators=(",", ":")) + "\n").encode()
+    """Compact JSON. orjson encodes the 10^5-goroutine benchmark output (18 MB) in 0.03 s
+    where the stdlib takes 0.2 s (bench/bench_goroutines.py); the stdlib stays the fallback."""
+    from plegdoctor.goroutines.parse import no_gc
+
+    with no_gc():
+        data = analysis_json(a)
+        try:
+            import orjson
+        except ImportError:  # pragma: no cover - orjson is a declared dependency
+            return (json.dumps(data, separators=(",", ":")) + "\n").encode()
+        return orjson.dumps(data) + b"\n"  # type: ignore[no-any-return]
 
 
 def _frame_rows(b: Bucket) -> Iterator[tuple[str, str, str]]:

@@ -772,40 +772,31 @@ def _holds(stack: tuple[Loc, ...], site: int, waiting_lock: str | None, kind: Wa
                 continue
             out.append(Hold(rule.lock, rule.mode, j, rule.confidence, rule.reason))
         m = _INIT_METHOD.search(f)
-        init_holder = m and m.group(1) in _INIT_LOCKING and "shim-init-mutex" not in seen
-        if init_holder and not (waiting_lock == "shim-init-mutex" and j == site):  # noqa: SIM102
-            if True:
-                # Delete -> (*stoppedState).Delete -> delete: p.mu is held by the outermost Init method
-                outer = j
-                for k in range(j + 1, min(n, j + 4)):
-                    mk = _INIT_METHOD.search(stack[k][0])
-                    if mk and mk.group(1) in _INIT_LOCKING:
-                        outer = k
-                seen.add("shim-init-mutex")
-                out.append(
-                    Hold(
-                        "shim-init-mutex",
-                        "write",
-                        outer,
-                        0.85,
-                        f"the runc shim's Init.{_INIT_METHOD.search(stack[outer][0]).group(1)} "  # type: ignore[union-attr]
-                        "holds the process mutex p.mu while it runs",
-                    )
-                )
+        if (
+            m is not None
+            and m.group(1) in _INIT_LOCKING
+            and "shim-init-mutex" not in seen
+            and not (waiting_lock == "shim-init-mutex" and j == site)
+        ):
+            # Delete -> (*stoppedState).Delete -> delete: p.mu is held by the outermost Init method
+            outer, method = j, m.group(1)
+            for k in range(j + 1, min(n, j + 4)):
+                mk = _INIT_METHOD.search(stack[k][0])
+                if mk and mk.group(1) in _INIT_LOCKING:
+                    outer, method = k, mk.group(1)
+            seen.add("shim-init-mutex")
+            why = f"the runc shim's Init.{method} holds the process mutex p.mu while it runs"
+            out.append(Hold("shim-init-mutex", "write", outer, 0.85, why))
         m = _DOCKERD_DAEMON.search(f)
-        docker_holder = m and m.group(1) in _DOCKERD_LOCKERS and "dockerd-container-lock" not in seen
-        if docker_holder and m is not None and not (waiting_lock == "dockerd-container-lock" and j == site):  # noqa: SIM102
-            if True:
-                seen.add("dockerd-container-lock")
-                out.append(
-                    Hold(
-                        "dockerd-container-lock",
-                        "write",
-                        j,
-                        0.7,
-                        f"dockerd's Daemon.{m.group(1)} takes the container lock and holds it while it runs",
-                    )
-                )
+        if (
+            m is not None
+            and m.group(1) in _DOCKERD_LOCKERS
+            and "dockerd-container-lock" not in seen
+            and not (waiting_lock == "dockerd-container-lock" and j == site)
+        ):
+            seen.add("dockerd-container-lock")
+            why = f"dockerd's Daemon.{m.group(1)} takes the container lock and holds it while it runs"
+            out.append(Hold("dockerd-container-lock", "write", j, 0.7, why))
     # one hold per lock: the most certain rule (UpdateSync covers updateContainerSpec when visible)
     best: dict[str, Hold] = {}
     for h in out:
@@ -813,10 +804,6 @@ def _holds(stack: tuple[Loc, ...], site: int, waiting_lock: str | None, kind: Wa
         if cur is None or h.confidence > cur.confidence:
             best[h.lock] = h
     return tuple(best.values())
-
-
-def _acquires_at(stack: tuple[Loc, ...], j: int, site: int) -> bool:
-    return j == site
 
 
 def _short(func: str) -> str:
