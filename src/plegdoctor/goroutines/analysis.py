@@ -75,6 +75,11 @@ class GoroutineAnalysis:
                 return w
         return None
 
+    def wait_ref(self, w: Wait) -> Ref:
+        """Evidence for a wait: the waiting goroutine's header and its wait site."""
+        info = self.infos[(w.dump, w.goroutine)]
+        return self.ref((w.dump, w.goroutine), info.site)
+
     def ref(self, node: Node, frame: int | None = None) -> Ref:
         g = self.goroutine(node)
         assert g is not None

@@ -38,6 +38,7 @@ def analysis_json(a: GoroutineAnalysis, max_waits: int | None = None) -> dict[st
     waits_out: list[dict[str, Any]] = []
     for w in a.waits if max_waits is None else a.waits[:max_waits]:
         d = dumps[w.dump]
+        g = a.goroutine((w.dump, w.goroutine))
         holder = None
         if w.holder is not None:
             hd = dumps[w.holder[0]]
@@ -49,7 +50,7 @@ def analysis_json(a: GoroutineAnalysis, max_waits: int | None = None) -> dict[st
                 "process": d.process,
                 "pid": d.pid,
                 "waits_for": {
-                    "kind": w.kind,
+                    "kind": str(w.kind),
                     "resource": w.resource,
                     "holder": w.holder[1] if w.holder else None,
                     "holder_detail": holder,
@@ -58,6 +59,7 @@ def analysis_json(a: GoroutineAnalysis, max_waits: int | None = None) -> dict[st
                     "syscall": w.syscall,
                     "call": w.call,
                 },
+                "evidence": {"path": d.source, "line": g.line if g is not None else None},
             }
         )
     return {
