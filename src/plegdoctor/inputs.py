@@ -290,7 +290,10 @@ def _from_tar(display: str, outer: Source, depth: int) -> Iterator[Source]:
             fh = tar.extractfile(member)
             if fh is None:
                 continue
-            yield from _from_stream(f"{display}:{name}", fh, float(member.mtime), member.size, None, depth + 1)
+            member_stream: BinaryIO = fh  # type: ignore[assignment]  # tarfile's IO[bytes]
+            yield from _from_stream(
+                f"{display}:{name}", member_stream, float(member.mtime), member.size, None, depth + 1
+            )
     except (tarfile.TarError, OSError, EOFError) as exc:
         # A truncated archive: what was read stands; the caller reports the rest.
         yield Source(
