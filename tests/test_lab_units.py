@@ -243,3 +243,16 @@ def test_lab_refuses_tmp_and_non_root(tmp_path: Path):
         assert "not /tmp" in msg
     status = CliRunner().invoke(command, ["status", "--dir", str(tmp_path / "none")])
     assert status.exit_code == 0 and "no lab directory" in status.output
+
+
+def test_dirty_limit_pairs_restore_the_member_that_was_in_force(tmp_path: Path):
+    ratio, nbytes = tmp_path / "dirty_ratio", tmp_path / "dirty_bytes"
+    ratio.write_text("0\n")  # what the kernel shows after dirty_bytes was written
+    nbytes.write_text("268435456\n")
+    state = LabState(tmp_path)
+    state.add(Resource("sysctl", "vm.dirty_ratio", path=str(ratio), old_value="20"))
+    state.add(Resource("sysctl", "vm.dirty_bytes", path=str(nbytes), old_value="0"))
+    assert state.restore_sysctls() == []
+    assert ratio.read_text() == "20"  # writing the ratio is what zeroes dirty_bytes in the kernel
+    assert nbytes.read_text() == "268435456\n"  # 0 is not written: the kernel refuses it
+    assert state.resources == []

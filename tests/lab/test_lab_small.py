@@ -44,8 +44,27 @@ def _problems() -> list[str]:
     return problems
 
 
+LAB_PACKAGES = ("nbdkit", "libnbd-bin", "fuse3", "e2fsprogs", "containerd", "runc", "docker-registry", "busybox-static")
+
+
+def _install_missing() -> None:
+    """Under CI (REQUIRE), install the lab's Debian packages when some are missing."""
+    missing = []
+    for pkg in LAB_PACKAGES:
+        q = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True, timeout=60)
+        if "install ok installed" not in q.stdout:
+            missing.append(pkg)
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", *missing], capture_output=True, timeout=900, env=env
+        )
+
+
 @pytest.fixture(scope="module")
 def lab_run() -> dict:
+    if REQUIRE and _problems():
+        _install_missing()
     problems = _problems()
     if problems:
         reason = "lab cannot run here: " + "; ".join(problems)

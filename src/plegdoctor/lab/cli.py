@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import sys
@@ -238,3 +239,35 @@ def down(lab_dir: str, purge: bool) -> None:
             with contextlib.suppress(OSError):
                 shutil.rmtree(state.lab_dir / sub)
         click.echo(f"lab down: nothing left running in {state.lab_dir} (downloads and results kept; --purge removes)")
+
+
+@command.command("report")
+@dir_option
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), help="A run directory (default: the latest).")
+@click.option("--reanalyze", is_flag=True, help="Analyze the captured bundles again (after an analyzer update).")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def report(lab_dir: str, run_dir: str | None, reanalyze: bool, output: str) -> None:
+    """Show the comparison of a finished run again (no root needed unless --reanalyze writes)."""
+    from plegdoctor.lab.runner import reanalyze as do_reanalyze
+
+    if run_dir is None:
+        found = sorted(Path(lab_dir).glob("runs/*/compare.json"))
+        if not found:
+            raise UserError(f"no finished lab run under {lab_dir}/runs")
+        run_path = found[-1].parent
+    else:
+        run_path = Path(run_dir)
+    if reanalyze:
+        doc = do_reanalyze(run_path, _say).doc
+    else:
+        try:
+            doc = json.loads((run_path / "compare.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read {run_path}/compare.json: {exc}") from None
+    if output == "json":
+        click.echo(compare.dumps(doc), nl=False)
+        return
+    names = set(compare.RunFigures.__slots__)  # type: ignore[attr-defined]
+    runs = [compare.RunFigures(**{k: v for k, v in r.items() if k in names}) for r in doc.get("runs", [])]
+    click.echo(compare.render_text(runs, doc), nl=False)
+    click.echo(f"results: {run_path}")

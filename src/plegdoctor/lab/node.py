@@ -181,8 +181,7 @@ class LabNode:
         return errors
 
     def _restore_sysctls(self) -> list[str]:
-        self.state.restore_sysctls()
-        return []
+        return self.state.restore_sysctls()
 
     def shim_pids(self) -> list[int]:
         return self.ctd.shim_pids() if self.ctd else []

@@ -197,3 +197,32 @@ def run_matrix(
     (run_dir / "compare.json").write_text(compare.dumps(doc))
     (run_dir / "compare.txt").write_text(compare.render_text(runs, meta))
     return MatrixResult(run_dir, runs, doc, plot)
+
+
+def reanalyze(run_dir: Path, log: Callable[[str], None]) -> MatrixResult:
+    """Re-read a finished run (figures.json per variant), analyze its bundles again, re-render."""
+    doc_path = run_dir / "compare.json"
+    if not doc_path.is_file():
+        raise UserError(f"{run_dir} holds no compare.json (not a finished lab run)")
+    old = json.loads(doc_path.read_text())
+    runs: list[compare.RunFigures] = []
+    names = set(compare.RunFigures.__slots__)  # type: ignore[attr-defined]
+    for item in old.get("runs", []):
+        f = compare.RunFigures(**{k: v for k, v in item.items() if k in names})
+        if f.bundle and Path(f.bundle).is_file():
+            f.notes = [n for n in f.notes if not n.startswith("analyze failed")]
+            try:
+                f.diagnosis, f.diagnosis_summary, f.diagnosis_classes = diagnose_bundle(f.bundle)
+            except Exception as exc:
+                f.notes.append(f"analyze failed: {type(exc).__name__}: {exc}")
+            if f.diagnosis:
+                f.expected_mechanism = f.expected_mechanism or compare.expected_mechanism(f)
+                f.diagnosis_matches = f.diagnosis in compare.COMPATIBLE.get(f.expected_mechanism, set())
+            log(f"{f.variant}: {f.diagnosis or 'no diagnosis'}")
+        runs.append(f)
+    meta = {k: v for k, v in old.items() if k not in ("runs", "best")}
+    doc = compare.to_json(runs, meta)
+    doc_path.write_text(compare.dumps(doc))
+    (run_dir / "compare.txt").write_text(compare.render_text(runs, meta))
+    plot = Path(meta["plot"]) if meta.get("plot") else None
+    return MatrixResult(run_dir, runs, doc, plot)

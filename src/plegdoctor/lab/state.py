@@ -31,6 +31,12 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE = "state.json"
+DIRTY_PAIRS = {
+    "vm.dirty_bytes": "vm.dirty_ratio",
+    "vm.dirty_ratio": "vm.dirty_bytes",
+    "vm.dirty_background_bytes": "vm.dirty_background_ratio",
+    "vm.dirty_background_ratio": "vm.dirty_background_bytes",
+}
 
 
 @dataclass(slots=True)
@@ -218,22 +224,31 @@ class LabState:
     def track_process(self, name: str, pid: int) -> Resource:
         return self.add(Resource("process", name, pid=pid, start_time=proc_start_time(pid)))
 
-    def set_sysctl(self, name: str, value: str) -> None:
-        """Set a sysctl (dotted name), recording the first old value so it is restored on down."""
+    def record_sysctl(self, name: str) -> None:
+        """Record a sysctl's current value (once) so teardown restores it, without changing it."""
         path = "/proc/sys/" + name.replace(".", "/")
-        old = Path(path).read_text().strip()
         if not any(r.kind == "sysctl" and r.path == path for r in self.resources):
-            self.add(Resource("sysctl", name, path=path, old_value=old))
-        Path(path).write_text(value)
+            self.add(Resource("sysctl", name, path=path, old_value=Path(path).read_text().strip()))
+
+    def set_sysctl(self, name: str, value: str) -> None:
+        """Set a sysctl (dotted name), recording the first old value so it is restored on down.
+
+        The dirty limits come in pairs (dirty_bytes/dirty_ratio, dirty_background_bytes/
+        dirty_background_ratio): writing one zeroes the other, and 0 is not a valid value for
+        the *_bytes ones. So both members of a pair are recorded, and teardown writes back the
+        member that was non-zero (which zeroes its partner as it was)."""
+        partner = DIRTY_PAIRS.get(name)
+        if partner:
+            self.record_sysctl(partner)
+        self.record_sysctl(name)
+        Path("/proc/sys/" + name.replace(".", "/")).write_text(value)
 
     def restore_sysctls(self) -> list[str]:
-        """Put back every sysctl the lab changed; return what was restored."""
-        done = []
+        """Put back every sysctl the lab changed; return error lines (entries that failed stay recorded)."""
+        errors: list[str] = []
         for res in [r for r in reversed(self.resources) if r.kind == "sysctl"]:
-            self._undo(res, [])
-            self.remove(res)
-            done.append(f"{res.name}={res.old_value}")
-        return done
+            errors += self.undo(res)
+        return errors
 
     # -- teardown ---------------------------------------------------------------------------
     def undo(self, res: Resource) -> list[str]:
@@ -261,6 +276,8 @@ class LabState:
                 if rc != 0:
                     errors.append(f"losetup -d {res.path}: {out}")
         elif res.kind == "sysctl":
+            if res.name in DIRTY_PAIRS and res.old_value.strip() == "0":
+                return  # its partner was the one in force: restoring the partner zeroes this one
             try:
                 Path(res.path).write_text(res.old_value)
             except OSError as exc:
