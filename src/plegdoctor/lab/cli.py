@@ -14,7 +14,7 @@ import click
 
 from plegdoctor.errors import UserError
 from plegdoctor.lab import compare
-from plegdoctor.lab.node import DEFAULT_LAB_DIR, LabNode, LabRegistry
+from plegdoctor.lab.node import DEFAULT_LAB_DIR, LabNode, LabRegistry, cleanup_leftovers
 from plegdoctor.lab.state import LabState, alive, deferred_signals, is_mounted, mounts_under
 from plegdoctor.lab.variants import PROFILES, Profile, baseline_pair, parse_variant, parse_variants
 
@@ -104,7 +104,8 @@ def up(
             node = LabNode(state, build, v, prof.disk, url, images.pause, state.lab_dir / "runs" / "up", _say)
             node.up()
         except BaseException:
-            state.teardown(sweep_text=str(state.lab_dir))
+            state.teardown(sweep_text=str(state.lab_dir / "run"))
+            cleanup_leftovers(state)
             raise
     state.set_info(images={"busybox": images.busybox, "pause": images.pause, "big": images.big})
     click.echo(f"endpoint: {node.endpoint}")
@@ -164,6 +165,7 @@ def run(
             res = run_matrix(state, chosen, prof, _say, Path(plot_path) if plot_path else None)
         finally:
             errors = state.teardown(sweep_text=str(state.lab_dir / "run"))
+            errors += cleanup_leftovers(state)
             for e in errors:
                 _say(f"cleanup: {e}")
     if output == "json":
@@ -224,6 +226,7 @@ def down(lab_dir: str, purge: bool) -> None:
     state = _state(lab_dir)
     with deferred_signals():
         errors = state.teardown(sweep_text=str(state.lab_dir / "run"))
+        errors += cleanup_leftovers(state)
         state.info.clear()
         state.save()
     for e in errors:

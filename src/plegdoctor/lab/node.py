@@ -13,6 +13,8 @@ Layout under the lab directory (default /var/lib/pleg-doctor-lab):
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import socket
 from collections.abc import Callable
@@ -23,7 +25,8 @@ from plegdoctor.lab.slowdisk import DiskSpec, SlowDisk
 from plegdoctor.lab.state import LabState, Resource, alive, is_mounted
 from plegdoctor.lab.variants import DIRTY_BACKGROUND_BYTES, DIRTY_BYTES, Variant
 from plegdoctor.lab.versions import ContainerdBuild
-from plegdoctor.testbed.containerd import ContainerdProcess, ContainerdSpec, TestbedError
+from plegdoctor.testbed.containerd import RUN_CONTAINERD, ContainerdProcess, ContainerdSpec, TestbedError
+from plegdoctor.testbed.procs import remove_cgroup_tree
 from plegdoctor.testbed.registry import RegistryProcess
 
 DEFAULT_LAB_DIR = "/var/lib/pleg-doctor-lab"
@@ -151,6 +154,10 @@ class LabNode:
                 self.state.set_sysctl("vm.dirty_bytes", str(DIRTY_BYTES))
                 self.state.set_sysctl("vm.dirty_background_bytes", str(DIRTY_BACKGROUND_BYTES))
                 self.log("vm.dirty_bytes=256MiB vm.dirty_background_bytes=64MiB (restored afterwards)")
+            # what /run looked like, so `lab down` after a crash leaves it as it was
+            self.state.info.setdefault("run_containerd_existed", os.path.exists(RUN_CONTAINERD))
+            self.state.info.setdefault("run_containerd_s_existed", os.path.exists(RUN_CONTAINERD + "/s"))
+            self.state.save()
             self.ctd = ContainerdProcess(self.spec, remove_base=False, install_signal_handlers=False)
             try:
                 self.ctd.start(timeout=60)
@@ -191,3 +198,25 @@ def _start(pid: int) -> int:
     from plegdoctor.lab.state import proc_start_time
 
     return proc_start_time(pid)
+
+
+def cleanup_leftovers(state: LabState) -> list[str]:
+    """After the ledger's teardown: what containerd made outside the lab dir (shim sockets under
+    /run/containerd/s, the pods' cgroups). Needed after a crash, harmless otherwise."""
+    errors: list[str] = []
+    task_root = state.lab_dir / "run" / "state" / "io.containerd.runtime.v2.task"
+    for address_file in task_root.glob("*/*/address"):
+        with contextlib.suppress(OSError):
+            sock = address_file.read_text().strip().removeprefix("unix://")
+            if sock.startswith(RUN_CONTAINERD + "/s/"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(sock)
+    errors += remove_cgroup_tree(CGROUP_PARENT)
+    for key, path in (("run_containerd_s_existed", RUN_CONTAINERD + "/s"), ("run_containerd_existed", RUN_CONTAINERD)):
+        if state.info.get(key) is False:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)  # only when empty: another containerd may use it now
+    state.info.pop("run_containerd_existed", None)
+    state.info.pop("run_containerd_s_existed", None)
+    state.save()
+    return errors

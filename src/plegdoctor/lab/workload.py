@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -304,7 +305,7 @@ class Workload:
             sandbox = host_network_sandbox_config(
                 pod.name, namespace="pleg-doctor-lab", log_directory=str(logs), cgroup_parent=self.cgroup_parent
             )
-            sid, rec = self.rec.call("RunPodSandbox", pod.name, lambda s=sandbox: self.client.run_pod_sandbox(s))
+            sid, rec = self.rec.call("RunPodSandbox", pod.name, partial(self.client.run_pod_sandbox, sandbox))
             if rec.error:
                 raise RuntimeError(f"RunPodSandbox {pod.name}: {rec.error}")
             pod.sandbox_id = sid
@@ -322,16 +323,14 @@ class Workload:
                 "writer", self.busybox, command=["/bin/sh", "-c", script], log_path="writer.log", mounts=mounts
             )
             cid, rec = self.rec.call(
-                "CreateContainer", pod.name, lambda c=cfg, s=sandbox, i=sid: self.client.create_container(i, c, s)
+                "CreateContainer", pod.name, partial(self.client.create_container, sid, cfg, sandbox)
             )
             if rec.error:
                 raise RuntimeError(f"CreateContainer {pod.name}: {rec.error}")
             pod.container_id = cid
             self.pods.append(pod)
         for pod in self.pods:
-            _, rec = self.rec.call(
-                "StartContainer", pod.name, lambda p=pod: self.client.start_container(p.container_id)
-            )
+            _, rec = self.rec.call("StartContainer", pod.name, partial(self.client.start_container, pod.container_id))
             if rec.error:
                 raise RuntimeError(f"StartContainer {pod.name}: {rec.error}")
         self.log(f"writers started: {spec.writers} x {spec.write_mib} MiB")
@@ -366,8 +365,12 @@ class Workload:
                 self.rec.call(
                     "UpdateContainerResources",
                     pod.name,
-                    lambda s=shares: self.client.update_container_resources(
-                        pod.container_id, cpu_shares=s, cpu_period=100000, cpu_quota=200000
+                    partial(
+                        self.client.update_container_resources,
+                        pod.container_id,
+                        cpu_shares=shares,
+                        cpu_period=100000,
+                        cpu_quota=200000,
                     ),
                 )
                 done.wait(spec.update_period_s)
@@ -419,12 +422,12 @@ class Workload:
         self.rec.phase = "churn"
         for pod in self.pods:
             if not pod.stopped:
-                self.rec.call("StopContainer", pod.name, lambda p=pod: self.client.stop_container(p.container_id, 0))
+                self.rec.call("StopContainer", pod.name, partial(self.client.stop_container, pod.container_id, 0))
                 pod.stopped = True
         for pod in self.pods:
-            self.rec.call("RemoveContainer", pod.name, lambda p=pod: self.client.remove_container(p.container_id))
-            self.rec.call("StopPodSandbox", pod.name, lambda p=pod: self.client.stop_pod_sandbox(p.sandbox_id))
-            self.rec.call("RemovePodSandbox", pod.name, lambda p=pod: self.client.remove_pod_sandbox(p.sandbox_id))
+            self.rec.call("RemoveContainer", pod.name, partial(self.client.remove_container, pod.container_id))
+            self.rec.call("StopPodSandbox", pod.name, partial(self.client.stop_pod_sandbox, pod.sandbox_id))
+            self.rec.call("RemovePodSandbox", pod.name, partial(self.client.remove_pod_sandbox, pod.sandbox_id))
 
     def _trigger_loop(self, relister: Relister, stop: threading.Event) -> None:
         """Call on_stall when an in-flight relist passes trigger_s (at most max_captures times).

@@ -1,0 +1,94 @@
+"""A lab process killed with SIGKILL mid-run leaves a ledger from which `lab down` undoes everything.
+
+Uses the `+dirty` variant so the ledger also holds changed sysctls. Needs what the lab needs
+(root, FUSE, loop devices, the Debian packages); about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from plegdoctor.lab.slowdisk import host_problems
+from plegdoctor.lab.state import mounts_under, pids_mentioning
+
+pytestmark = pytest.mark.lab
+
+LAB_DIR = Path(os.environ.get("PLEG_DOCTOR_LAB_DIR", "/var/lib/pleg-doctor-lab-ci"))
+NAMES = ("dirty_bytes", "dirty_background_bytes", "dirty_ratio", "dirty_background_ratio")
+
+
+def _sysctls() -> dict[str, str]:
+    return {n: Path(f"/proc/sys/vm/{n}").read_text() for n in NAMES}
+
+
+def _ledger() -> dict:
+    try:
+        return json.loads((LAB_DIR / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@pytest.mark.timeout(600)
+def test_down_after_sigkill_undoes_processes_mounts_loop_and_sysctls():
+    problems = host_problems()
+    if problems:
+        reason = "lab cannot run here: " + "; ".join(problems)
+        if os.environ.get("PLEG_DOCTOR_REQUIRE_INTEGRATION") == "1":
+            pytest.fail(reason + " (and PLEG_DOCTOR_REQUIRE_INTEGRATION=1)")
+        pytest.skip(reason)
+    before = _sysctls()
+    cmd = [
+        sys.executable,
+        "-m",
+        "plegdoctor.cli",
+        "lab",
+        "run",
+        "--variant",
+        "1.7+volatile+dirty",
+        "--write-mib",
+        "64",
+        "--dir",
+        str(LAB_DIR),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            kinds = {(r["kind"], r["name"]) for r in _ledger().get("resources", [])}
+            if ("process", "containerd") in kinds and ("sysctl", "vm.dirty_bytes") in kinds:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            time.sleep(0.2)
+        else:
+            pytest.fail("the lab never got containerd up with the dirty limits set")
+        time.sleep(2)
+        os.kill(proc.pid, signal.SIGKILL)  # no finally, no atexit: a crash
+        proc.wait(timeout=30)
+        assert pids_mentioning(str(LAB_DIR / "disk")), "nbdkit/nbdfuse should outlive the killed lab"
+        assert mounts_under(LAB_DIR), "the slow disk should still be mounted after the crash"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        down = subprocess.run(
+            [sys.executable, "-m", "plegdoctor.cli", "lab", "down", "--dir", str(LAB_DIR)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert down.returncode == 0, down.stderr
+    assert mounts_under(LAB_DIR) == []
+    assert pids_mentioning(str(LAB_DIR / "run")) == []
+    assert pids_mentioning(str(LAB_DIR / "disk")) == []
+    assert _ledger().get("resources") == []
+    assert _sysctls() == before
+    loops = subprocess.run(["losetup", "-l", "-n", "-O", "BACK-FILE"], capture_output=True, text=True, timeout=30)
+    assert str(LAB_DIR) not in loops.stdout
