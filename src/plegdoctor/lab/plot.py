@@ -1,8 +1,9 @@
 """SVG plot of relist latency over time, one line per variant (written by hand: no plotting dependency).
 
 x: seconds since the stall phase began (the StopContainer calls); y: relist latency in seconds.
-Each relist is drawn at its start time with its duration, so a stall is a rising spike whose
-height is how long kubelet's PLEG would have waited. A dashed line marks the 3 s gap threshold.
+Each relist is drawn as the age of the call in flight: it rises from its start to its end, where
+it reaches its duration, then drops; so a stall is a ramp whose peak is how long kubelet's PLEG
+waited, placed where it really was in time. A dashed line marks the 3 s gap threshold.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def render_svg(series: list[tuple[str, list[tuple[float, float]]]], title: str =
     height = 420
     left, right, top, bottom = 60, 220, 36, 48
     pw, ph = width - left - right, height - top - bottom
-    xs = [t for _, pts in series for t, _ in pts] or [0.0, 1.0]
+    xs = [t + v for _, pts in series for t, v in pts] or [0.0, 1.0]
     ys = [y for _, pts in series for _, y in pts] or [1.0]
     xmin, xmax = min(0.0, min(xs)), max(xs) if max(xs) > 0 else 1.0
     ymax = max(3.5, max(ys) * 1.08)
@@ -53,7 +54,7 @@ def render_svg(series: list[tuple[str, list[tuple[float, float]]]], title: str =
     x = 0.0 if xmin >= 0 else -xstep * int(-xmin // xstep)
     while x <= xmax:
         out.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{top}" y2="{top + ph}" stroke="#f3f3f3"/>')
-        out.append(f'<text x="{px(x):.1f}" y="{top + ph + 16}" text-anchor="middle">{x:g}</text>')
+        out.append(f'<text x="{px(x):.1f}" y="{top + ph + 16}" text-anchor="middle">{x + 0.0:g}</text>')
         x += xstep
     out.append(
         f'<line x1="{left}" x2="{left + pw}" y1="{py(3.0):.1f}" y2="{py(3.0):.1f}" '
@@ -71,7 +72,10 @@ def render_svg(series: list[tuple[str, list[tuple[float, float]]]], title: str =
         color = COLORS[i % len(COLORS)]
         pts = sorted(pts)
         if pts:
-            path = " ".join(f"{px(t):.1f},{py(v):.1f}" for t, v in pts)
+            ramp: list[tuple[float, float]] = []
+            for t, v in pts:
+                ramp += [(t, 0.0), (t + v, v)] if v > 0.2 else [(t, v)]
+            path = " ".join(f"{px(t):.1f},{py(v):.1f}" for t, v in ramp)
             out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{path}"/>')
         ly = top + 14 + i * 18
         out.append(
