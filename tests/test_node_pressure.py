@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from plegdoctor import parsers
-from plegdoctor.analysis.pressure import analyze_pressure, derive_disk_samples, is_partition
+from plegdoctor.analysis.pressure import analyze_pressure, derive_disk_samples, dirty_high, is_partition
 from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.inputs import iter_sources
-from plegdoctor.model import DiskStat, InputReport, Ref
+from plegdoctor.model import DiskSample, DiskStat, InputReport, Meminfo, PressureSample, Ref
 from plegdoctor.timeutil import TimeContext
 
 FIX = Path(__file__).parent / "fixtures" / "node"
@@ -157,3 +157,56 @@ def test_untimed_inputs_give_peaks_but_no_windows() -> None:
     assert a.io_windows == () and a.disk_samples == ()
     assert any("no time" in n for n in a.notes) and any("no rates" in n for n in a.notes)
     assert not a.io_saturated
+
+
+def _psi(ts: datetime, full10: float, full60: float = 0.0, line: int = 1, scope: str = "node") -> PressureSample:
+    return PressureSample(ts, "io", scope, full10 + 5, 0.0, 0.0, 0, full10, full60, 0.0, 0, Ref("pressure-io", line))
+
+
+def _disk(start: datetime | None, device: str, util: float, w_await: float | None, line: int) -> DiskSample:
+    end = (start or T0) + timedelta(seconds=5)
+    return DiskSample(start, end, device, util, None, w_await, 10.0, 1024.0, 2.0, Ref("iostat", line))
+
+
+def test_io_peak_prefers_a_sample_in_the_gap_and_quotes_its_window() -> None:
+    ev = Evidence()
+    gap = (T0, T0 + timedelta(seconds=40))
+    ev.pressure += [
+        _psi(T0 - timedelta(minutes=10), 90.0, line=1),  # larger, but long before the gap
+        _psi(T0 + timedelta(seconds=20), 41.0, 63.0, line=2),  # in the gap; avg60 is the larger window
+        _psi(T0 + timedelta(seconds=30), 70.0, line=3, scope="/kubepods.slice"),  # a cgroup, not the node
+    ]
+    a = analyze_pressure(ev, gaps=[gap])
+    peak = a.io_peak("full")
+    assert peak is not None and peak.ref.line == 2
+    assert (peak.value, peak.window, peak.in_gap) == (63.0, "avg60", True)
+    far = analyze_pressure(ev, gaps=[gap]).placement(T0 - timedelta(minutes=10))
+    assert far is False
+    assert analyze_pressure(ev).io_peak("full").in_gap is None  # no gap: cannot tell
+
+
+def test_worst_disk_skips_partitions_and_iostat_since_boot_report() -> None:
+    ev = Evidence()
+    ev.disk_samples += [
+        _disk(None, "sdb", 100.0, 2000.0, 1),  # iostat's first report: averages since boot
+        _disk(T0, "sdb1", 100.0, 900.0, 2),  # partition of a listed disk
+        _disk(T0, "sdb", 97.0, 850.0, 3),
+        _disk(T0, "sda", 40.0, 5.0, 4),
+    ]
+    a = analyze_pressure(ev, gaps=[(T0, T0 + timedelta(seconds=30))])
+    worst = a.worst_disk()
+    assert worst is not None and (worst.sample.device, worst.ref.line, worst.in_gap) == ("sdb", 3, True)
+
+
+def test_dirty_top_and_threshold() -> None:
+    ev = Evidence()
+    ev.meminfo += [
+        Meminfo(T0, 200 * 1024, 0, 64 * 1024 * 1024, None, Ref("meminfo", 1)),
+        Meminfo(T0 + timedelta(seconds=5), 900 * 1024, 200 * 1024, 64 * 1024 * 1024, None, Ref("meminfo", 9)),
+    ]
+    top = analyze_pressure(ev).dirty_top()
+    assert top is not None and top.ref.line == 9 and top.value == 1100 * 1024
+    assert dirty_high(top.sample)  # 1.07 GiB >= 1 GiB
+    small_node = Meminfo(T0, 300 * 1024, 0, 2 * 1024 * 1024, None, Ref("meminfo", 1))
+    assert dirty_high(small_node)  # 15 % of MemTotal
+    assert not dirty_high(Meminfo(T0, 300 * 1024, 0, 64 * 1024 * 1024, None, Ref("meminfo", 1)))

@@ -10,6 +10,9 @@ Public API (used by the diagnosis rules and reports):
     analyze_pressure(evidence, timeline=None, gaps=None, margin_s=30) -> PressureAnalysis
         `gaps` is a list of (start, end) datetimes; when omitted, `timeline.gaps` (objects with
         .start/.end, e.g. plegdoctor.analysis.pleg_timeline.PlegTimeline) is used.
+    PressureAnalysis.io_peak(which) / worst_disk() / dirty_top() -> SamplePeak | None
+        the figure a rule or a summary quotes, with whether it falls in (or within the margin
+        of) a gap: True, False, or None when no gap has times (`placement`).
 
 Thresholds (module constants) say what "high" means: PSI io some avg10 >= 20 % or full
 avg10 >= 10 %; disk util >= 90 % or w_await >= 100 ms. They are judgement calls, not kernel
@@ -24,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from plegdoctor.evidence import Evidence
 from plegdoctor.model import DiskSample, DiskStat, Meminfo, PressureSample, Ref
@@ -33,8 +36,13 @@ IO_SOME_HIGH = 20.0  # % of time some task stalled on I/O (avg10)
 IO_FULL_HIGH = 10.0  # % of time all non-idle tasks stalled on I/O (avg10)
 DISK_UTIL_HIGH = 90.0
 DISK_AWAIT_HIGH_MS = 100.0
+DIRTY_HIGH_KB = 1024 * 1024  # Dirty + Writeback: 1 GiB, or 10 % of MemTotal (DIRTY_HIGH_SHARE)
+DIRTY_HIGH_SHARE = 0.10
+NODE_SCOPES = ("node", "/", "")  # /proc/pressure/*, or the root cgroup's *.pressure
 PSI_WINDOW = timedelta(seconds=10)  # avg10 describes the 10 s before the sample
 DEFAULT_MARGIN_S = 30.0
+
+S = TypeVar("S", PressureSample, DiskSample, Meminfo)
 
 _PARTITION = re.compile(r"^(?P<disk>(?:nvme\d+n\d+|mmcblk\d+))p\d+$|^(?P<disk2>(?:sd|vd|xvd|hd)[a-z]+)\d+$")
 
@@ -134,6 +142,32 @@ class DirtyPeak:
     samples: int
 
 
+def dirty_high(m: Meminfo) -> bool:
+    """A writeback backlog that makes every fsync/syncfs on the disk wait: >= 1 GiB of Dirty +
+    Writeback, or >= 10 % of MemTotal."""
+    total = m.dirty_kb + m.writeback_kb
+    return total >= DIRTY_HIGH_KB or bool(m.mem_total_kb and total >= DIRTY_HIGH_SHARE * m.mem_total_kb)
+
+
+@dataclass(frozen=True, slots=True)
+class SamplePeak(Generic[S]):
+    """One sample singled out as the figure to quote.
+
+    `value` is what it was ranked by (PSI %, disk util %, dirty + writeback kB); `window`
+    names the PSI average quoted ("avg10"/"avg60", empty otherwise); `in_gap` says whether the
+    sample falls in or near a PLEG gap (None: no gap with times, or the sample has no time).
+    """
+
+    value: float
+    sample: S
+    in_gap: bool | None
+    window: str = ""
+
+    @property
+    def ref(self) -> Ref:
+        return self.sample.ref
+
+
 @dataclass(frozen=True, slots=True)
 class GapCorrelation:
     """Node figures inside (`inside`) and around (within the margin, `near`) one PLEG gap."""
@@ -185,9 +219,62 @@ class PressureAnalysis:
     dirty: DirtyPeak | None
     gaps: tuple[GapCorrelation, ...]
     notes: tuple[str, ...] = field(default=())
+    windows: tuple[tuple[datetime, datetime], ...] = ()  # the gaps correlated, (start, end)
+    margin_s: float = DEFAULT_MARGIN_S
+    io_samples: tuple[PressureSample, ...] = ()  # node-level io PSI samples
+    meminfo: tuple[Meminfo, ...] = ()
 
     def peak(self, resource: str, scope: str = "node") -> ResourcePeak | None:
         return next((p for p in self.peaks if p.resource == resource and p.scope == scope), None)
+
+    def placement(self, start: datetime | None, end: datetime | None = None) -> bool | None:
+        """Whether [start, end] overlaps a gap widened by the margin: True/False, or None when
+        no gap has times or the span has none."""
+        lo, hi = start or end, end or start
+        if not self.windows or lo is None or hi is None:
+            return None
+        margin = timedelta(seconds=self.margin_s)
+        return any(_overlaps(lo, hi, a - margin, b + margin) for a, b in self.windows)
+
+    def io_peak(self, which: str = "full") -> SamplePeak[PressureSample] | None:
+        """The highest node-level io PSI of `which` ("full" or "some"), taking the larger of
+        avg10 and avg60 (avg60 is steadier); a sample in or near a gap beats a larger one
+        outside every gap."""
+        best: tuple[tuple[bool, float], SamplePeak[PressureSample]] | None = None
+        for p in self.io_samples:
+            v10, v60 = (p.full_avg10, p.full_avg60) if which == "full" else (p.some_avg10, p.some_avg60)
+            if v10 is None:
+                continue
+            value, window = (v60, "avg60") if v60 is not None and v60 > v10 else (v10, "avg10")
+            placed = self.placement(p.ts - PSI_WINDOW if p.ts else None, p.ts)
+            key = (placed is not False, value)
+            if best is None or key > best[0]:
+                best = (key, SamplePeak(value, p, placed, window))
+        return best[1] if best else None
+
+    def worst_disk(self) -> SamplePeak[DiskSample] | None:
+        """The most saturated whole-disk interval (utilisation plus write latency / 10, capped at
+        100); one outside every gap counts half. Partitions of a listed disk and iostat's
+        since-boot first report are left out."""
+        devices = {d.device for d in self.disk_samples}
+        best: tuple[float, SamplePeak[DiskSample]] | None = None
+        for d in self.disk_samples:
+            if d.start is None or is_partition(d.device, devices):
+                continue
+            placed = self.placement(d.start, d.end)
+            score = d.util + min(100.0, (d.w_await or 0.0) / 10.0)
+            if placed is False:
+                score *= 0.5
+            if best is None or score > best[0]:
+                best = (score, SamplePeak(d.util, d, placed))
+        return best[1] if best else None
+
+    def dirty_top(self) -> SamplePeak[Meminfo] | None:
+        """The meminfo sample with the most Dirty + Writeback (kB)."""
+        if not self.meminfo:
+            return None
+        m = max(self.meminfo, key=lambda x: x.dirty_kb + x.writeback_kb)
+        return SamplePeak(float(m.dirty_kb + m.writeback_kb), m, self.placement(m.ts))
 
     @property
     def io_saturated(self) -> bool:
@@ -361,9 +448,8 @@ def analyze_pressure(
     if any(p.ts is None for p in evidence.pressure):
         notes.append("some PSI samples have no time: counted in peaks, not placed on the timeline")
     margin = timedelta(seconds=margin_s)
-    correlations = tuple(
-        _correlate(s, e, evidence.pressure, whole, evidence.meminfo, margin) for s, e in _gap_list(timeline, gaps)
-    )
+    windows = tuple(_gap_list(timeline, gaps))
+    correlations = tuple(_correlate(s, e, evidence.pressure, whole, evidence.meminfo, margin) for s, e in windows)
     return PressureAnalysis(
         peaks=tuple(_peaks(evidence.pressure)),
         io_windows=tuple(_io_windows(evidence.pressure)),
@@ -372,4 +458,8 @@ def analyze_pressure(
         dirty=dirty,
         gaps=correlations,
         notes=tuple(notes),
+        windows=windows,
+        margin_s=margin_s,
+        io_samples=tuple(p for p in evidence.pressure if p.resource == "io" and p.scope in NODE_SCOPES),
+        meminfo=tuple(evidence.meminfo),
     )
