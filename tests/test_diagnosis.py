@@ -49,7 +49,8 @@ def test_seed_chain_top_cause_is_the_deepest_link_with_version_aware_volatile_fi
     assert "upgrade to >= 1.6.24" in joined
     assert "vm.dirty_bytes=268435456" in joined
     assert "Does NOT remove" in joined
-    assert top.confidence >= 0.7
+    # the dumps prove the chain, but no I/O figure shows the disk's load (see test_diagnosis_honesty)
+    assert 0.55 <= top.confidence < 0.7
     assert "https://github.com/containerd/containerd/issues/9770" in top.references
 
 

@@ -28,3 +28,17 @@ def test_seed_incident_end_to_end():
     # thin node evidence (no PSI, diskstats, dmesg in the article): say what to collect
     steps = " ".join(dg.next_steps)
     assert "cat /proc/pressure/io" in steps and "cat /proc/diskstats; sleep 5; cat /proc/diskstats" in steps
+
+
+def test_seed_summary_claims_only_what_the_demo_shows_and_explains_the_ranking():
+    dg = analyze_paths([str(demo_dir())])
+    first, second = dg.root_causes[:2]
+    # the demo has no PSI, diskstats, meminfo or dmesg: the disk's load is not claimed
+    assert first.cls == C.FSYNC_IO_PRESSURE
+    assert "saturated" not in first.summary
+    assert "the disk's load is not in the evidence: collect PSI/diskstats to confirm" in first.summary
+    assert "the relist's ListContainers waited behind it" in first.summary
+    # the umount chain comes from a TaskExit handler, not from the relist's CRI calls
+    assert second.cls == C.OVERLAY_UMOUNT_SYNC
+    assert first.confidence - second.confidence >= 0.08
+    assert "Ranked below fsync-io-pressure: not on the relist's path in the dumps" in second.summary

@@ -9,6 +9,8 @@ goroutine dumps, /proc files, dmesg, configs) and an `expected.json`:
      "fix": "substring of one of the top cause's fixes",
      "findings": [rule codes that must fire],
      "next_steps": [substrings of next steps] (optional),
+     "summary": [substrings of the top cause's summary] (optional),
+     "year": year of the year-less log stamps, as `--year` gives it (optional),
      "needs": [parser kinds the incident needs] (optional)}
 """
 
@@ -41,7 +43,7 @@ def test_incident_diagnosed_end_to_end(incident: Path) -> None:
     missing = sorted(set(exp.get("needs", [])) - parsers.known_kinds())
     if missing:
         pytest.skip(f"parser(s) not in this build yet: {', '.join(missing)}")
-    dg = analyze_paths(_files(incident))
+    dg = analyze_paths(_files(incident), year=exp.get("year"))
     for inp in dg.inputs:
         assert inp.kind != "unknown", f"{inp.path} not recognised"
     assert dg.root_causes, "no root cause"
@@ -58,6 +60,8 @@ def test_incident_diagnosed_end_to_end(incident: Path) -> None:
     codes = {f.code for f in dg.findings}
     for code in exp.get("findings", []):
         assert code in codes, (code, sorted(codes))
+    for sub in exp.get("summary", []):
+        assert sub in top.summary, (sub, top.summary)
     steps = " ".join(dg.next_steps)
     for sub in exp.get("next_steps", []):
         assert sub in steps, (sub, dg.next_steps)

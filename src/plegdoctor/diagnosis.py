@@ -12,20 +12,27 @@ How findings combine (documented here because the report's confidence figures co
    (ListContainers waits for a status lock) folds into fsync-io-pressure (the holder sits in
    fsync on a saturated disk); disk-io-pressure folds into fsync-io-pressure or
    overlay-umount-sync, and strengthens them (saturation is what makes their flush slow).
-4. Confidence is the score, capped at 0.7 when no goroutine chain or kernel stack shows the
+4. A mechanism whose chain reaches the relist's own CRI calls (ListContainers, ...) or the
+   kubelet's relist goroutine is shown blocking the relist; when one is, classes that are
+   merely present (a chain elsewhere, a log line, a kernel trace) rank after it whatever their
+   score, their score is multiplied by UNCONNECTED_FACTOR, and their summary says why they are
+   second ("not on the relist's path in the dumps").
+5. fsync-io-pressure, overlay-umount-sync and disk-io-pressure name a loaded disk. Their
+   score is multiplied by NO_IO_EVIDENCE_FACTOR when the evidence has no I/O figures at all
+   (PSI io, disk samples, dirty pages, hung tasks in I/O) and by IO_NOT_SHOWN_FACTOR when the
+   figures given do not show load; their summary quotes the figures or says they are missing.
+6. Confidence is the score, capped at 0.7 when no goroutine chain or kernel stack shows the
    mechanism (log-only and /proc-only evidence can be coincidental), plus a little for each
    independent kind of evidence (goroutines, kernel, logs, pressure).
-5. When no class reaches MIN_SCORE the top answer is `unknown`, followed by the weak
+7. When no class reaches MIN_SCORE the top answer is `unknown`, followed by the weak
    candidates; `next_steps` names the commands that collect what is missing.
 """
 
 from __future__ import annotations
 
-import itertools
-import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import plegdoctor
@@ -40,14 +47,19 @@ from plegdoctor.model import (
 )
 from plegdoctor.rules import fixes
 from plegdoctor.rules.registry import Rule, RuleContext, load_all
-from plegdoctor.rules.signals import stalls, update_holds, worst_stall
+from plegdoctor.rules.signals import IoFigure, fmt_seconds, io_figures, worst_stall
 
 C = RootCauseClass
 SCHEMA = "pleg-doctor/diagnosis/v1"
 MIN_SCORE = 0.3  # below this a class is only a candidate, the answer is `unknown`
 MIN_DEEPER = 0.3  # a deeper class must reach this to absorb a shallower one
-UNCONNECTED_FACTOR = 0.75  # when another class's chain reaches the relist's CRI calls
+UNCONNECTED_FACTOR = 0.6  # when another class's chain reaches the relist's CRI calls and this one's does not
 RELIST_CALLS = ("cri:ListContainers", "cri:ListPodSandbox", "cri:ContainerStatus", "cri:PodSandboxStatus")
+# classes whose definition includes a loaded disk, and what missing I/O figures do to them
+IO_CLASSES = (C.FSYNC_IO_PRESSURE, C.OVERLAY_UMOUNT_SYNC, C.DISK_IO_PRESSURE)
+NO_IO_EVIDENCE_FACTOR = 0.85  # no PSI io, disk, dirty-page or hung-task figure at all
+IO_NOT_SHOWN_FACTOR = 0.7  # figures given, none shows load during the stall
+IO_KERNEL_CODES = ("PD601", "PD602", "PD603")  # hung tasks in overlay sync, fsync, block I/O
 MAX_CHAIN = 12
 MAX_FIXES = 6
 MAX_REFS = 8
@@ -84,28 +96,6 @@ DEEPER: dict[RootCauseClass, tuple[RootCauseClass, ...]] = {
 }
 # pressure findings strengthen these classes when they are shown by other evidence
 BOOSTED_BY_DISK = (C.FSYNC_IO_PRESSURE, C.OVERLAY_UMOUNT_SYNC, C.BBOLT_LOCK_CONTENTION)
-
-SENTENCE: dict[RootCauseClass, str] = {
-    C.OVERLAY_UMOUNT_SYNC: "unmounting a container's overlay rootfs synced the whole backing disk under write load, "
-    "with the shim's mutex held, and the CRI calls of the relist queued behind it",
-    C.FSYNC_IO_PRESSURE: "a containerd commit sat in fsync/fdatasync on a saturated disk while holding a lock the "
-    "relist needs",
-    C.DISK_IO_PRESSURE: "the disk was saturated and the runtime's I/O could not keep up; no more specific blocking "
-    "chain is visible",
-    C.BBOLT_LOCK_CONTENTION: "requests queued on containerd's metadata DB (bbolt) writer lock, whose holder is slow "
-    "or not visible",
-    C.CRI_STATUS_LOCK: "CRI list calls queued on a container status lock held across a slow call",
-    C.RUNTIME_LOCK_CONTENTION: "containerd goroutines queued on an internal lock held by a slow goroutine",
-    C.SHIM_HANG: "containerd waited on a shim call that did not return",
-    C.RUNC_HANG: "a runc invocation did not return",
-    C.DOCKERD_LOCK: "dockerd operations queued on a container lock",
-    C.NETWORK_STORAGE_HANG: "a hung network filesystem blocked container operations",
-    C.KERNEL_D_STATE: "runtime tasks were stuck in D state in the kernel",
-    C.CNI_HANG: "a CNI ADD/DEL call did not return",
-    C.KUBELET_INTERNAL: "the kubelet's relist goroutine was stuck inside the kubelet while the runtime answered",
-    C.TOO_MANY_CONTAINERS: "each relist had to list and inspect too many containers",
-    C.UNKNOWN: "the evidence does not show why",
-}
 
 
 @dataclass
@@ -205,7 +195,8 @@ def diagnose(ctx: RuleContext, findings: list[Finding]) -> Diagnosis:
         ]
         if not deeper or not cs.findings:
             continue
-        best = max(deeper, key=lambda d: d.score)
+        # a deeper class already shown on the relist's path explains it first, then the strongest
+        best = max(deeper, key=lambda d: (_relist_call(d) is not None, d.score))
         cs.explained_by = best.cls
         gained: dict[RootCauseClass, float] = {}
         for f in cs.findings + cs.folded:
@@ -218,17 +209,23 @@ def diagnose(ctx: RuleContext, findings: list[Finding]) -> Diagnosis:
             t.score = _noisy_or([t.score, 0.3 * w])
 
     # a mechanism whose chain reaches the relist's own CRI calls is proven to block the relist;
-    # one merely present on the node (same disk, other containers) ranks below it
-    connected = {cs.cls for cs in scores.values() if cs.explained_by is None and _reaches_relist(cs)}
-    if connected:
+    # one merely present on the node (same disk, other containers) ranks after it
+    relist_calls = {cs.cls: call for cs in scores.values() if cs.explained_by is None and (call := _relist_call(cs))}
+    if relist_calls:
         for cs in scores.values():
-            if cs.explained_by is None and cs.cls not in connected:
+            if cs.explained_by is None and cs.cls not in relist_calls:
                 cs.score *= UNCONNECTED_FACTOR
+    io = IoLoad.of(ctx, findings)
+    for cs in scores.values():
+        if cs.cls in IO_CLASSES:
+            cs.score *= io.factor
 
     ranked = sorted(
         (cs for cs in scores.values() if cs.explained_by is None and cs.findings),
-        key=lambda s: (-s.score, _depth(s.cls)),
+        key=lambda s: (bool(relist_calls) and s.cls not in relist_calls, -s.score, _depth(s.cls)),
     )
+    leader = next((cs.cls for cs in ranked if cs.cls in relist_calls), None)
+    facts = _Facts(io, relist_calls, leader, "containerd" in ctx.dump_processes())
 
     stall = worst_stall(ctx)
     symptom_links = _symptom_links(symptom_findings)
@@ -236,11 +233,11 @@ def diagnose(ctx: RuleContext, findings: list[Finding]) -> Diagnosis:
     strong = [cs for cs in ranked if cs.score >= MIN_SCORE]
     weak = [cs for cs in ranked if cs.score < MIN_SCORE]
     for cs in strong:
-        root_causes.append(_root_cause(ctx, cs, symptom_links, stall, scores))
+        root_causes.append(_root_cause(ctx, cs, symptom_links, stall, scores, facts))
     if not strong and (symptom_findings or weak):
         root_causes.append(_unknown(ctx, symptom_findings, symptom_links, stall, weak))
     for cs in weak:
-        root_causes.append(_root_cause(ctx, cs, symptom_links, stall, scores))
+        root_causes.append(_root_cause(ctx, cs, symptom_links, stall, scores, facts))
 
     ordered_findings = sorted(findings, key=lambda f: (_SEV_ORDER[str(f.severity)], -f.weight, f.code))
     notes = list(dict.fromkeys([*ctx.evidence.notes, *ctx.errors]))
@@ -283,11 +280,17 @@ def _match_deeper(f: Finding, deeper: list[_ClassScore]) -> _ClassScore | None:
     return max(matches, key=lambda d: (_depth(d.cls), d.score))
 
 
-def _reaches_relist(cs: _ClassScore) -> bool:
+def _relist_call(cs: _ClassScore) -> str | None:
+    """The relist's own call that one of the class's chains reaches (e.g. "ListContainers", or
+    "relist" for the kubelet's relist goroutine), else None."""
     for f in cs.findings + cs.folded:
-        if f.chain is not None and any(t in f.chain.tags for t in (*RELIST_CALLS, "kubelet-relist", "kubelet-pleg")):
-            return True
-    return False
+        tags = f.chain.tags if f.chain is not None else frozenset()
+        for t in RELIST_CALLS:
+            if t in tags:
+                return t.removeprefix("cri:")
+        if tags & {"kubelet-relist", "kubelet-pleg"}:
+            return "relist"
+    return None
 
 
 def _resolve(scores: dict[RootCauseClass, _ClassScore], cs: _ClassScore) -> _ClassScore:
@@ -413,12 +416,13 @@ def _root_cause(
     symptom_links: list[ChainLink],
     stall: Any,
     scores: dict[RootCauseClass, _ClassScore],
+    facts: _Facts,
 ) -> RootCause:
     own = sorted(cs.findings, key=lambda f: -f.weight)
     folded = sorted(cs.folded, key=lambda f: -f.weight)
     chain = _assemble_chain(symptom_links, own, folded)
     confidence = _confidence(cs, own + folded)
-    summary = _summary(cs.cls, stall, own, cs.folded_classes)
+    summary = _summary(cs, stall, own, folded, facts)
     return RootCause(
         cls=cs.cls,
         confidence=confidence,
@@ -452,22 +456,163 @@ def _confidence(cs: _ClassScore, findings: list[Finding]) -> float:
     return round(max(0.05, min(conf, 0.97)), 2)
 
 
-def _summary(cls: RootCauseClass, stall: Any, own: list[Finding], folded: list[RootCauseClass]) -> str:
-    head = ""
-    if stall is not None:
-        from plegdoctor.rules.signals import fmt_seconds
+# ---------------------------------------------------------------------------------------
+# Summaries: one sentence per cause, claiming only what the evidence shows
 
-        head = f"Relisting stopped for {fmt_seconds(stall.seconds)}: "
-    sentence = SENTENCE.get(cls, str(cls))
-    lead = own[0].title if own else ""
-    via = ""
-    contributing = [c for c in dict.fromkeys(folded) if c != cls]
-    if contributing:
-        via = " (contributing: " + ", ".join(str(c) for c in contributing) + ")"
-    text = f"{head}{sentence}{via}."
-    if lead:
-        text += f" Strongest evidence: {lead}."
+
+@dataclass(frozen=True, slots=True)
+class IoLoad:
+    """What the evidence says about the disk's load: the pressure analysis's figures (PSI io,
+    busiest disk, dirty pages) and hung tasks in overlay sync, fsync or block I/O."""
+
+    figures: tuple[IoFigure, ...]
+
+    @classmethod
+    def of(cls, ctx: RuleContext, findings: Iterable[Finding]) -> IoLoad:
+        kernel = [
+            IoFigure("kernel", f"hung task {f.title}", True, f.evidence[0])
+            for f in findings
+            if f.code in IO_KERNEL_CODES and f.evidence
+        ]
+        return cls((*io_figures(ctx), *kernel[:1]))
+
+    @property
+    def factor(self) -> float:
+        if not self.figures:
+            return NO_IO_EVIDENCE_FACTOR
+        return 1.0 if any(f.high for f in self.figures) else IO_NOT_SHOWN_FACTOR
+
+    @staticmethod
+    def _texts(figures: Iterable[IoFigure]) -> str:
+        """'a; b during the stall' when all share their time, else each with its own."""
+        figs = list(figures)
+        whens = {f.when for f in figs}
+        if len(whens) == 1:
+            return "; ".join(f.text for f in figs) + whens.pop()
+        return "; ".join(f.text + f.when for f in figs)
+
+    def load(self) -> str:
+        """How the figures say the disk was loaded, with the figures: 'on a saturated disk (PSI
+        io full avg10 63%; sdb 100% util, w_await 850 ms)', 'behind a writeback backlog (...)',
+        'while the kernel shows tasks blocked in I/O (hung task ...)'; '' when they show no load
+        or there are none."""
+        high = [f for f in self.figures if f.high]
+        if any(f.kind in ("psi", "disk") for f in high):
+            return f"on a saturated disk ({self._texts(high)})"
+        if any(f.kind == "dirty" for f in high):
+            return f"behind a writeback backlog ({self._texts(high)})"
+        if high:
+            return f"while the kernel shows tasks blocked in I/O ({self._texts(high)})"
+        return ""
+
+    def caveat(self) -> str:
+        """What a summary must add when the figures do not show the load."""
+        if not self.figures:
+            return "; the disk's load is not in the evidence: collect PSI/diskstats to confirm"
+        if not any(f.high for f in self.figures):
+            return f"; the I/O figures given do not show a loaded disk ({self._texts(self.figures)})"
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What the summaries may claim beyond each class's own findings."""
+
+    io: IoLoad
+    relist_calls: dict[RootCauseClass, str]  # classes whose chains reach the relist, and the call
+    leader: RootCauseClass | None  # the best of those
+    runtime_dumps: bool  # a containerd goroutine dump was given
+
+
+def _summary(cs: _ClassScore, stall: Any, own: list[Finding], folded: list[Finding], facts: _Facts) -> str:
+    head = f"Relisting stopped for {fmt_seconds(stall.seconds)}: " if stall is not None else ""
+    sentence = _sentence(cs.cls, own + folded, facts)
+    contributing = [c for c in dict.fromkeys(cs.folded_classes) if c != cs.cls]
+    via = " (contributing: " + ", ".join(str(c) for c in contributing) + ")" if contributing else ""
+    caveat = facts.io.caveat() if cs.cls in IO_CLASSES else ""
+    text = f"{head}{sentence}{via}{caveat}."
+    if own:
+        text += f" Strongest evidence: {own[0].title}."
+    if facts.leader is not None and cs.cls not in facts.relist_calls:
+        call = facts.relist_calls[facts.leader]
+        text += (
+            f" Ranked below {facts.leader}: not on the relist's path in the dumps (the relist's {call} waits on the "
+            f"{facts.leader} chain)"
+        )
+        text += "; it can still add to the disk's write load." if cs.cls in IO_CLASSES else "."
     return text[0].upper() + text[1:]
+
+
+def _sentence(cls: RootCauseClass, findings: list[Finding], facts: _Facts) -> str:
+    """The class's mechanism, worded from what its findings and the I/O figures show (the
+    summary adds the I/O caveat and, for a class off the relist's path, why it ranks lower)."""
+    tags: set[str] = set()
+    for f in findings:
+        if f.chain is not None:
+            tags |= f.chain.tags
+    codes = {f.code for f in findings}
+    call = facts.relist_calls.get(cls)
+    load = facts.io.load()
+    on = f" {load}" if load else ""
+    if call is not None:
+        blocks = f", and the relist's {call} waited behind it"
+    elif facts.leader is not None:
+        blocks = ""  # the ranking note says it is not on the relist's path
+    elif facts.runtime_dumps:
+        blocks = "; the goroutine dumps do not show it blocking the relist"
+    else:
+        blocks = "; no goroutine dump shows what the relist waited on"
+    if cls == C.FSYNC_IO_PRESSURE:
+        sync = "/".join(t for t in ("fsync", "fdatasync") if t in tags) or "fsync"
+        return f"{_flusher(tags)} sat in {sync}{on}{blocks}"
+    if cls == C.OVERLAY_UMOUNT_SYNC:
+        shim = ", with the shim's mutex held" if "shim:Delete" in tags else ""
+        return f"unmounting a container's overlay rootfs synced its backing filesystem{on}{shim}{blocks}"
+    if cls == C.DISK_IO_PRESSURE:
+        if load:
+            return f"I/O was slow{on}, and no more specific blocking chain is visible"
+        return "the evidence points at slow I/O"
+    if cls == C.CRI_STATUS_LOCK:
+        if call is not None:
+            return f"the relist's {call} queued on a container status lock held across a slow call"
+        return (
+            "a container status lock was held across a slow call (ListContainers needs every container's status "
+            f"lock){blocks}"
+        )
+    if cls == C.KUBELET_INTERNAL:
+        if "PD110" in codes:
+            idle = " while containerd's dump shows no blocked CRI call" if "PD111" in codes else ", not in a CRI call"
+            return f"the kubelet's relist goroutine was stuck inside the kubelet{idle}"
+        return "containerd's dump shows no blocked CRI call during the stall: the relist is likely stuck in the kubelet"
+    if cls == C.CNI_HANG and "PD420" not in codes:
+        return "CNI ADD/DEL calls timed out"
+    return _MECHANISM.get(cls, str(cls))
+
+
+def _flusher(tags: set[str]) -> str:
+    """Who was flushing, as precisely as the chain tags say."""
+    if "content-commit" in tags and "bbolt-writer" in tags:
+        return "a content commit holding bbolt's writer lock"
+    if "bbolt-writer" in tags:
+        return "a bbolt commit holding the metadata writer lock"
+    if "status-lock" in tags:
+        return "a container status checkpoint under the status write lock"
+    return "a containerd flush"
+
+
+_MECHANISM: dict[RootCauseClass, str] = {
+    C.BBOLT_LOCK_CONTENTION: "requests queued on containerd's metadata DB (bbolt) writer lock, whose holder is slow "
+    "or not visible",
+    C.RUNTIME_LOCK_CONTENTION: "containerd goroutines queued on an internal lock held by a slow goroutine",
+    C.SHIM_HANG: "containerd waited on a shim call that did not return",
+    C.RUNC_HANG: "a runc invocation did not return",
+    C.DOCKERD_LOCK: "dockerd operations queued on a container lock",
+    C.NETWORK_STORAGE_HANG: "a hung network filesystem blocked container operations",
+    C.KERNEL_D_STATE: "runtime tasks were stuck in D state in the kernel",
+    C.CNI_HANG: "a CNI ADD/DEL call did not return",
+    C.TOO_MANY_CONTAINERS: "each relist had to list and inspect too many containers",
+    C.UNKNOWN: "the evidence does not show why",
+}
 
 
 def _fixes(
@@ -526,8 +671,6 @@ def _unknown(
     stall: Any,
     weak: list[_ClassScore],
 ) -> RootCause:
-    from plegdoctor.rules.signals import fmt_seconds
-
     head = f"Relisting stopped for {fmt_seconds(stall.seconds)}, but " if stall else ""
     guess = ""
     if weak:
@@ -643,63 +786,17 @@ def _iso(ts: datetime | None) -> str | None:
 
 
 def _pleg_fallback(ctx: RuleContext) -> dict[str, Any]:
-    from datetime import UTC
-
-    series = ctx.evidence.relists
-    ts = sorted(series.ts)
-    intervals = [b - a for a, b in itertools.pairwise(ts)]
-    all_stalls = stalls(ctx)
-    gaps = [s for s in all_stalls if s.kind == "gap"]
-    gaps.sort(key=lambda s: s.start.timestamp() if s.start else 0.0)
-    unhealthy = [s for s in all_stalls if s.kind == "unhealthy"]
-    doc: dict[str, Any] = {
-        "relists": len(series),
-        "first": _iso(datetime.fromtimestamp(ts[0], UTC)) if ts else None,
-        "last": _iso(datetime.fromtimestamp(ts[-1], UTC)) if ts else None,
-        "max_gap_seconds": round(max(intervals), 3) if intervals else None,
-        "gap_threshold_seconds": ctx.gap_seconds,
-        "interval_p50_seconds": round(statistics.median(intervals), 3) if intervals else None,
-        "gaps": [
-            {
-                "start": _iso(g.start),
-                "end": _iso(g.end),
-                "seconds": round(g.seconds, 3),
-                "before": g.refs[0].to_json() if g.refs else None,
-                "after": g.refs[1].to_json() if len(g.refs) > 1 else None,
-            }
-            for g in gaps
-        ],
-        "unhealthy": _unhealthy_windows(unhealthy),
-        "update_resources": [
-            {
-                "container_id": h.container_id,
-                "start": _iso(h.start),
-                "end": _iso(h.end),
-                "seconds": round(h.seconds, 3) if h.seconds is not None else None,
-                "open": h.open,
-            }
-            for h in update_holds(ctx)
-        ],
+    """The contract's keys when the PLEG timeline is missing (its failure is in the notes):
+    the relist count and span only; gaps are not recomputed here."""
+    ts = ctx.evidence.relists.ts
+    return {
+        "relists": len(ts),
+        "first": _iso(datetime.fromtimestamp(min(ts), UTC)) if len(ts) else None,
+        "last": _iso(datetime.fromtimestamp(max(ts), UTC)) if len(ts) else None,
+        "max_gap_seconds": None,
+        "gaps": [],
+        "unhealthy": [],
     }
-    return doc
-
-
-def _unhealthy_windows(unhealthy: list[Any]) -> list[dict[str, Any]]:
-    """Merge `PLEG is not healthy` reports of one episode into windows."""
-    items = sorted((u for u in unhealthy if u.end is not None), key=lambda u: u.end)
-    windows: list[dict[str, Any]] = []
-    for u in items:
-        start = u.start or u.end
-        if windows and start <= datetime.fromisoformat(windows[-1]["end"]) + timedelta(seconds=30):
-            w = windows[-1]
-            w["end"] = _iso(u.end)
-            w["max_last_seen_seconds"] = max(w["max_last_seen_seconds"], round(u.seconds, 3))
-            w["reports"] += 1
-            continue
-        windows.append(
-            {"start": _iso(start), "end": _iso(u.end), "max_last_seen_seconds": round(u.seconds, 3), "reports": 1}
-        )
-    return windows
 
 
 # for type checkers: severity order is complete

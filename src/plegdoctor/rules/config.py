@@ -7,13 +7,13 @@ class that some non-configuration evidence shows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from plegdoctor.model import EventKind, Mount, Ref, RootCauseClass, Severity, Versions
+from plegdoctor.model import Mount, Ref, RootCauseClass, Severity, Versions
 from plegdoctor.rules import fixes
 from plegdoctor.rules.registry import Hit, RuleContext, rule
-from plegdoctor.rules.signals import events
+from plegdoctor.rules.signals import task_delete_failures
 
 C = RootCauseClass
 ISSUE_9770 = "https://github.com/containerd/containerd/issues/9770"
@@ -76,6 +76,11 @@ def _first_ref(obj: Any) -> Ref | None:
     if path:
         return Ref(str(path), int(getattr(obj, "overlay_table_line", None) or 1), "")
     return None
+
+
+def _version_hit(ctx: RuleContext, title: str, refs: Iterable[Ref], weight: float, **extra: Any) -> Hit:
+    """A hit about this node's versions: its evidence also quotes where the versions were read."""
+    return Hit(title=title, evidence=(*refs, *ctx.versions.refs[:1]), weight=weight, **extra)
 
 
 def volatile_state(ctx: RuleContext) -> tuple[bool | None, bool | None, list[Ref]]:
@@ -161,10 +166,11 @@ def volatile_ignored_by_containerd(ctx: RuleContext) -> Iterator[Hit]:
     cv = fixes.containerd_version(ctx.versions)
     if cv is not None and not fixes.fixed_in(fixes.MOUNT_OPTIONS, cv)[0]:
         target = fixes.upgrade_target(fixes.MOUNT_OPTIONS, cv)
-        yield Hit(
-            title=f"volatile configured, but containerd {fixes.fmt_version(cv)} ignores mount_options (needs {target})",
-            evidence=tuple(refs) + ctx.versions.refs[:1],
-            weight=0.15,
+        yield _version_hit(
+            ctx,
+            f"volatile configured, but containerd {fixes.fmt_version(cv)} ignores mount_options (needs {target})",
+            refs,
+            0.15,
             fix=f"Upgrade containerd to {target}. " + fixes.volatile_fix(ctx.versions),
         )
     elif in_effect is False:
@@ -199,11 +205,7 @@ def volatile_kernel_too_old(ctx: RuleContext) -> Iterator[Hit]:
     conf, _, refs = volatile_state(ctx)
     kv = fixes.kernel_version(ctx.versions)
     if conf and kv is not None and kv < fixes.KERNEL_VOLATILE:
-        yield Hit(
-            title=f"volatile configured on kernel {fixes.fmt_version(kv)} (needs >= 5.10)",
-            evidence=tuple(refs) + ctx.versions.refs[:1],
-            weight=0.05,
-        )
+        yield _version_hit(ctx, f"volatile configured on kernel {fixes.fmt_version(kv)} (needs >= 5.10)", refs, 0.05)
 
 
 @rule(
@@ -234,11 +236,12 @@ def volatile_temp_mounts(ctx: RuleContext) -> Iterator[Hit]:
     ok, target = fixes.fixed_in(fixes.TEMP_MOUNT_STRIP, cv)
     if ok or not fixes.fixed_in(fixes.MOUNT_OPTIONS, cv)[0]:
         return
-    yield Hit(
-        title=f"volatile with containerd {fixes.fmt_version(cv)}: temporary mounts keep volatile (fixed in "
+    yield _version_hit(
+        ctx,
+        f"volatile with containerd {fixes.fmt_version(cv)}: temporary mounts keep volatile (fixed in "
         f"{fixes.fmt_version(target) if target else '2.0'})",
-        evidence=tuple(refs) + ctx.versions.refs[:1],
-        weight=0.05,
+        refs,
+        0.05,
     )
 
 
@@ -268,10 +271,11 @@ def fsync_volatile_spelling(ctx: RuleContext) -> Iterator[Hit]:
     cv = fixes.containerd_version(ctx.versions)
     if not mounts or cv is None or fixes.fixed_in(fixes.FSYNC_VOLATILE_SPELLING, cv)[0]:
         return
-    yield Hit(
-        title=f"fsync=volatile mounts with containerd {fixes.fmt_version(cv)}",
-        evidence=(mounts[0].ref, *ctx.versions.refs[:1]),
-        weight=0.05,
+    yield _version_hit(
+        ctx,
+        f"fsync=volatile mounts with containerd {fixes.fmt_version(cv)}",
+        (mounts[0].ref,),
+        0.05,
         fix=fixes.fsync_volatile_spelling_fix(ctx.versions),
     )
 
@@ -301,12 +305,13 @@ def shim_leak_fix_missing(ctx: RuleContext) -> Iterator[Hit]:
     cv = fixes.containerd_version(ctx.versions)
     if cv is None or fixes.fixed_in(fixes.SHIM_LEAK_FIX, cv)[0]:
         return
-    evs = events(ctx, EventKind.TASK_EXIT_FAILED, EventKind.TASK_DELETE_FAILED)
+    evs = task_delete_failures(ctx)
     if not evs:
         return
-    yield Hit(
-        title=f"containerd {fixes.fmt_version(cv)} with task delete failures: shim cleanup fix missing",
-        evidence=(evs[0].ref, *ctx.versions.refs[:1]),
-        weight=0.1,
+    yield _version_hit(
+        ctx,
+        f"containerd {fixes.fmt_version(cv)} with task delete failures: shim cleanup fix missing",
+        (evs[0].ref,),
+        0.1,
         fix=fixes.shim_leak_fix(ctx.versions),
     )

@@ -6,7 +6,16 @@ from collections.abc import Iterator
 
 from plegdoctor.model import EventKind, RootCauseClass, Severity
 from plegdoctor.rules.registry import Hit, RuleContext, rule
-from plegdoctor.rules.signals import chain_refs, chain_wait_minutes, events, link, links_with
+from plegdoctor.rules.signals import (
+    chain_hit,
+    chain_wait_minutes,
+    events,
+    for_minutes,
+    link,
+    links_with,
+    plural,
+    step_hit,
+)
 
 C = RootCauseClass
 MOBY_41676 = "https://github.com/moby/moby/issues/41676"
@@ -49,13 +58,12 @@ def dockerd_container_lock(ctx: RuleContext) -> Iterator[Hit]:
     """
     for chain, _lk in links_with(ctx, "dockerd-container-lock"):
         minutes = chain_wait_minutes(chain)
-        yield Hit(
-            title=f"dockerd requests wait for a container lock: {chain.links[-1].detail}"
-            + (f" ({chain.blocked} goroutines blocked)" if chain.blocked else "")
-            + (f" for {minutes} min" if minutes else ""),
-            evidence=chain_refs(chain),
-            weight=0.6 + (0.05 if chain.blocked >= 5 else 0.0) + (0.05 if minutes >= 1 else 0.0),
-            chain=chain,
+        yield chain_hit(
+            chain,
+            f"dockerd requests wait for a container lock: {chain.links[-1].detail}"
+            + (f" ({plural(chain.blocked, 'goroutine')} blocked)" if chain.blocked else "")
+            + for_minutes(minutes),
+            0.6 + (0.05 if chain.blocked >= 5 else 0.0) + (0.05 if minutes >= 1 else 0.0),
         )
         return
 
@@ -95,9 +103,9 @@ def dockershim_timeouts(ctx: RuleContext) -> Iterator[Hit]:
     ]
     if not evs:
         return
-    yield Hit(
-        title=f"docker operations timed out {len(evs)} time{'s' if len(evs) != 1 else ''}",
-        evidence=tuple(e.ref for e in evs[:5]),
-        weight=0.35 + min(0.15, 0.05 * (len(evs) - 1)),
-        links=(link("log", "kubelet", "docker list/inspect operations time out", (evs[0].ref,), tags=("dockerd",)),),
+    yield step_hit(
+        f"docker operations timed out {plural(len(evs), 'time')}",
+        0.35 + min(0.15, 0.05 * (len(evs) - 1)),
+        link("log", "kubelet", "docker list/inspect operations time out", (evs[0].ref,), tags=("dockerd",)),
+        evidence=(e.ref for e in evs[:5]),
     )

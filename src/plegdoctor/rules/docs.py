@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     check = "--check" in args
     paths = [a for a in args if a != "--check"]
+    if any(a.startswith("-") for a in paths) or len(paths) > 1:
+        print("usage: python -m plegdoctor.rules.docs [--check] [PATH]", file=sys.stderr)
+        return 0 if any(a in ("-h", "--help") for a in paths) else 2
     path = Path(paths[0]) if paths else DEFAULT_PATH
     text = render()
     if check:

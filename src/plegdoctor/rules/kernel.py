@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from plegdoctor.model import Ref, RootCauseClass, Severity
 from plegdoctor.rules import fixes
 from plegdoctor.rules.registry import Hit, RuleContext, rule
-from plegdoctor.rules.signals import fmt_seconds, kernel_stack_has, link
+from plegdoctor.rules.signals import fmt_seconds, kernel_stack_has, link, step_hit
 
 C = RootCauseClass
 ISSUE_5325 = "https://github.com/containerd/containerd/issues/5325"
@@ -109,6 +110,11 @@ class Stuck:
         how = f"blocked {fmt_seconds(self.seconds)}" if self.seconds else "in D state"
         return f"{self.comm}:{self.pid} {how}"
 
+    @property
+    def top_frame(self) -> str:
+        """The innermost kernel function (offset stripped), else the wait channel."""
+        return self.stack[0].split("+", 1)[0] if self.stack else (self.wchan or "?")
+
 
 def stuck_tasks(ctx: RuleContext) -> list[Stuck]:
     def compute() -> list[Stuck]:
@@ -136,9 +142,34 @@ def _is_runtime(comm: str) -> bool:
     return comm.startswith(RUNTIME_COMMS) or comm.startswith("containerd")
 
 
-def _hit_links(tasks: list[tuple[Stuck, str]], what: str, tags: tuple[str, ...]) -> tuple:
-    return tuple(
-        link("kernel", "kernel", f"{s.describe()} {what} ({fn})", (s.ref,), tags=tags, pid=s.pid) for s, fn in tasks[:2]
+def _stuck_hit(
+    found: list[tuple[Stuck, str]], title: str, weight: float, what: str, tags: tuple[str, ...], **extra: Any
+) -> Hit:
+    """A hit for stuck tasks (each with the kernel function it matched): the first four as
+    evidence, the first two as chain steps "<task> <what> (<function>)"."""
+    steps = (
+        link("kernel", "kernel", f"{s.describe()} {what} ({fn})", (s.ref,), tags=tags, pid=s.pid) for s, fn in found[:2]
+    )
+    return step_hit(title, weight, *steps, evidence=(s.ref for s, _ in found[:4]), **extra)
+
+
+def _more(found: list[Any], what: str = "more") -> str:
+    return f", {len(found) - 1} {what}" if len(found) > 1 else ""
+
+
+def _stuck_in_subsystem(ctx: RuleContext, names: tuple[str, ...], where: str, tag: str) -> Iterator[Hit]:
+    """Tasks stuck in one kernel subsystem (any task: runc, CNI plugins and the shim all
+    block there); a runtime process among them weighs a little more."""
+    found = [(s, fn) for s in stuck_tasks(ctx) if (fn := _match(s, names))]
+    if not found:
+        return
+    s0, fn0 = found[0]
+    yield _stuck_hit(
+        found,
+        f"{s0.describe()} in {where} ({fn0}){_more(found)}",
+        0.6 + (0.05 if any(_is_runtime(s.comm) for s, _ in found) else 0.0),
+        f"waiting in {where}",
+        (tag,),
     )
 
 
@@ -186,14 +217,13 @@ def hung_task_overlay_syncfs(ctx: RuleContext) -> Iterator[Hit]:
             found.append((s, fn))
     if not found:
         return
-    s0 = found[0][0]
-    weight = 0.7 + (0.05 if _is_runtime(s0.comm) else 0.0) + (0.05 if len(found) > 1 else 0.0)
-    yield Hit(
-        title=f"{s0.describe()} in overlay unmount sync ({found[0][1]})"
-        + (f", {len(found) - 1} more task(s)" if len(found) > 1 else ""),
-        evidence=tuple(s.ref for s, _ in found[:4]),
-        weight=weight,
-        links=_hit_links(found, "unmounting an overlay: syncfs of the backing filesystem", ("umount", "syncfs")),
+    s0, fn0 = found[0]
+    yield _stuck_hit(
+        found,
+        f"{s0.describe()} in overlay unmount sync ({fn0}){_more(found, 'more task(s)')}",
+        0.7 + (0.05 if _is_runtime(s0.comm) else 0.0) + (0.05 if len(found) > 1 else 0.0),
+        "unmounting an overlay: syncfs of the backing filesystem",
+        ("umount", "syncfs"),
         fix=fixes.volatile_fix(ctx.versions),
     )
 
@@ -230,11 +260,12 @@ def runtime_hung_in_fsync(ctx: RuleContext) -> Iterator[Hit]:
     if not found:
         return
     s0, fn0 = found[0]
-    yield Hit(
-        title=f"{s0.describe()} in fsync/writeback ({fn0})",
-        evidence=tuple(s.ref for s, _ in found[:4]),
-        weight=0.55 + (0.05 if len(found) > 1 else 0.0),
-        links=_hit_links(found, "flushing to disk", ("fsync",)),
+    yield _stuck_hit(
+        found,
+        f"{s0.describe()} in fsync/writeback ({fn0})",
+        0.55 + (0.05 if len(found) > 1 else 0.0),
+        "flushing to disk",
+        ("fsync",),
     )
 
 
@@ -274,11 +305,12 @@ def tasks_hung_in_block_io(ctx: RuleContext) -> Iterator[Hit]:
     if not found:
         return
     s0, fn0 = found[0]
-    yield Hit(
-        title=f"{len(found)} task(s) hung on block I/O, e.g. {s0.describe()} in {fn0}",
-        evidence=tuple(s.ref for s, _ in found[:4]),
-        weight=0.35 + min(0.15, 0.05 * (len(found) - 1)),
-        links=_hit_links(found, "waiting for the disk", ("io-wait",)),
+    yield _stuck_hit(
+        found,
+        f"{len(found)} task(s) hung on block I/O, e.g. {s0.describe()} in {fn0}",
+        0.35 + min(0.15, 0.05 * (len(found) - 1)),
+        "waiting for the disk",
+        ("io-wait",),
     )
 
 
@@ -317,17 +349,7 @@ def hung_task_netdev_teardown(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: kernel/CNI upgrade; reboot the node.
     """
-    found = [(s, fn) for s in stuck_tasks(ctx) if (fn := _match(s, NETDEV))]
-    if not found:
-        return
-    s0, fn0 = found[0]
-    yield Hit(
-        title=f"{s0.describe()} in network device teardown ({fn0})"
-        + (f", {len(found) - 1} more" if len(found) > 1 else ""),
-        evidence=tuple(s.ref for s, _ in found[:4]),
-        weight=0.6 + (0.05 if any(_is_runtime(s.comm) for s, _ in found) else 0.0),
-        links=_hit_links(found, "waiting in network namespace/device teardown", ("netdev",)),
-    )
+    yield from _stuck_in_subsystem(ctx, NETDEV, "network device teardown", "netdev")
 
 
 @rule(
@@ -361,16 +383,7 @@ def hung_task_cgroup(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: kernel upgrade, thaw frozen cgroups; reboot.
     """
-    found = [(s, fn) for s in stuck_tasks(ctx) if (fn := _match(s, CGROUP))]
-    if not found:
-        return
-    s0, fn0 = found[0]
-    yield Hit(
-        title=f"{s0.describe()} in cgroup code ({fn0})" + (f", {len(found) - 1} more" if len(found) > 1 else ""),
-        evidence=tuple(s.ref for s, _ in found[:4]),
-        weight=0.6 + (0.05 if any(_is_runtime(s.comm) for s, _ in found) else 0.0),
-        links=_hit_links(found, "waiting in cgroup code", ("cgroup",)),
-    )
+    yield from _stuck_in_subsystem(ctx, CGROUP, "cgroup code", "cgroup")
 
 
 _KNOWN = OVL_SYNC + SYNC_FS + FSYNC_PATH + BLOCK_IO + NETDEV + CGROUP
@@ -411,15 +424,9 @@ def runtime_task_d_state(ctx: RuleContext) -> Iterator[Hit]:
     if not found:
         return
     s0 = found[0]
-    top = s0.stack[0].split("+", 1)[0] if s0.stack else (s0.wchan or "?")
-    yield Hit(
-        title=f"{s0.describe()} in {top}" + (f", {len(found) - 1} more runtime task(s)" if len(found) > 1 else ""),
-        evidence=tuple(s.ref for s in found[:4]),
-        weight=0.4 + (0.05 if s0.source == "hung-task" else 0.0),
-        links=tuple(
-            link(
-                "kernel", "kernel", f"{s.describe()} in {s.stack[0].split('+', 1)[0] if s.stack else s.wchan}", (s.ref,)
-            )
-            for s in found[:2]
-        ),
+    yield step_hit(
+        f"{s0.describe()} in {s0.top_frame}{_more(found, 'more runtime task(s)')}",
+        0.4 + (0.05 if s0.source == "hung-task" else 0.0),
+        *(link("kernel", "kernel", f"{s.describe()} in {s.top_frame}", (s.ref,)) for s in found[:2]),
+        evidence=(s.ref for s in found[:4]),
     )

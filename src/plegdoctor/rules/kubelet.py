@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterator
 
 from plegdoctor.model import EventKind, MetricSample, Ref, RootCauseClass, Severity
 from plegdoctor.rules.registry import Hit, RuleContext, rule
 from plegdoctor.rules.signals import (
     chain_has_any,
-    chain_refs,
+    chain_hit,
     chain_wait_minutes,
     events,
     fmt_seconds,
+    for_minutes,
     link,
-    relist_intervals,
+    plural,
     stalls,
+    step_hit,
 )
 
 C = RootCauseClass
@@ -68,12 +69,12 @@ def relist_gap(ctx: RuleContext) -> Iterator[Hit]:
     sev = Severity.CRITICAL if worst.seconds >= 180 else Severity.WARNING
     more = f"; {len(gaps) - 1} more gap(s) over {fmt_seconds(ctx.gap_seconds)}" if len(gaps) > 1 else ""
     detail = f"relisting stopped for {fmt_seconds(worst.seconds)} ({_when(worst.start)} -> {_when(worst.end)})"
-    yield Hit(
-        title=f"kubelet {detail}{more}",
+    yield step_hit(
+        f"kubelet {detail}{more}",
+        0.0,
+        link("relist-gap", "kubelet", detail, worst.refs, tags=("kubelet-relist", "symptom")),
         evidence=worst.refs,
-        weight=0.0,
         severity=sev,
-        links=(link("relist-gap", "kubelet", detail, worst.refs, tags=("kubelet-relist", "symptom")),),
         facts={"stall_seconds": worst.seconds, "gaps": len(gaps)},
     )
 
@@ -111,11 +112,11 @@ def pleg_unhealthy(ctx: RuleContext) -> Iterator[Hit]:
     worst = max(last_seen) if last_seen else None
     refs = tuple(e.ref for e in (evs[:1] + evs[-1:] + nodes[:1]))
     detail = "PLEG is not healthy" + (f": last relist {fmt_seconds(worst)} before" if worst else "")
-    yield Hit(
-        title=f"{detail} ({len(evs)} report(s)" + (", node NotReady)" if nodes else ")"),
+    yield step_hit(
+        f"{detail} ({plural(len(evs), 'report')}" + (", node NotReady)" if nodes else ")"),
+        0.0,
+        link("pleg-unhealthy", "kubelet", detail, refs[:2], tags=("kubelet-pleg", "symptom")),
         evidence=refs,
-        weight=0.0,
-        links=(link("pleg-unhealthy", "kubelet", detail, refs[:2], tags=("kubelet-pleg", "symptom")),),
         facts={"max_last_seen_seconds": worst},
     )
 
@@ -148,8 +149,7 @@ def relist_errors(ctx: RuleContext) -> Iterator[Hit]:
     if not evs:
         return
     yield Hit(
-        title=f"relist failed {len(evs)} time{'s' if len(evs) != 1 else ''}: "
-        + str(evs[0].attrs.get("error", ""))[:120],
+        title=f"relist failed {plural(len(evs), 'time')}: " + str(evs[0].attrs.get("error", ""))[:120],
         evidence=tuple(e.ref for e in evs[:4]),
         weight=0.0,
     )
@@ -222,12 +222,10 @@ def kubelet_relist_blocked_inside_kubelet(ctx: RuleContext) -> Iterator[Hit]:
         if not all(lk.process == "kubelet" for lk in chain.links):
             continue
         minutes = chain_wait_minutes(chain)
-        yield Hit(
-            title=f"kubelet relist goroutine waits inside the kubelet: {chain.links[-1].detail}"
-            + (f" for {minutes} min" if minutes else ""),
-            evidence=chain_refs(chain),
-            weight=0.6 + (0.1 if minutes >= 1 else 0.0),
-            chain=chain,
+        yield chain_hit(
+            chain,
+            f"kubelet relist goroutine waits inside the kubelet: {chain.links[-1].detail}{for_minutes(minutes)}",
+            0.6 + (0.1 if minutes >= 1 else 0.0),
         )
         return
 
@@ -273,11 +271,11 @@ def runtime_idle_during_stall(ctx: RuleContext) -> Iterator[Hit]:
         if isinstance(r, Ref):
             refs.append(r)
     worst = stalls(ctx)[0]
-    yield Hit(
-        title=f"relisting stalled {fmt_seconds(worst.seconds)} but containerd's dump shows no blocked CRI call",
+    yield step_hit(
+        f"relisting stalled {fmt_seconds(worst.seconds)} but containerd's dump shows no blocked CRI call",
+        0.3,
+        link("goroutines", "containerd", "containerd dump: no CRI call blocked, no lock chain", refs[:1]),
         evidence=tuple(refs[:2]) + worst.refs[:1],
-        weight=0.3,
-        links=(link("goroutines", "containerd", "containerd dump: no CRI call blocked, no lock chain", refs[:1]),),
     )
 
 
@@ -346,8 +344,8 @@ def too_many_containers(ctx: RuleContext) -> Iterator[Hit]:
     containers = _metric_total(metrics, _CONTAINER_COUNT)
     pods = _metric_total(metrics, _POD_COUNT)
     duration = _relist_duration_mean(metrics)
-    intervals = relist_intervals(ctx)
-    median_interval = statistics.median(intervals) if len(intervals) >= 10 else None
+    tl = ctx.timeline
+    median_interval = tl.interval_p50 if tl is not None and tl.relists > 10 else None
     slow = (duration is not None and duration[0] >= 0.5) or (median_interval is not None and median_interval >= 2.0)
     if not slow:
         return
@@ -374,10 +372,10 @@ def too_many_containers(ctx: RuleContext) -> Iterator[Hit]:
     if median_interval is not None:
         parts.append(f"median relist interval {fmt_seconds(median_interval)}")
     detail = ", ".join(parts)
-    yield Hit(
-        title=f"slow relists with many containers: {detail}",
-        evidence=tuple(refs),
-        weight=weight,
-        links=(link("metrics", "kubelet", f"relist lists every container: {detail}", refs[:3]),),
+    yield step_hit(
+        f"slow relists with many containers: {detail}",
+        weight,
+        link("metrics", "kubelet", f"relist lists every container: {detail}", refs[:3]),
+        evidence=refs,
         facts={"containers": containers[0] if containers else None},
     )

@@ -186,7 +186,8 @@ class RuleContext:
     - `evidence`: plegdoctor.evidence.Evidence
     - `timeline`: plegdoctor.analysis.pleg_timeline.PlegTimeline | None
     - `goroutines`: plegdoctor.goroutines.GoroutineAnalysis | None (`.chains`, `.waits`)
-    - `pressure`: result of plegdoctor.analysis.pressure.analyze_pressure | None
+    - `pressure`: plegdoctor.analysis.pressure.PressureAnalysis | None (correlated with the
+      stall windows: relist gaps and PLEG-unhealthy windows)
     - `config_audit`: result of plegdoctor.analysis.config_audit.audit | None
     - `gap_seconds`: relist gap that counts as a stall (default 3 s: period 1 s + slack)
     """
@@ -245,13 +246,16 @@ class RuleContext:
     def pressure(self) -> Any:
         if self._pressure is _UNSET:
             ev = self.evidence
-            if ev.pressure or ev.disk_samples or ev.diskstats or ev.meminfo or ev.vmstat:
-                gaps = self._timeline_gaps_for_pressure()
+            if ev.pressure or ev.disk_samples or ev.diskstats or ev.meminfo:
+                # the stall windows (relist gaps and PLEG-unhealthy windows) place each figure
+                from plegdoctor.rules.signals import stall_windows
+
+                windows = stall_windows(self)
                 self._pressure = self._run(
                     "pressure analysis",
                     "plegdoctor.analysis.pressure",
                     "analyze_pressure",
-                    lambda f: f(ev, gaps),
+                    lambda f: f(ev, gaps=windows),
                 )
             else:
                 self._pressure = None
@@ -268,10 +272,6 @@ class RuleContext:
             else:
                 self._config_audit = None
         return self._config_audit
-
-    def _timeline_gaps_for_pressure(self) -> list[Any]:
-        tl = self.timeline
-        return list(getattr(tl, "gaps", None) or []) if tl is not None else []
 
     def _run(self, what: str, modname: str, attr: str, call: Callable[[Any], Any]) -> Any:
         try:

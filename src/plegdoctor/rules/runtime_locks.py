@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from plegdoctor.model import Chain, RootCauseClass, Severity
 from plegdoctor.rules import fixes
@@ -10,16 +11,18 @@ from plegdoctor.rules.registry import Hit, RuleContext, rule
 from plegdoctor.rules.signals import (
     chain_has,
     chain_has_any,
-    chain_refs,
+    chain_hit,
     chain_wait_minutes,
     chains_with,
     cri_method,
     during_stall,
     fmt_seconds,
+    interval_refs,
     last_link_with,
     link,
+    plural,
+    step_hit,
     update_holds,
-    worst_stall,
 )
 
 C = RootCauseClass
@@ -37,7 +40,7 @@ IO_TAGS = ("fsync", "fdatasync")
 def _blocked_text(chain: Chain) -> str:
     parts = []
     if chain.blocked:
-        parts.append(f"{chain.blocked} goroutine{'s' if chain.blocked != 1 else ''} blocked")
+        parts.append(f"{plural(chain.blocked, 'goroutine')} blocked")
     minutes = chain_wait_minutes(chain)
     if minutes:
         parts.append(f"waiting {minutes} min")
@@ -57,6 +60,12 @@ def _chain_weight(base: float, chain: Chain) -> float:
     if chain_wait_minutes(chain) >= 1:
         w += 0.05
     return min(w, 0.95)
+
+
+def _lock_hit(chain: Chain, what: str, base: float, **extra: Any) -> Hit:
+    """A lock-chain hit: `what`, then how many goroutines wait and for how long; the weight
+    grows from `base` with both."""
+    return chain_hit(chain, f"{what}{_blocked_text(chain)}", _chain_weight(base, chain), **extra)
 
 
 @rule(
@@ -95,12 +104,7 @@ def cri_read_blocked_on_status_lock(ctx: RuleContext) -> Iterator[Hit]:
         method = cri_method(chain) or "CRI call"
         if method == "UpdateContainerResources":
             continue
-        yield Hit(
-            title=f"{method} waits for a container status lock{_blocked_text(chain)}",
-            evidence=chain_refs(chain),
-            weight=_chain_weight(0.55, chain),
-            chain=chain,
-        )
+        yield _lock_hit(chain, f"{method} waits for a container status lock", 0.55)
 
 
 @rule(
@@ -130,12 +134,8 @@ def status_lock_held_by_update(ctx: RuleContext) -> Iterator[Hit]:
     (containerd #9770, PR #11558 open).
     """
     for chain in chains_with(ctx, "status-lock", "update-container-resources"):
-        deepest = chain.links[-1]
-        yield Hit(
-            title=f"UpdateContainerResources holds a status lock while waiting: {deepest.detail}{_blocked_text(chain)}",
-            evidence=chain_refs(chain),
-            weight=_chain_weight(0.55, chain),
-            chain=chain,
+        yield _lock_hit(
+            chain, f"UpdateContainerResources holds a status lock while waiting: {chain.links[-1].detail}", 0.55
         )
 
 
@@ -165,12 +165,7 @@ def status_lock_held_by_exit_handler(ctx: RuleContext) -> Iterator[Hit]:
     containerd with the high-I/O shim cleanup fix (1.6.24 / 1.7.4 / 2.0).
     """
     for chain in chains_with(ctx, "status-lock", "task-exit"):
-        yield Hit(
-            title=f"container exit handling holds a status lock: {chain.links[-1].detail}{_blocked_text(chain)}",
-            evidence=chain_refs(chain),
-            weight=_chain_weight(0.45, chain),
-            chain=chain,
-        )
+        yield _lock_hit(chain, f"container exit handling holds a status lock: {chain.links[-1].detail}", 0.45)
 
 
 @rule(
@@ -203,26 +198,25 @@ def long_update_container_resources(ctx: RuleContext) -> Iterator[Hit]:
         secs = hold.seconds
         if secs is None and not hold.open:
             continue
-        if secs is not None and secs < 10 and not (hold.open and secs is None):
+        if secs is not None and secs < 10:
             continue
         inside = during_stall(ctx, hold.start, slack=5.0)
         weight = 0.35 + (0.15 if inside else 0.0) + (0.05 if hold.open else 0.0)
         what = "never returned in the log" if hold.open else f"took {fmt_seconds(secs)}"
         if hold.open and secs is not None:
             what = f"had not returned after {fmt_seconds(secs)} (log ends)"
-        step = link(
-            "log",
-            "containerd",
-            f"UpdateContainerResources for {hold.container_id[:12]} {what}: it holds the container's status write lock",
-            hold.refs,
-            tags=("update-container-resources", "status-lock"),
-        )
-        yield Hit(
-            title=f"UpdateContainerResources for {hold.container_id[:12]} {what}",
-            evidence=hold.refs,
-            weight=weight,
-            links=(step,),
-            facts={"hold_seconds": secs, "open": hold.open, "container_id": hold.container_id},
+        cid = hold.key[:12]
+        yield step_hit(
+            f"UpdateContainerResources for {cid} {what}",
+            weight,
+            link(
+                "log",
+                "containerd",
+                f"UpdateContainerResources for {cid} {what}: it holds the container's status write lock",
+                interval_refs(hold),
+                tags=("update-container-resources", "status-lock"),
+            ),
+            facts={"hold_seconds": secs, "open": hold.open, "container_id": hold.key},
         )
 
 
@@ -269,12 +263,7 @@ def bbolt_writer_queue(ctx: RuleContext) -> Iterator[Hit]:
             continue  # holder visible and doing I/O: PD206; nobody queued on bbolt: not this rule
         holder = last_link_with(chain, "bbolt-writer")
         detail = holder.detail if holder else "bbolt writer lock"
-        yield Hit(
-            title=f"waiting for bbolt's writer lock, holder not visible or not in I/O: {detail}{_blocked_text(chain)}",
-            evidence=chain_refs(chain),
-            weight=_chain_weight(0.55, chain),
-            chain=chain,
-        )
+        yield _lock_hit(chain, f"waiting for bbolt's writer lock, holder not visible or not in I/O: {detail}", 0.55)
 
 
 @rule(
@@ -325,14 +314,10 @@ def bbolt_held_across_fsync(ctx: RuleContext) -> Iterator[Hit]:
             if chain_has(chain, "content-commit")
             else fixes.bbolt_no_sync_fix(versions)
         )
-        yield Hit(
-            title=(
-                f"bbolt writer lock held by a {what} in {'fsync' if chain_has(chain, 'fsync') else 'fdatasync'}"
-                f"{_blocked_text(chain)}"
-            ),
-            evidence=chain_refs(chain),
-            weight=_chain_weight(0.65, chain),
-            chain=chain,
+        yield _lock_hit(
+            chain,
+            f"bbolt writer lock held by a {what} in {'fsync' if chain_has(chain, 'fsync') else 'fdatasync'}",
+            0.65,
             fix=specific,
             facts={"io_detail": io_link.detail if io_link else None},
         )
@@ -372,11 +357,10 @@ def status_checkpoint_fsync(ctx: RuleContext) -> Iterator[Hit]:
     for chain in chains_with(ctx, "status-lock"):
         if chain_has(chain, "bbolt-writer") or not chain_has_any(chain, *IO_TAGS):
             continue
-        yield Hit(
-            title=f"status write lock held across an fsync: {chain.links[-1].detail}{_blocked_text(chain)}",
-            evidence=chain_refs(chain),
-            weight=_chain_weight(0.6, chain),
-            chain=chain,
+        yield _lock_hit(
+            chain,
+            f"status write lock held across an fsync: {chain.links[-1].detail}",
+            0.6,
             fix=fixes.dirty_limits_fix(),
         )
 
@@ -410,12 +394,7 @@ def metadata_gc_lock(ctx: RuleContext) -> Iterator[Hit]:
     Fix: the slow update below the GC is the cause; see the chain.
     """
     for chain in chains_with(ctx, "metadata-wlock", "gc"):
-        yield Hit(
-            title=f"metadata write lock convoy (GC): {chain.links[-1].detail}{_blocked_text(chain)}",
-            evidence=chain_refs(chain),
-            weight=_chain_weight(0.5, chain),
-            chain=chain,
-        )
+        yield _lock_hit(chain, f"metadata write lock convoy (GC): {chain.links[-1].detail}", 0.5)
 
 
 _SPECIFIC = (
@@ -467,14 +446,4 @@ def containerd_lock_convoy(ctx: RuleContext) -> Iterator[Hit]:
             continue
         if not any(lk.process == "containerd" for lk in chain.links):
             continue
-        yield Hit(
-            title=f"lock convoy in containerd: {chain.links[-1].detail}{_blocked_text(chain)}",
-            evidence=chain_refs(chain),
-            weight=_chain_weight(0.4, chain),
-            chain=chain,
-        )
-
-
-def stall_seconds(ctx: RuleContext) -> float | None:
-    s = worst_stall(ctx)
-    return s.seconds if s else None
+        yield _lock_hit(chain, f"lock convoy in containerd: {chain.links[-1].detail}", 0.4)

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from plegdoctor.model import EventKind, RootCauseClass, Severity
+from plegdoctor.model import RootCauseClass, Severity
 from plegdoctor.rules import fixes
 from plegdoctor.rules.registry import Hit, RuleContext, rule
 from plegdoctor.rules.signals import (
     chain_has,
     chain_has_any,
-    chain_refs,
+    chain_hit,
     chain_wait_minutes,
     during_stall,
-    events,
     fmt_seconds,
+    for_minutes,
+    interval_refs,
     link,
     link_with,
     links_with,
+    plural,
+    step_hit,
+    task_delete_failures,
     update_holds,
 )
 
@@ -32,11 +36,6 @@ PR_8954 = "https://github.com/containerd/containerd/pull/8954"
 OVL_VOLATILE = "https://docs.kernel.org/filesystems/overlayfs.html#volatile-mount"
 
 VOLATILE_REFS = (ISSUE_9770, ISSUE_5325, PR_8676, OVL_VOLATILE)
-
-
-def _is_delete_timeout(error: str) -> bool:
-    e = error.lower()
-    return "delete task" in e and ("deadline exceeded" in e or "timeout" in e or "timed out" in e)
 
 
 @rule(
@@ -85,13 +84,12 @@ def shim_umount_syncfs(ctx: RuleContext) -> Iterator[Hit]:
         weight = 0.7 + (0.05 if minutes >= 1 else 0.0) + (0.05 if chain.blocked else 0.0)
         if chain_has_any(chain, "nfs", "network-fs"):
             continue
-        yield Hit(
-            title=f"{lk.process} goroutine {lk.goroutine} stuck in umount of a container rootfs"
-            + (f" for {minutes} min" if minutes else "")
-            + (f", {chain.blocked} goroutines behind it" if chain.blocked else ""),
-            evidence=chain_refs(chain),
-            weight=weight,
-            chain=chain,
+        yield chain_hit(
+            chain,
+            f"{lk.process} goroutine {lk.goroutine} stuck in umount of a container rootfs"
+            + for_minutes(minutes)
+            + (f", {plural(chain.blocked, 'goroutine')} behind it" if chain.blocked else ""),
+            weight,
             fix=fixes.volatile_fix(ctx.versions),
         )
 
@@ -135,13 +133,12 @@ def containerd_waits_shim_delete(ctx: RuleContext) -> Iterator[Hit]:
             continue  # the shim side is visible: PD401 carries it
         lk = link_with(chain, "shim:Delete", "ttrpc:")
         minutes = chain_wait_minutes(chain)
-        yield Hit(
-            title="containerd waits for a shim task Delete"
-            + (f" for {minutes} min" if minutes else "")
+        yield chain_hit(
+            chain,
+            "containerd waits for a shim task Delete"
+            + for_minutes(minutes)
             + (" (container exit handling)" if chain_has(chain, "task-exit") else ""),
-            evidence=chain_refs(chain),
-            weight=0.45 + (0.1 if minutes >= 1 else 0.0),
-            chain=chain,
+            0.45 + (0.1 if minutes >= 1 else 0.0),
             facts={"detail": lk.detail if lk else None},
         )
 
@@ -178,30 +175,25 @@ def task_delete_timeout_after_exit(ctx: RuleContext) -> Iterator[Hit]:
     Fix: overlay `volatile` (version-aware), lower dirty limits; upgrade for the shim-leak fix
     (#8954) if older than 1.6.24 / 1.7.4.
     """
-    evs = [
-        e
-        for e in events(ctx, EventKind.TASK_EXIT_FAILED, EventKind.TASK_DELETE_FAILED)
-        if _is_delete_timeout(str(e.attrs.get("error", "")) + " " + str(e.attrs.get("msg", "")))
-    ]
+    evs = task_delete_failures(ctx, timeouts_only=True)
     if not evs:
         return
     inside = [e for e in evs if during_stall(ctx, e.ts, slack=30.0)]
     cids = sorted({str(e.attrs.get("container_id", ""))[:12] for e in evs} - {""})
-    weight = 0.35 + (0.1 if inside else 0.0) + min(0.1, 0.02 * (len(evs) - 1))
-    step = link(
-        "log",
-        "containerd",
-        "task Delete after container exit timed out (shim busy unmounting the rootfs)"
-        + (f": {', '.join(cids[:3])}" if cids else ""),
-        tuple(e.ref for e in (inside or evs)[:2]),
-        tags=("task-exit", "shim:Delete"),
-    )
-    yield Hit(
-        title=f"task Delete timed out after container exit {len(evs)} time{'s' if len(evs) != 1 else ''}"
+    yield step_hit(
+        f"task Delete timed out after container exit {plural(len(evs), 'time')}"
         + (" during the stall" if inside else ""),
-        evidence=tuple(e.ref for e in evs[:5]),
-        weight=weight,
-        links=(step,),
+        0.35 + (0.1 if inside else 0.0) + min(0.1, 0.02 * (len(evs) - 1)),
+        link(
+            "log",
+            "containerd",
+            "task Delete after container exit timed out"
+            + (f" ({', '.join(cids[:3])})" if cids else "")
+            + ": the shim did not finish deleting the task in 10 s (on a busy disk, usually its rootfs unmount)",
+            tuple(e.ref for e in (inside or evs)[:2]),
+            tags=("task-exit", "shim:Delete"),
+        ),
+        evidence=(e.ref for e in evs[:5]),
         fix=fixes.volatile_fix(ctx.versions),
     )
 
@@ -238,13 +230,12 @@ def update_waits_shim(ctx: RuleContext) -> Iterator[Hit]:
         if chain_has_any(chain, "umount", "syscall:umount2"):
             continue  # PD401
         minutes = chain_wait_minutes(chain)
-        yield Hit(
-            title="UpdateContainerResources waits for the shim's task Update"
-            + (f" for {minutes} min" if minutes else "")
+        yield chain_hit(
+            chain,
+            "UpdateContainerResources waits for the shim's task Update"
+            + for_minutes(minutes)
             + (", the shim's process mutex is held" if chain_has(chain, "shim-init-mutex") else ""),
-            evidence=chain_refs(chain),
-            weight=0.45 + (0.1 if minutes >= 1 else 0.0),
-            chain=chain,
+            0.45 + (0.1 if minutes >= 1 else 0.0),
         )
 
 
@@ -276,11 +267,7 @@ def update_held_across_exit_timeout(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: overlay `volatile` (version-aware), dirty limits.
     """
-    exits = [
-        e
-        for e in events(ctx, EventKind.TASK_EXIT_FAILED, EventKind.TASK_DELETE_FAILED)
-        if _is_delete_timeout(str(e.attrs.get("error", "")) + " " + str(e.attrs.get("msg", "")))
-    ]
+    exits = task_delete_failures(ctx, timeouts_only=True)
     if not exits:
         return
     for hold in update_holds(ctx):
@@ -291,26 +278,24 @@ def update_held_across_exit_timeout(ctx: RuleContext) -> Iterator[Hit]:
             if e.ts is None:
                 continue
             if hold.start.timestamp() - 15 <= e.ts.timestamp() and (end is None or e.ts <= end):
-                yield Hit(
-                    title=f"UpdateContainerResources held {fmt_seconds(hold.seconds)} across a task Delete timeout",
-                    evidence=(*hold.refs[:2], e.ref),
-                    weight=0.45,
-                    links=(
-                        link(
-                            "log",
-                            "containerd",
-                            f"UpdateContainerResources for {hold.container_id[:12]} holds the status lock "
-                            f"for {fmt_seconds(hold.seconds)}",
-                            hold.refs,
-                            tags=("update-container-resources", "status-lock"),
-                        ),
-                        link(
-                            "log",
-                            "containerd",
-                            "meanwhile a task Delete after container exit times out (shim unmounting a rootfs)",
-                            (e.ref,),
-                            tags=("task-exit", "shim:Delete"),
-                        ),
+                yield step_hit(
+                    f"UpdateContainerResources held {fmt_seconds(hold.seconds)} across a task Delete timeout",
+                    0.45,
+                    link(
+                        "log",
+                        "containerd",
+                        f"UpdateContainerResources for {hold.key[:12]} holds the status lock "
+                        f"for {fmt_seconds(hold.seconds)}",
+                        interval_refs(hold),
+                        tags=("update-container-resources", "status-lock"),
+                    ),
+                    link(
+                        "log",
+                        "containerd",
+                        "meanwhile a task Delete after container exit times out (on a busy disk, usually the shim "
+                        "unmounting the rootfs)",
+                        (e.ref,),
+                        tags=("task-exit", "shim:Delete"),
                     ),
                     fix=fixes.volatile_fix(ctx.versions),
                 )
@@ -354,11 +339,10 @@ def shim_call_stuck(ctx: RuleContext) -> Iterator[Hit]:
         minutes = lk.wait_minutes or chain_wait_minutes(chain)
         if minutes < 1 and not chain.blocked:
             continue
-        yield Hit(
-            title=f"containerd waits for a shim call: {lk.detail}" + (f" for {minutes} min" if minutes else ""),
-            evidence=chain_refs(chain),
-            weight=0.45 + (0.1 if minutes >= 2 else 0.0),
-            chain=chain,
+        yield chain_hit(
+            chain,
+            f"containerd waits for a shim call: {lk.detail}{for_minutes(minutes)}",
+            0.45 + (0.1 if minutes >= 2 else 0.0),
         )
         return
 
@@ -402,21 +386,20 @@ def runc_hang(ctx: RuleContext) -> Iterator[Hit]:
     """
     for chain, lk in links_with(ctx, "runc"):
         minutes = lk.wait_minutes or chain_wait_minutes(chain)
-        yield Hit(
-            title=f"{lk.process} waits for runc: {lk.detail}" + (f" for {minutes} min" if minutes else ""),
-            evidence=chain_refs(chain),
-            weight=0.55 + (0.1 if minutes >= 1 else 0.0),
-            chain=chain,
+        yield chain_hit(
+            chain,
+            f"{lk.process} waits for runc: {lk.detail}{for_minutes(minutes)}",
+            0.55 + (0.1 if minutes >= 1 else 0.0),
         )
         return
     stuck = [t for t in ctx.evidence.tasks if t.state.startswith("D") and t.comm.startswith(_RUNC_COMMS)]
     if stuck:
         t = stuck[0]
-        yield Hit(
-            title=f"{t.comm}:{t.pid} in D state" + (f" (wchan {t.wchan})" if t.wchan else ""),
-            evidence=tuple(x.ref for x in stuck[:4]),
-            weight=0.55,
-            links=(link("kernel", "runc", f"{t.comm} {t.pid} in D state in {t.wchan or '?'}", (t.ref,), pid=t.pid),),
+        yield step_hit(
+            f"{t.comm}:{t.pid} in D state" + (f" (wchan {t.wchan})" if t.wchan else ""),
+            0.55,
+            link("kernel", "runc", f"{t.comm} {t.pid} in D state in {t.wchan or '?'}", (t.ref,), pid=t.pid),
+            evidence=(x.ref for x in stuck[:4]),
         )
 
 
@@ -456,11 +439,10 @@ def cni_hang(ctx: RuleContext) -> Iterator[Hit]:
     """
     for chain, lk in links_with(ctx, "cni"):
         minutes = lk.wait_minutes or chain_wait_minutes(chain)
-        yield Hit(
-            title=f"{lk.process} waits for a CNI plugin: {lk.detail}" + (f" for {minutes} min" if minutes else ""),
-            evidence=chain_refs(chain),
-            weight=0.6 + (0.1 if minutes >= 1 else 0.0),
-            chain=chain,
+        yield chain_hit(
+            chain,
+            f"{lk.process} waits for a CNI plugin: {lk.detail}{for_minutes(minutes)}",
+            0.6 + (0.1 if minutes >= 1 else 0.0),
         )
         return
 
@@ -504,18 +486,11 @@ def cni_timeouts_in_log(ctx: RuleContext) -> Iterator[Hit]:
     if not hits:
         return
     inside = any(during_stall(ctx, r.ts, slack=30.0) for r in hits)
-    yield Hit(
-        title=f"CNI setup/teardown timed out {len(hits)} time{'s' if len(hits) != 1 else ''}"
-        + (" during the stall" if inside else ""),
-        evidence=tuple(r.ref for r in hits[:5]),
-        weight=0.35 + min(0.15, 0.05 * (len(hits) - 1)) + (0.1 if inside else 0.0),
-        links=(
-            link(
-                "log",
-                "containerd",
-                "sandbox network setup/teardown through CNI times out",
-                (hits[0].ref,),
-                tags=("cni",),
-            ),
+    yield step_hit(
+        f"CNI setup/teardown timed out {plural(len(hits), 'time')}" + (" during the stall" if inside else ""),
+        0.35 + min(0.15, 0.05 * (len(hits) - 1)) + (0.1 if inside else 0.0),
+        link(
+            "log", "containerd", "sandbox network setup/teardown through CNI times out", (hits[0].ref,), tags=("cni",)
         ),
+        evidence=(r.ref for r in hits[:5]),
     )

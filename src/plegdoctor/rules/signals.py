@@ -1,39 +1,40 @@
-"""Derived signals rules share: stalls, UpdateContainerResources holds, pressure peaks,
-goroutine chain queries.
+"""Derived signals rules share: stalls, runtime intervals, I/O figures, goroutine chain
+queries, and the builders of hits and chain steps.
 
-Each helper prefers the analysis another module computed (PLEG timeline, goroutine chains)
-and falls back to the parsed evidence records when that analysis is absent, so a rule works
-on whatever subset of evidence a user has. Results are memoised on the RuleContext.
+Stalls, UpdateContainerResources holds and task-delete failures are thin adapters over the
+PLEG timeline (plegdoctor.analysis.pleg_timeline, `ctx.timeline`); pressure figures come
+from the pressure analysis (plegdoctor.analysis.pressure, `ctx.pressure`). Neither is
+recomputed here: when an analysis is absent (its evidence missing, or it failed and the
+failure is in `ctx.errors`) the adapters return nothing. Results are memoised on the
+RuleContext.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from plegdoctor.model import (
-    Chain,
-    ChainLink,
-    DiskSample,
-    Event,
-    EventKind,
-    Meminfo,
-    PressureSample,
-    Ref,
+from plegdoctor.analysis.pleg_timeline import Interval
+from plegdoctor.analysis.pressure import (
+    DISK_AWAIT_HIGH_MS,
+    DISK_UTIL_HIGH,
+    IO_FULL_HIGH,
+    IO_SOME_HIGH,
+    dirty_high,
 )
-from plegdoctor.rules.registry import RuleContext
+from plegdoctor.model import Chain, ChainLink, Event, EventKind, Ref
+from plegdoctor.rules.registry import Hit, RuleContext
 
 # ---------------------------------------------------------------------------------------
-# Stalls (relist gaps and unhealthy windows)
+# Stalls (relist gaps and unhealthy windows, from the PLEG timeline)
 
 
 @dataclass(frozen=True, slots=True)
 class Stall:
-    """A span where the kubelet did not relist: a gap between two relist ticks, or an
-    `PLEG is not healthy` window (start = report time - last seen)."""
+    """A span where the kubelet did not relist: a gap between two relist ticks, or a
+    `PLEG is not healthy` window (start = when the kubelet says relisting stopped)."""
 
     start: datetime | None
     end: datetime | None
@@ -48,50 +49,17 @@ def stalls(ctx: RuleContext) -> list[Stall]:
 
 
 def _stalls(ctx: RuleContext) -> list[Stall]:
-    out: list[Stall] = []
     tl = ctx.timeline
-    tl_gaps = getattr(tl, "gaps", None) if tl is not None else None
-    if tl_gaps:
-        for g in tl_gaps:
-            seconds = float(_attr(g, "seconds", "duration", default=0.0) or 0.0)
-            if seconds < ctx.gap_seconds:
-                continue
-            refs = _refs_of(g)
-            out.append(Stall(_attr(g, "start"), _attr(g, "end"), seconds, refs, "gap"))
-    else:
-        out.extend(_gaps_from_relists(ctx))
-    for ev in events(ctx, EventKind.PLEG_UNHEALTHY):
-        last = ev.attrs.get("last_seen_seconds")
-        if ev.ts is None:
-            out.append(Stall(None, None, float(last or 0.0), (ev.ref,), "unhealthy"))
-            continue
-        start = ev.ts - timedelta(seconds=float(last)) if last else None
-        out.append(Stall(start, ev.ts, float(last or 0.0), (ev.ref,), "unhealthy"))
-    out.sort(key=lambda s: -s.seconds)
-    return out
-
-
-def _gaps_from_relists(ctx: RuleContext) -> list[Stall]:
-    series = ctx.evidence.relists
-    n = len(series)
-    if n < 2:
+    if tl is None:
         return []
-    order = sorted(range(n), key=lambda i: series.ts[i])
-    out: list[Stall] = []
-    from datetime import UTC
-
-    for a, b in itertools.pairwise(order):
-        gap = series.ts[b] - series.ts[a]
-        if gap >= ctx.gap_seconds:
-            out.append(
-                Stall(
-                    datetime.fromtimestamp(series.ts[a], UTC),
-                    datetime.fromtimestamp(series.ts[b], UTC),
-                    gap,
-                    (series.ref(a), series.ref(b)),
-                    "gap",
-                )
-            )
+    out = [
+        Stall(g.start, g.end, g.seconds, (g.start_ref,) + ((g.end_ref,) if g.end_ref else ()), "gap")
+        for g in tl.gaps
+        if g.seconds >= ctx.gap_seconds
+    ]
+    for w in tl.unhealthy:
+        out.append(Stall(w.relisting_stopped_at, w.end, float(w.max_last_seen_seconds or 0.0), w.refs, "unhealthy"))
+    out.sort(key=lambda s: -s.seconds)
     return out
 
 
@@ -100,13 +68,10 @@ def worst_stall(ctx: RuleContext) -> Stall | None:
     return s[0] if s else None
 
 
-def stall_windows(ctx: RuleContext, slack: float = 60.0) -> list[tuple[datetime, datetime]]:
+def stall_windows(ctx: RuleContext, slack: float = 0.0) -> list[tuple[datetime, datetime]]:
     """Known (start, end) of stalls, widened by `slack` seconds on each side."""
-    out = []
-    for s in stalls(ctx):
-        if s.start is not None and s.end is not None:
-            out.append((s.start - timedelta(seconds=slack), s.end + timedelta(seconds=slack)))
-    return out
+    pad = timedelta(seconds=slack)
+    return [(s.start - pad, s.end + pad) for s in stalls(ctx) if s.start is not None and s.end is not None]
 
 
 def during_stall(ctx: RuleContext, ts: datetime | None, slack: float = 60.0) -> bool | None:
@@ -118,229 +83,108 @@ def during_stall(ctx: RuleContext, ts: datetime | None, slack: float = 60.0) -> 
     return any(a <= ts <= b for a, b in windows)
 
 
-def relist_intervals(ctx: RuleContext) -> list[float]:
-    """Seconds between consecutive relist ticks (all sources merged)."""
-
-    def compute() -> list[float]:
-        series = ctx.evidence.relists
-        ts = sorted(series.ts)
-        return [b - a for a, b in itertools.pairwise(ts)]
-
-    return ctx.memo("relist_intervals", compute)  # type: ignore[no-any-return]
+def stall_text(inside: bool | None) -> str:
+    """How a figure's time relates to the stall, as a suffix for a title or a detail."""
+    return {True: " during the stall", None: "", False: " (outside the stall window)"}[inside]
 
 
 # ---------------------------------------------------------------------------------------
-# Events
+# Events and runtime intervals
 
 
 def events(ctx: RuleContext, *kinds: EventKind) -> list[Event]:
     """Events of these kinds; one per source line (a parser may emit several kinds for one line)."""
     wanted = {str(k) for k in kinds}
+    return _one_per_line(e for e in ctx.evidence.events if str(e.kind) in wanted)
+
+
+def _one_per_line(evs: Iterable[Event]) -> list[Event]:
     seen: set[tuple[str, int]] = set()
     out = []
-    for e in ctx.evidence.events:
-        if str(e.kind) in wanted and (e.ref.path, e.ref.line) not in seen:
+    for e in evs:
+        if (e.ref.path, e.ref.line) not in seen:
             seen.add((e.ref.path, e.ref.line))
             out.append(e)
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """UpdateContainerResources for one container: start to end (None = never ended in
-    the log, i.e. still holding the container's status write lock when the log ends)."""
+def update_holds(ctx: RuleContext) -> list[Interval]:
+    """UpdateContainerResources intervals of the PLEG timeline, open and longest first. Each
+    brackets the time the container's status write lock was held (`open`: no end line before
+    the log ends; `seconds` then runs to the end of the log)."""
 
-    container_id: str
-    start: datetime | None
-    end: datetime | None
-    seconds: float | None
-    refs: tuple[Ref, ...]
-    ok: bool | None
+    def compute() -> list[Interval]:
+        tl = ctx.timeline
+        holds = list(tl.update_resources) if tl is not None else []
+        holds.sort(key=lambda h: (not h.open, -(h.seconds or 0.0)))
+        return holds
 
-    @property
-    def open(self) -> bool:
-        return self.end is None
+    return ctx.memo("holds", compute)  # type: ignore[no-any-return]
 
 
-def update_holds(ctx: RuleContext) -> list[Hold]:
-    """UpdateContainerResources hold intervals, longest (or open) first."""
-    return ctx.memo("holds", lambda: _update_holds(ctx))  # type: ignore[no-any-return]
+def interval_refs(interval: Interval) -> tuple[Ref, ...]:
+    return tuple(r for r in (interval.start_ref, interval.end_ref) if r is not None)
 
 
-def _update_holds(ctx: RuleContext) -> list[Hold]:
+def task_delete_failures(ctx: RuleContext, *, timeouts_only: bool = False) -> list[Event]:
+    """Failed TaskExit handling and task deletes of the PLEG timeline, in time order, one per
+    log line; `timeouts_only` keeps those whose error is a delete that timed out."""
     tl = ctx.timeline
-    out: list[Hold] = []
-    tl_holds = None
-    if tl is not None:
-        for name in ("update_holds", "holds", "ucr_holds", "update_resources"):
-            tl_holds = getattr(tl, name, None)
-            if tl_holds:
-                break
-    if tl_holds:
-        last_ts = _last_event_time(ctx)
-        for h in tl_holds:
-            start, end = _attr(h, "start"), _attr(h, "end")
-            seconds = _attr(h, "seconds", "duration")
-            if seconds is None and start is not None:
-                stop = end or last_ts
-                seconds = (stop - start).total_seconds() if stop else None
-            out.append(
-                Hold(
-                    str(_attr(h, "container_id", "container", "key", default="")),
-                    start,
-                    end,
-                    seconds,
-                    _refs_of(h),
-                    _attr(h, "ok"),
-                )
-            )
-    else:
-        starts: dict[str, Event] = {}
-        last_ts = _last_event_time(ctx)
-        for ev in sorted(
-            events(ctx, EventKind.UPDATE_RESOURCES_START, EventKind.UPDATE_RESOURCES_END),
-            key=lambda e: (e.ts is None, e.ts.timestamp() if e.ts else 0.0, e.ref.line),
-        ):
-            cid = str(ev.attrs.get("container_id", ""))
-            if ev.kind == EventKind.UPDATE_RESOURCES_START:
-                starts[cid] = ev
-            else:
-                st = starts.pop(cid, None)
-                if st is None:
-                    continue
-                secs = (ev.ts - st.ts).total_seconds() if ev.ts and st.ts else None
-                out.append(Hold(cid, st.ts, ev.ts, secs, (st.ref, ev.ref), bool(ev.attrs.get("ok", True))))
-        for cid, st in starts.items():
-            secs = (last_ts - st.ts).total_seconds() if last_ts and st.ts else None
-            out.append(Hold(cid, st.ts, None, secs, (st.ref,), None))
-    out.sort(key=lambda h: (not h.open, -(h.seconds or 0.0)))
-    return out
+    if tl is None:
+        return []
+    evs = sorted(tl.task_exit_failures + tl.task_delete_failures, key=lambda e: (e.ts is None, e.ts or 0, e.ref.line))
+    return [e for e in _one_per_line(evs) if not timeouts_only or is_delete_timeout(e)]
 
 
-def _last_event_time(ctx: RuleContext) -> datetime | None:
-    times = [e.ts for e in ctx.evidence.events if e.ts is not None]
-    times += [r.ts for r in ctx.evidence.log_records if r.ts is not None]
-    return max(times) if times else None
+def is_delete_timeout(e: Event) -> bool:
+    text = f"{e.attrs.get('error', '')} {e.attrs.get('msg', '')}".lower()
+    return "delete task" in text and ("deadline exceeded" in text or "timeout" in text or "timed out" in text)
 
 
 # ---------------------------------------------------------------------------------------
-# Pressure
+# I/O figures (from the pressure analysis)
 
 
 @dataclass(frozen=True, slots=True)
-class Peak:
-    value: float
+class IoFigure:
+    """A figure about the disk's load a summary may quote. `high`: over the pressure
+    analysis's threshold and not outside the stall window."""
+
+    kind: str  # psi | disk | dirty | kernel
+    text: str  # the figure, e.g. "sdb 100% util, w_await 850 ms"
+    high: bool
     ref: Ref
-    ts: datetime | None
-    in_stall: bool | None  # True: during a known stall; None: cannot tell
+    when: str = ""  # stall_text() of its time: " during the stall", " (outside the stall window)" or ""
 
 
-def psi_io_peak(ctx: RuleContext, which: str = "full") -> Peak | None:
-    """Highest node-level PSI io avg10 (`full` or `some`), preferring samples in a stall."""
-    samples: list[PressureSample] = [
-        p for p in ctx.evidence.pressure if p.resource == "io" and (p.scope in ("node", "", "/"))
-    ]
-    best: Peak | None = None
-    for p in samples:
-        val = p.full_avg10 if which == "full" else p.some_avg10
-        if val is None:
-            continue
-        # avg60 is steadier; take the larger of 10 s and 60 s windows
-        val60 = p.full_avg60 if which == "full" else p.some_avg60
-        v = max(val, val60 or 0.0)
-        peak = Peak(v, p.ref, p.ts, during_stall(ctx, p.ts))
-        best = _better(best, peak)
-    return best
-
-
-def disk_samples(ctx: RuleContext) -> list[DiskSample]:
-    """iostat-like samples: parsed iostat, else derived from consecutive /proc/diskstats."""
-
-    def compute() -> list[DiskSample]:
-        if ctx.evidence.disk_samples:
-            return list(ctx.evidence.disk_samples)
-        return derive_disk_samples(ctx.evidence.diskstats)
-
-    return ctx.memo("disk_samples", compute)  # type: ignore[no-any-return]
-
-
-def derive_disk_samples(stats: Iterable[Any]) -> list[DiskSample]:
-    """iostat formulas (sysstat) over consecutive snapshots of the same device."""
-    by_dev: dict[str, list[Any]] = {}
-    for s in stats:
-        if _is_partition_or_virtual(s.device):
-            continue
-        by_dev.setdefault(s.device, []).append(s)
-    out: list[DiskSample] = []
-    for dev, series in by_dev.items():
-        series = [s for s in series if s.ts is not None]
-        series.sort(key=lambda s: s.ts)
-        for a, b in itertools.pairwise(series):
-            dt = (b.ts - a.ts).total_seconds()
-            if dt <= 0:
-                continue
-            dw = b.writes - a.writes
-            dr = b.reads - a.reads
-            util = min(100.0, (b.io_ticks_ms - a.io_ticks_ms) / (dt * 1000.0) * 100.0)
-            w_await = (b.ms_writing - a.ms_writing) / dw if dw > 0 else None
-            r_await = (b.ms_reading - a.ms_reading) / dr if dr > 0 else None
-            out.append(
-                DiskSample(
-                    start=a.ts,
-                    end=b.ts,
-                    device=dev,
-                    util=util,
-                    r_await=r_await,
-                    w_await=w_await,
-                    w_per_s=dw / dt,
-                    wkb_per_s=(b.sectors_written - a.sectors_written) * 512 / 1024 / dt,
-                    aqu_sz=(b.weighted_ms - a.weighted_ms) / (dt * 1000.0),
-                    ref=b.ref,
-                )
-            )
+def io_figures(ctx: RuleContext) -> list[IoFigure]:
+    """The node's worst io PSI, busiest disk and dirty backlog, as quotable figures (empty
+    when no pressure evidence was given)."""
+    pa = ctx.pressure
+    if pa is None:
+        return []
+    out: list[IoFigure] = []
+    full, some = pa.io_peak("full"), pa.io_peak("some")
+    full_high = full is not None and full.value >= IO_FULL_HIGH
+    some_high = some is not None and some.value >= IO_SOME_HIGH
+    psi, which = (some, "some") if (some_high and not full_high) or full is None else (full, "full")
+    if psi is not None:
+        text = f"PSI io {which} {psi.window} {psi.value:.0f}%"
+        high = (full_high or some_high) and psi.in_gap is not False
+        out.append(IoFigure("psi", text, high, psi.ref, stall_text(psi.in_gap)))
+    disk = pa.worst_disk()
+    if disk is not None:
+        d = disk.sample
+        high = d.util >= DISK_UTIL_HIGH or (d.w_await or 0.0) >= DISK_AWAIT_HIGH_MS
+        await_txt = f", w_await {d.w_await:.0f} ms" if d.w_await is not None else ""
+        text = f"{d.device} {d.util:.0f}% util{await_txt}"
+        out.append(IoFigure("disk", text, high and disk.in_gap is not False, disk.ref, stall_text(disk.in_gap)))
+    dirty = pa.dirty_top()
+    if dirty is not None:
+        text = f"{dirty.value / 1024 / 1024:.1f} GiB dirty/writeback"
+        high = dirty_high(dirty.sample) and dirty.in_gap is not False
+        out.append(IoFigure("dirty", text, high, dirty.ref, stall_text(dirty.in_gap)))
     return out
-
-
-def _is_partition_or_virtual(dev: str) -> bool:
-    if dev.startswith(("loop", "ram", "zram", "sr", "fd")):
-        return True
-    if dev.startswith(("nvme", "mmcblk")):
-        return "p" in dev.split("n", 2)[-1] if dev.startswith("nvme") else "p" in dev[6:]
-    if dev.startswith(("sd", "vd", "xvd", "hd")):
-        return dev[-1].isdigit()
-    return False
-
-
-def disk_saturation(ctx: RuleContext) -> tuple[DiskSample, bool | None] | None:
-    """The most saturated disk sample (util, then w_await), and whether it is in a stall."""
-    best: tuple[float, DiskSample, bool | None] | None = None
-    for s in disk_samples(ctx):
-        score = s.util + min(100.0, (s.w_await or 0.0) / 10.0)
-        inside = during_stall(ctx, s.end or s.start)
-        if inside is False:
-            score *= 0.5
-        if best is None or score > best[0]:
-            best = (score, s, inside)
-    return (best[1], best[2]) if best else None
-
-
-def dirty_peak(ctx: RuleContext) -> tuple[Meminfo, bool | None] | None:
-    best: tuple[int, Meminfo, bool | None] | None = None
-    for m in ctx.evidence.meminfo:
-        v = m.dirty_kb + m.writeback_kb
-        inside = during_stall(ctx, m.ts)
-        if best is None or v > best[0]:
-            best = (v, m, inside)
-    return (best[1], best[2]) if best else None
-
-
-def _better(a: Peak | None, b: Peak) -> Peak:
-    if a is None:
-        return b
-    # a sample inside a stall beats a larger one outside
-    ka = (a.in_stall is not False, a.value)
-    kb = (b.in_stall is not False, b.value)
-    return b if kb > ka else a
 
 
 # ---------------------------------------------------------------------------------------
@@ -414,31 +258,38 @@ def cri_method(chain: Chain) -> str | None:
     return None
 
 
+def chain_hit(chain: Chain, title: str, weight: float, **extra: Any) -> Hit:
+    """A hit whose chain is a goroutine wait chain and whose evidence is that chain's lines."""
+    return Hit(title=title, evidence=chain_refs(chain), weight=weight, chain=chain, **extra)
+
+
+def step_hit(title: str, weight: float, *steps: ChainLink, evidence: Iterable[Ref] | None = None, **extra: Any) -> Hit:
+    """A hit made of chain steps built from non-goroutine evidence (logs, kernel traces,
+    /proc figures); its evidence is the steps' own lines unless `evidence` is given."""
+    refs = tuple(evidence) if evidence is not None else tuple(r for st in steps for r in st.evidence)
+    return Hit(title=title, evidence=refs, weight=weight, links=steps, **extra)
+
+
+def placed_weight(weight: float, inside: bool | None, bonus: float) -> float:
+    """A figure's weight: `bonus` more when it falls in the stall window, half when it falls
+    outside, unchanged when that cannot be told."""
+    if inside:
+        return weight + bonus
+    return weight * 0.5 if inside is False else weight
+
+
+def for_minutes(minutes: int | None) -> str:
+    """ " for N min" when a wait time is known, else nothing."""
+    return f" for {minutes} min" if minutes else ""
+
+
+def plural(n: int, word: str, suffix: str = "s") -> str:
+    """'1 time', '3 times', '1 goroutine', '2 goroutines'."""
+    return f"{n} {word}{'' if n == 1 else suffix}"
+
+
 # ---------------------------------------------------------------------------------------
 # Misc
-
-
-def _attr(obj: Any, *names: str, default: Any = None) -> Any:
-    for n in names:
-        if isinstance(obj, dict):
-            if n in obj:
-                return obj[n]
-        elif hasattr(obj, n):
-            return getattr(obj, n)
-    return default
-
-
-def _refs_of(obj: Any) -> tuple[Ref, ...]:
-    refs: list[Ref] = []
-    for name in ("refs", "evidence"):
-        val = _attr(obj, name)
-        if val:
-            refs.extend(r for r in val if isinstance(r, Ref))
-    for name in ("ref", "start_ref", "end_ref"):
-        val = _attr(obj, name)
-        if isinstance(val, Ref):
-            refs.append(val)
-    return tuple(refs)
 
 
 def fmt_seconds(s: float | None) -> str:

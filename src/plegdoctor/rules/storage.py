@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from plegdoctor.analysis.pressure import dirty_high
 from plegdoctor.model import EventKind, RootCauseClass, Severity
 from plegdoctor.rules import fixes
 from plegdoctor.rules.registry import Hit, RuleContext, rule
 from plegdoctor.rules.signals import (
     chain_has_any,
-    dirty_peak,
-    disk_saturation,
     events,
     fmt_seconds,
+    for_minutes,
     kernel_stack_has,
     link,
     links_with,
-    psi_io_peak,
+    placed_weight,
+    plural,
+    stall_text,
+    step_hit,
 )
 
 C = RootCauseClass
@@ -24,8 +27,6 @@ PSI_DOC = "https://docs.kernel.org/accounting/psi.html"
 IOSTATS_DOC = "https://docs.kernel.org/admin-guide/iostats.html"
 ISSUE_9770 = "https://github.com/containerd/containerd/issues/9770"
 K8S_94829 = "https://github.com/kubernetes/kubernetes/issues/94829"
-
-_IN = {True: " during the stall", None: "", False: " (outside the stall window)"}
 
 
 @rule(
@@ -56,31 +57,19 @@ def psi_io_pressure(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: find and move or throttle the writers; lower dirty limits.
     """
-    full = psi_io_peak(ctx, "full")
-    some = psi_io_peak(ctx, "some")
+    pa = ctx.pressure
+    if pa is None:
+        return
+    full, some = pa.io_peak("full"), pa.io_peak("some")
     peak, which = (full, "full") if full and full.value >= 20 else (some, "some")
-    if peak is None:
-        return
     threshold = 20.0 if which == "full" else 40.0
-    if peak.value < threshold:
+    if peak is None or peak.value < threshold:
         return
-    weight = 0.3 + min(0.3, (peak.value - threshold) / 100.0)
-    if peak.in_stall:
-        weight += 0.1
-    elif peak.in_stall is False:
-        weight *= 0.5
-    step = link(
-        "pressure",
-        "kernel",
-        f"PSI io {which} {peak.value:.0f}%{_IN[peak.in_stall]}: tasks stall on I/O",
-        (peak.ref,),
-        tags=("io-pressure",),
-    )
-    yield Hit(
-        title=f"PSI io {which} reached {peak.value:.0f}%{_IN[peak.in_stall]}",
-        evidence=(peak.ref,),
-        weight=weight,
-        links=(step,),
+    figure = f"PSI io {which} {peak.window} {peak.value:.0f}%{stall_text(peak.in_gap)}"
+    yield step_hit(
+        f"{figure}: tasks stall on I/O",
+        placed_weight(0.3 + min(0.3, (peak.value - threshold) / 100.0), peak.in_gap, 0.1),
+        link("pressure", "kernel", f"{figure}: tasks stall on I/O", (peak.ref,), tags=("io-pressure",)),
         facts={"psi_io": peak.value, "which": which},
     )
 
@@ -113,30 +102,26 @@ def disk_saturated(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: separate disk, io.max on heavy writers, lower dirty limits.
     """
-    sat = disk_saturation(ctx)
-    if sat is None:
+    peak = ctx.pressure.worst_disk() if ctx.pressure is not None else None
+    if peak is None:
         return
-    s, inside = sat
+    s, inside = peak.sample, peak.in_gap
     long_queue = (s.w_await or 0) >= 100 or (s.aqu_sz or 0) >= 8
     if s.util < 90 or not long_queue:
         return
-    weight = 0.35 + (0.1 if (s.w_await or 0) >= 1000 else 0.0) + (0.1 if inside else 0.0)
-    if inside is False:
-        weight *= 0.5
     await_txt = f", w_await {s.w_await:.0f} ms" if s.w_await is not None else ""
     aqu_txt = f", aqu-sz {s.aqu_sz:.1f}" if s.aqu_sz is not None else ""
-    step = link(
-        "disk",
-        "kernel",
-        f"{s.device} {s.util:.0f}% busy{await_txt}{aqu_txt}, {s.wkb_per_s / 1024:.1f} MB/s written{_IN[inside]}",
-        (s.ref,),
-        tags=("disk-saturated",),
-    )
-    yield Hit(
-        title=f"{s.device} saturated: {s.util:.0f}% util{await_txt}{_IN[inside]}",
-        evidence=(s.ref,),
-        weight=weight,
-        links=(step,),
+    yield step_hit(
+        f"{s.device} saturated: {s.util:.0f}% util{await_txt}{stall_text(inside)}",
+        placed_weight(0.35 + (0.1 if (s.w_await or 0) >= 1000 else 0.0), inside, 0.1),
+        link(
+            "disk",
+            "kernel",
+            f"{s.device} {s.util:.0f}% busy{await_txt}{aqu_txt}, {s.wkb_per_s / 1024:.1f} MB/s written"
+            f"{stall_text(inside)}",
+            (s.ref,),
+            tags=("disk-saturated",),
+        ),
         facts={"device": s.device, "util": s.util, "w_await": s.w_await},
     )
 
@@ -168,29 +153,21 @@ def dirty_writeback_backlog(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: lower the dirty limits; it removes the fsync-behind-writeback link.
     """
-    peak = dirty_peak(ctx)
-    if peak is None:
+    peak = ctx.pressure.dirty_top() if ctx.pressure is not None else None
+    if peak is None or not dirty_high(peak.sample):
         return
-    m, inside = peak
+    m, inside = peak.sample, peak.in_gap
     total = m.dirty_kb + m.writeback_kb
-    big = total >= 1024 * 1024 or (m.mem_total_kb and total >= 0.10 * m.mem_total_kb)
-    if not big:
-        return
-    weight = 0.25 + (0.1 if total >= 4 * 1024 * 1024 else 0.0) + (0.05 if inside else 0.0)
-    if inside is False:
-        weight *= 0.5
-    step = link(
-        "memory",
-        "kernel",
-        f"{m.dirty_kb / 1024:.0f} MiB dirty + {m.writeback_kb / 1024:.0f} MiB under writeback{_IN[inside]}",
-        (m.ref,),
-        tags=("dirty-pages",),
-    )
-    yield Hit(
-        title=f"{total / 1024 / 1024:.1f} GiB dirty/writeback{_IN[inside]}",
-        evidence=(m.ref,),
-        weight=weight,
-        links=(step,),
+    yield step_hit(
+        f"{total / 1024 / 1024:.1f} GiB dirty/writeback{stall_text(inside)}",
+        placed_weight(0.25 + (0.1 if total >= 4 * 1024 * 1024 else 0.0), inside, 0.05),
+        link(
+            "memory",
+            "kernel",
+            f"{m.dirty_kb / 1024:.0f} MiB dirty + {m.writeback_kb / 1024:.0f} MiB under writeback{stall_text(inside)}",
+            (m.ref,),
+            tags=("dirty-pages",),
+        ),
         facts={"dirty_kb": m.dirty_kb, "writeback_kb": m.writeback_kb},
     )
 
@@ -234,8 +211,8 @@ def runtime_goroutine_in_fsync(ctx: RuleContext) -> Iterator[Hit]:
             continue
         yield Hit(
             title=f"{lk.process} goroutine {lk.goroutine} in {'fsync' if 'fsync' in lk.tags else 'fdatasync'}"
-            + (f" for {minutes} min" if minutes else "")
-            + (f", {chain.blocked} goroutines behind it" if chain.blocked else ""),
+            + for_minutes(minutes)
+            + (f", {plural(chain.blocked, 'goroutine')} behind it" if chain.blocked else ""),
             evidence=lk.evidence,
             weight=0.4 + (0.1 if minutes >= 1 else 0.0) + (0.1 if chain.blocked else 0.0),
             chain=chain,
@@ -259,7 +236,8 @@ def kubelet_du_slow(ctx: RuleContext) -> Iterator[Hit]:
     container log directories) were killed or took too long.
 
     Why it matters: metadata scans are cheap on a healthy disk; when they time out the disk
-    is saturated and every fsync containerd makes is slow too.
+    is usually saturated, and every fsync containerd makes is then slow too. It is a hint,
+    not a measurement: PSI and diskstats confirm it.
 
     Example evidence::
 
@@ -270,11 +248,11 @@ def kubelet_du_slow(ctx: RuleContext) -> Iterator[Hit]:
     evs = events(ctx, EventKind.KUBELET_DU_KILLED)
     if not evs:
         return
-    yield Hit(
-        title=f"kubelet disk usage scans slow or killed ({len(evs)} time{'s' if len(evs) != 1 else ''})",
-        evidence=tuple(e.ref for e in evs[:5]),
-        weight=0.3 + min(0.15, 0.03 * len(evs)),
-        links=(link("log", "kubelet", "kubelet's du/find scans of volumes time out", (evs[0].ref,)),),
+    yield step_hit(
+        f"kubelet disk usage scans slow or killed ({plural(len(evs), 'time')})",
+        0.3 + min(0.15, 0.03 * len(evs)),
+        link("log", "kubelet", "kubelet's du/find scans of volumes are slow or killed", (evs[0].ref,)),
+        evidence=(e.ref for e in evs[:5]),
     )
 
 
@@ -315,11 +293,11 @@ def cri_deadline_exceeded(ctx: RuleContext) -> Iterator[Hit]:
     if not evs:
         return
     methods = sorted({str(e.attrs.get("method") or "relist") for e in evs})
-    yield Hit(
-        title=f"{', '.join(methods)} timed out (DeadlineExceeded) {len(evs)} time{'s' if len(evs) != 1 else ''}",
-        evidence=tuple(e.ref for e in evs[:5]),
-        weight=0.15,
-        links=(link("log", "kubelet", f"{methods[0]} calls to the runtime time out", (evs[0].ref,)),),
+    yield step_hit(
+        f"{', '.join(methods)} timed out (DeadlineExceeded) {plural(len(evs), 'time')}",
+        0.15,
+        link("log", "kubelet", f"{methods[0]} calls to the runtime time out", (evs[0].ref,)),
+        evidence=(e.ref for e in evs[:5]),
     )
 
 
@@ -412,9 +390,9 @@ def tasks_stuck_on_network_fs(ctx: RuleContext) -> Iterator[Hit]:
     refs = tuple(r for _, r in hits[:4]) + tuple(m.ref for m in netmounts[:2])
     weight = 0.6 + (0.1 if netmounts else 0.0)
     mount_txt = f"; {len(netmounts)} network mount(s), e.g. {netmounts[0].target}" if netmounts else ""
-    yield Hit(
-        title=hits[0][0] + mount_txt,
+    yield step_hit(
+        hits[0][0] + mount_txt,
+        weight,
+        *(link("kernel", "kernel", d, (r,), tags=("nfs",)) for d, r in hits[:2]),
         evidence=refs,
-        weight=weight,
-        links=tuple(link("kernel", "kernel", d, (r,), tags=("nfs",)) for d, r in hits[:2]),
     )
