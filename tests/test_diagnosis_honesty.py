@@ -82,23 +82,15 @@ def test_the_chain_that_reaches_the_relist_ranks_first_with_a_margin_and_the_oth
 
 
 def test_umount_chain_that_reaches_the_relist_says_so_and_ranks_first() -> None:
-    list_wait = glink(
-        "containerd", 1665, "ListContainers waits for a status read lock", {"cri:ListContainers", "status-lock"}
-    )
+    # containerd #9770's shape: the update waits for the shim, whose Delete is in umount
+    list_wait = seed_chains()[0].links[0]
+    umount = seed_chains()[1].links[1]
     update = glink(
         "containerd",
         1723,
         "UpdateContainerResources holds the status lock and waits for the shim's Update",
         {"cri:UpdateContainerResources", "update-container-resources", "status-lock", "shim:Update"},
         kind="ttrpc-call",
-    )
-    umount = glink(
-        "containerd-shim",
-        104,
-        "shim Delete unmounts the rootfs (umount2) holding the shim's mutex",
-        {"shim:Delete", "umount", "syscall:umount2", "shim-init-mutex"},
-        kind="syscall",
-        pid=3660,
     )
     top = _causes(seed_evidence(), [chain(list_wait, update, umount, blocked=2)])[0]
     assert top.cls == C.OVERLAY_UMOUNT_SYNC
