@@ -26,7 +26,8 @@ FORMATS = ("text", "json", "markdown", "html")
 
 # A fully dated stamp in a log head teaches the year of year-less klog/journald stamps.
 _FULL_DATE = re.compile(r"\b(20\d\d)-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)")
-_DATED_KINDS = {"containerd-log", "journal", "dockerd-log", "kubelet-log"}
+# Sample series written by `collect`/`watch` carry `# pleg-doctor sample <RFC 3339>` headers.
+_DATED_KINDS = {"containerd-log", "journal", "dockerd-log", "kubelet-log", "psi", "diskstats", "meminfo", "vmstat"}
 
 
 def _learn_year(kind: str, head: bytes, ctx_time: Any) -> None:
