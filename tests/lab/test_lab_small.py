@@ -22,6 +22,13 @@ from plegdoctor.lab.state import LabState, mounts_under, pids_mentioning
 
 pytestmark = pytest.mark.lab
 
+
+def _loops() -> set[tuple[str, str]]:
+    """Attached loop devices as (name, backing file)."""
+    out = subprocess.run(["losetup", "-l", "-n", "-O", "NAME,BACK-FILE"], capture_output=True, text=True, timeout=30)
+    return {tuple(line.split(None, 1)) for line in out.stdout.splitlines() if line.strip()}  # type: ignore[misc]
+
+
 REQUIRE = os.environ.get("PLEG_DOCTOR_REQUIRE_INTEGRATION") == "1"
 LAB_DIR = Path(os.environ.get("PLEG_DOCTOR_LAB_DIR", "/var/lib/pleg-doctor-lab-ci"))
 # the baseline must stall at least this long, and the volatile run must stay clearly under it
@@ -71,6 +78,7 @@ def lab_run() -> dict:
         if REQUIRE:
             pytest.fail(reason + " (and PLEG_DOCTOR_REQUIRE_INTEGRATION=1)")
         pytest.skip(reason)
+    loops_before = _loops()
     sysctls = {n: Path(f"/proc/sys/vm/{n}").read_text() for n in ("dirty_bytes", "dirty_background_bytes")}
     cmd = [
         sys.executable,
@@ -100,6 +108,7 @@ def lab_run() -> dict:
     doc = json.loads(cp.stdout)
     doc["_stderr"] = cp.stderr
     doc["_sysctls_before"] = sysctls
+    doc["_loops_before"] = loops_before
     return doc
 
 
@@ -154,5 +163,5 @@ def test_down_leaves_nothing_behind(lab_run: dict) -> None:
     assert LabState(LAB_DIR).resources == []
     for name, before in lab_run["_sysctls_before"].items():
         assert Path(f"/proc/sys/vm/{name}").read_text() == before
-    out = subprocess.run(["losetup", "-l", "-n", "-O", "BACK-FILE"], capture_output=True, text=True, timeout=30)
-    assert str(LAB_DIR) not in out.stdout
+    # no loop device of ours left attached, not even a dead one (its FUSE file gone: backing "/")
+    assert _loops() <= lab_run["_loops_before"]

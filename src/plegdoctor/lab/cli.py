@@ -99,10 +99,13 @@ def up(
     with deferred_signals():
         try:
             build = resolve(v.containerd, state.lab_dir, _say)
-            url = LabRegistry(state).up()
+            registry = LabRegistry(state)
+            url = registry.up()
             images = ensure_images(url, prof.big)
             node = LabNode(state, build, v, prof.disk, url, images.pause, state.lab_dir / "runs" / "up", _say)
             node.up()
+            registry.detach()
+            node.detach()
         except BaseException:
             state.teardown(sweep_text=str(state.lab_dir / "run"))
             cleanup_leftovers(state)

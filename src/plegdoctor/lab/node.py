@@ -13,7 +13,9 @@ Layout under the lab directory (default /var/lib/pleg-doctor-lab):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import hashlib
 import os
 import shutil
 import socket
@@ -31,7 +33,12 @@ from plegdoctor.testbed.registry import RegistryProcess
 
 DEFAULT_LAB_DIR = "/var/lib/pleg-doctor-lab"
 REGISTRY_PORT = 5000
-CGROUP_PARENT = "/pleg-doctor-lab"
+
+
+def cgroup_parent(lab_dir: Path) -> str:
+    """The pods' cgroup parent, unique per lab directory (two labs must never clean each other's)."""
+    digest = hashlib.sha256(str(Path(lab_dir).resolve()).encode()).hexdigest()[:10]
+    return f"/pleg-doctor-lab-{digest}"
 
 
 def _port_free(port: int) -> bool:
@@ -72,6 +79,11 @@ class LabRegistry:
         self.url = proc.url
         self.state.set_info(registry={"url": proc.url, "pid": proc.pid})
         return self.url
+
+    def detach(self) -> None:
+        """Keep the registry running after this process exits (`lab up`); `lab down` stops it by PID."""
+        if self._proc is not None:
+            atexit.unregister(self._proc.stop)
 
     def down(self) -> None:
         for res in [r for r in self.state.resources if r.kind == "process" and r.name == "docker-registry"]:
@@ -120,7 +132,7 @@ class LabNode:
             debug_address=str(lab / "run" / "debug.sock"),
             sandbox_image=pause_image,
             registry_hosts=(registry_url.split("://", 1)[-1],),
-            cgroup_parent=CGROUP_PARENT,
+            cgroup_parent=cgroup_parent(lab),
             tmpdir=str(lab / "run" / "tmp"),
         )
 
@@ -173,6 +185,11 @@ class LabNode:
             raise
         return self
 
+    def detach(self) -> None:
+        """Keep containerd running after this process exits (`lab up`); `lab down` stops it by PID."""
+        if self.ctd is not None:
+            atexit.unregister(self.ctd.stop)
+
     def down(self) -> list[str]:
         errors: list[str] = []
         if self.ctd is not None:
@@ -211,7 +228,7 @@ def cleanup_leftovers(state: LabState) -> list[str]:
             if sock.startswith(RUN_CONTAINERD + "/s/"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(sock)
-    errors += remove_cgroup_tree(CGROUP_PARENT)
+    errors += remove_cgroup_tree(cgroup_parent(state.lab_dir))
     for key, path in (("run_containerd_s_existed", RUN_CONTAINERD + "/s"), ("run_containerd_existed", RUN_CONTAINERD)):
         if state.info.get(key) is False:
             with contextlib.suppress(OSError):

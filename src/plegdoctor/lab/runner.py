@@ -19,7 +19,7 @@ from typing import Any
 from plegdoctor.errors import UserError
 from plegdoctor.lab import compare
 from plegdoctor.lab.images import ensure_images
-from plegdoctor.lab.node import CGROUP_PARENT, LabNode, LabRegistry
+from plegdoctor.lab.node import LabNode, LabRegistry
 from plegdoctor.lab.plot import write_plot
 from plegdoctor.lab.state import LabState
 from plegdoctor.lab.variants import Profile, Variant
@@ -111,7 +111,7 @@ def run_variant(
             images.busybox,
             images.big,
             vdir,
-            cgroup_parent=CGROUP_PARENT,
+            cgroup_parent=node.spec.cgroup_parent,
             on_stall=on_stall,
             log=log,
         )

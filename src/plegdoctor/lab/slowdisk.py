@@ -1,6 +1,6 @@
 """A slow disk for the lab, without device-mapper or the nbd kernel module.
 
-    sparse file --nbdkit (rate + delay filters)--> unix socket
+    sparse file --nbdkit (rate + delay filters)--> NBD over a socket pair (nbdkit is nbdfuse's child)
       --nbdfuse -C 1--> a regular file --losetup --direct-io=on--> /dev/loopN --mkfs.ext4--> mountpoint
 
 Dials: bandwidth (`mb_per_s`, MB = 10^6 bytes; nbdkit's rate filter counts bits, so it gets
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from plegdoctor.errors import UserError
 from plegdoctor.lab.state import LabState, Resource, is_mounted, run_quiet
+from plegdoctor.testbed.procs import descendants, read_proc
 
 REQUIRED_TOOLS = {
     "nbdkit": "nbdkit",
@@ -107,8 +108,7 @@ class SlowDisk:
             f.truncate(self.spec.size_gib * 1024**3)
         self._write_rate(UNLIMITED_BITS)
         try:
-            self._start_nbdkit()
-            self._start_nbdfuse()
+            self._start_nbd()
             self._attach_loop()
             self._mkfs_and_mount()
             self._write_rate(self.spec.rate_bits())
@@ -151,12 +151,10 @@ class SlowDisk:
         self._owned.append(res)
         return res
 
-    def _start_nbdkit(self) -> None:
+    def _nbdkit_argv(self) -> list[str]:
         argv = [
             "nbdkit",
-            "-f",
-            "-U",
-            str(self.socket),
+            "--exit-with-parent",
             "--filter=rate",
             "--filter=delay",
             "file",
@@ -168,17 +166,24 @@ class SlowDisk:
             argv.append(f"delay-write={int(self.spec.write_latency_ms)}ms")
         if self.spec.read_latency_ms > 0:
             argv.append(f"delay-read={int(self.spec.read_latency_ms)}ms")
-        res = self._own(self.state.spawn("nbdkit", argv, self.dir / "nbdkit.log"))
-        _wait_for(lambda: self.socket.exists(), 15, f"nbdkit did not create {self.socket} (see {self.dir}/nbdkit.log)")
-        if not _pid_alive(res.pid):
-            raise UserError(f"nbdkit exited at start (see {self.dir}/nbdkit.log)")
+        return argv
 
-    def _start_nbdfuse(self) -> None:
+    def _start_nbd(self) -> None:
+        """nbdfuse runs nbdkit as its child (`[ nbdkit ... ]`, socket activation).
+
+        nbdkit 1.32 as packaged here arms PR_SET_PDEATHSIG(SIGTERM) even without
+        --exit-with-parent, so a server started by the lab process would shut down (every
+        request then fails with ESHUTDOWN) as soon as the lab process exits, e.g. after
+        `lab up`. Parented by nbdfuse it lives exactly as long as the FUSE mount.
+        """
         self.fuse_file.touch(exist_ok=True)
-        argv = ["nbdfuse", "-C", "1", str(self.fuse_file), "--unix", str(self.socket)]
-        # the FUSE mount is recorded after the process, so teardown unmounts it before stopping nbdfuse
-        self._own(self.state.spawn("nbdfuse", argv, self.dir / "nbdfuse.log"))
+        argv = ["nbdfuse", "-C", "1", str(self.fuse_file), "[", *self._nbdkit_argv(), "]"]
+        fuse = self._own(self.state.spawn("nbdfuse", argv, self.dir / "nbdfuse.log"))
         _wait_for(lambda: is_mounted(str(self.fuse_file)), 15, f"nbdfuse did not mount {self.fuse_file}")
+        kids = [p for p in descendants([fuse.pid]) if proc_comm(p) == "nbdkit"]
+        if kids:
+            self._own(self.state.track_process("nbdkit", kids[0]))
+        # recorded last, so teardown unmounts it first (nbdfuse and its nbdkit then exit by themselves)
         self._own(self.state.add(Resource("fuse", "nbdfuse file", path=str(self.fuse_file))))
         self._widen_fuse_queue()
 
@@ -246,10 +251,9 @@ class SlowDisk:
         return os.path.basename(self.device)
 
 
-def _pid_alive(pid: int) -> bool:
-    from plegdoctor.lab.state import proc_state
-
-    return proc_state(pid) not in ("", "Z", "X")
+def proc_comm(pid: int) -> str:
+    info = read_proc(pid)
+    return info.comm if info else ""
 
 
 def _wait_for(cond: object, timeout: float, message: str) -> None:

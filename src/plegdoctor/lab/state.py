@@ -286,7 +286,8 @@ class LabState:
     def teardown(self, sweep_text: str | None = None) -> list[str]:
         """Undo everything recorded (reverse order) and sweep leftovers; return error lines."""
         errors: list[str] = []
-        # 1. processes that containerd started for us (shims) and daemons first, so mounts are free
+        # 1. containerd and what it started (shims, containers) first, so the mounts are free; the
+        #    disk's daemons (nbdfuse, nbdkit) must outlive every mount above them: they go in step 3
         procs = [r for r in reversed(self.resources) if r.kind == "process"]
         for res in procs:
             if res.name.startswith("containerd"):
@@ -298,9 +299,6 @@ class LabState:
             # containers are children of their shim: stop them too, or they outlive it
             for pid in [*descendants(leftovers), *leftovers]:
                 stop_pid(pid, proc_start_time(pid), "leftover", grace=2.0)
-        for res in procs:
-            if alive(res.pid, res.start_time):
-                self._undo(res, errors)
         # 2. mounts below the lab dir that containerd made (overlay rootfs, shm) and our own
         for target in mounts_under(self.lab_dir):
             if not any(r.kind == "fuse" and r.path == target for r in self.resources):
