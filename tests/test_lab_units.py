@@ -256,3 +256,37 @@ def test_dirty_limit_pairs_restore_the_member_that_was_in_force(tmp_path: Path):
     assert ratio.read_text() == "20"  # writing the ratio is what zeroes dirty_bytes in the kernel
     assert nbytes.read_text() == "268435456\n"  # 0 is not written: the kernel refuses it
     assert state.resources == []
+
+
+def test_private_apt_configuration_stays_in_the_lab_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from plegdoctor.lab import versions
+
+    etc = tmp_path / "etc-apt"
+    (etc / "sources.list.d").mkdir(parents=True)
+    (etc / "sources.list.d" / "debian.sources").write_text("Types: deb\nURIs: http://mirror.example/debian\n")
+    monkeypatch.setattr(versions, "APT_ETC", etc)
+    lab = tmp_path / "lab"
+    f = versions.Fetcher(lab)
+    f.prepare("trixie")
+    sources = (lab / "apt" / "trixie" / "etc" / "sources.list").read_text()
+    assert sources.strip().endswith("http://mirror.example/debian trixie main")
+    opts = f._apt_opts("trixie")
+    paths = [o.split("=", 1)[1] for o in opts if o.startswith("Dir::")]
+    assert paths and all(p.startswith(str(lab)) for p in paths)
+    assert "Dir::Etc::SourceParts=" + str(lab / "apt" / "trixie" / "etc" / "sources.list.d") in opts
+    assert (etc / "sources.list.d" / "debian.sources").read_text().count("\n") == 2  # untouched
+
+
+def test_random_layers_do_not_dedupe_and_are_valid_tars():
+    import hashlib
+    import io
+    import tarfile
+
+    from plegdoctor.lab.images import BigImage, random_layer
+
+    a, b = random_layer(0, 1), random_layer(0, 1)
+    assert hashlib.sha256(a).digest() != hashlib.sha256(b).digest()
+    with tarfile.open(fileobj=io.BytesIO(a)) as tar:
+        member = tar.getmember("data/layer-0.bin")
+        assert member.size == 1024 * 1024
+    assert BigImage(8, 128).tag == "8x128m" and BigImage(8, 128).total_mib == 1024
