@@ -284,11 +284,12 @@ class Workload:
             self._stall_phase(relister)
             self._churn()
         finally:
+            # short joins: on Ctrl-C a call may still hang in the runtime (daemon threads are abandoned)
             stop_trigger.set()
-            relister.stop(timeout=spec.call_timeout_s + 5)
+            relister.stop(timeout=10)
             sampler.stop_event.set()
             sampler.join(timeout=10)
-            trigger.join(timeout=600)
+            trigger.join(timeout=60)  # a capture in progress needs ~5-20 s
             self.client.close()
         return self.rec.result
 
