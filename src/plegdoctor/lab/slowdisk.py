@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,24 +226,6 @@ class SlowDisk:
         if rc != 0:
             raise UserError(f"mount {self.device} {self.mountpoint} failed: {out}")
         self._own(self.state.add(Resource("mount", "slow disk", path=str(self.mountpoint))))
-
-    # -- measurement -----------------------------------------------------------------------
-    def measure_write(self, mib: int = 64) -> float:
-        """Write `mib` MiB and fsync; return MB/s (10^6 bytes) as the disk really delivers it."""
-        target = self.mountpoint / ".pleg-doctor-speedtest"
-        block = os.urandom(1024 * 1024)
-        start = time.monotonic()
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            for _ in range(mib):
-                os.write(fd, block)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        elapsed = time.monotonic() - start
-        target.unlink(missing_ok=True)
-        subprocess.run(["sync", "-f", str(self.mountpoint)], check=False, timeout=120)
-        return mib * 1024 * 1024 / 1e6 / elapsed if elapsed > 0 else 0.0
 
     def block_device_name(self) -> str:
         """`loopN`, as in /proc/diskstats."""
