@@ -12,7 +12,6 @@ import contextlib
 import re
 import sys
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +122,14 @@ def collect_evidence(
     return evidence
 
 
+def _import_analysis() -> None:
+    """Load the analysis modules (a big log's parser calls this while a second process
+    scans, so the import costs no wall time)."""
+    import plegdoctor.diagnosis
+    import plegdoctor.report
+    import plegdoctor.rules  # noqa: F401
+
+
 def analyze_paths(
     paths: list[str],
     *,
@@ -135,14 +142,19 @@ def analyze_paths(
     display_root: str | None = None,
 ) -> Any:
     """Inputs -> Diagnosis (plegdoctor.diagnosis.Diagnosis)."""
-    from plegdoctor.diagnosis import diagnose
-    from plegdoctor.rules import RuleContext, run_rules
-
     if gap <= 0:
         raise UserError("--gap must be a positive number of seconds")
     evidence = collect_evidence(
-        paths, kinds=kinds, year=year, tz=tz, options={"gap_seconds": gap}, display_root=display_root
+        paths,
+        kinds=kinds,
+        year=year,
+        tz=tz,
+        options={"gap_seconds": gap, "while_scanning": _import_analysis},
+        display_root=display_root,
     )
+    from plegdoctor.diagnosis import diagnose
+    from plegdoctor.rules import RuleContext, run_rules
+
     if since is not None or until is not None:
         _restrict(evidence, since, until)
     rctx = RuleContext.build(evidence, gap_seconds=gap)
@@ -404,6 +416,8 @@ def analyze(
 
 
 def demo_dir() -> Path:
+    from importlib import resources
+
     return Path(str(resources.files("plegdoctor") / "demo" / "seed-incident"))
 
 

@@ -10,6 +10,7 @@ needles; a parser that must see every line (containerd) asks for all lines inste
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,9 +24,9 @@ if TYPE_CHECKING:
 try:  # Hyperscan: one pass over a chunk for all needles (several times faster than N finds).
     import hyperscan as _hs
 except ImportError:  # pragma: no cover - exercised when the wheel is missing
-    _hs = None
+    _hs = None  # type: ignore[assignment]
 
-CHUNK = 8 << 20
+CHUNK = 1 << 20  # small enough to stay in the L2/L3 cache between the scan and the counts
 MAX_LINE = 64 << 20  # a longer line is skipped with a warning (same limit as plegdoctor.inputs)
 MONTHS = {
     m: i + 1 for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))
@@ -283,6 +284,10 @@ class StampResolver:
         self._last_month = 0
         self.shift = 0
 
+    def fresh(self) -> StampResolver:
+        """A resolver with the same year/zone sources and no history (a file part read apart)."""
+        return StampResolver(self.time, self._mtime)
+
     def epoch(self, month: int, day: int, hour: int, minute: int, second: int, micro: int) -> float | None:
         last = self._last_month
         if month != last:
@@ -331,12 +336,15 @@ def to_utc(ts: datetime | None, time: TimeContext) -> datetime | None:
 # ---------------------------------------------------------------------------------------
 # Chunked candidate-line scanner
 
+TAG_FOLLOW = -2  # tag of a line delivered because the parser asked for the next line
+_TAG_BITS = 5  # matches are ints: end offset << _TAG_BITS | tag (tags 0..31)
+
 
 @dataclass(frozen=True, slots=True)
 class Needle:
     """A substring marking an interesting line (with `line_start`, only at the start of
     a line; with `regex`, a bytes regex valid for both Hyperscan and `re`, matched in
-    multi-line mode: slower, avoid). `tag` is handed back to the parser with the line."""
+    multi-line mode: slower, avoid). `tag` (0..31) is handed back to the parser with the line."""
 
     pattern: bytes
     tag: int
@@ -356,70 +364,107 @@ class ScanStats:
 
 class LineScanner:
     """Delivers candidate lines (1-based line number, raw bytes without newline, tag) of
-    a binary stream. With `needles=None` every line is a candidate (tag -1)."""
+    a binary stream. With `needles=None` every line is a candidate (tag -1).
 
-    def __init__(self, needles: Sequence[Needle] | None) -> None:
-        self.needles = list(needles) if needles is not None else None
+    Hot-path options of `scan`:
+    - `on_ticks(buf, flat)`: lines whose tag is `tick_tag` are not delivered one by one
+      but in batches, `flat` = [lineno, start, end, ...] with `buf[start:end]` the line
+      (a trailing CR included). A batch is handed over before any other line, so the
+      parser still sees all lines in file order.
+    - `follow()`: asked after each line given to `on_line`; while it returns True, the
+      following lines are delivered too (tag TAG_FOLLOW), needles or not. This is how a
+      multi-line value is read without a needle for every continuation line.
+    """
+
+    def __init__(self, needles: Sequence[Needle] | None, *, tick_tag: int | None = None) -> None:
+        self.all_needles = list(needles) if needles is not None else None
+        self.needles = self.all_needles
+        self.tick_tag = tick_tag
+        self._dbs: dict[frozenset[int], tuple[Any, list[tuple[Any, int, bool]], list[tuple[bytes, int]]]] = {}
+        self._dropped: frozenset[int] = frozenset()
+        self._on_ticks: Callable[[bytes, list[int]], None] | None = None
+        self._follow: Callable[[], bool] | None = None
+        self._following = False
         self._compile()
 
     def drop_tag(self, tag: int) -> None:
         """Stop looking for needles with `tag` (from the next chunk on)."""
-        if self.needles is None or all(n.tag != tag for n in self.needles):
+        if self.needles is None or tag in self._dropped or all(n.tag != tag for n in self.needles):
             return
-        self.needles = [n for n in self.needles if n.tag != tag]
+        self._dropped = self._dropped | {tag}
         self._compile()
 
+    def restore(self) -> None:
+        """Look for all needles again (after `drop_tag`)."""
+        if self._dropped:
+            self._dropped = frozenset()
+            self._compile()
+
     def _compile(self) -> None:
-        self._db: Any = None
-        self._fallback: list[tuple[Any, int, bool]] = []
-        self._line_starts: list[tuple[bytes, int]] = []
-        if not self.needles:
+        if self.all_needles is None:
+            self.needles = None
             return
-        if _hs is not None:
+        self.needles = [n for n in self.all_needles if n.tag not in self._dropped]
+        cached = self._dbs.get(self._dropped)
+        if cached is None:
+            cached = self._dbs[self._dropped] = self._build(self.needles)
+        self._db, self._fallback, self._line_starts = cached
+
+    @staticmethod
+    def _build(needles: list[Needle]) -> tuple[Any, list[tuple[Any, int, bool]], list[tuple[bytes, int]]]:
+        db: Any = None
+        fallback: list[tuple[Any, int, bool]] = []
+        for n in needles:
+            if not 0 <= n.tag < 1 << _TAG_BITS:
+                raise ValueError(f"needle tag out of range: {n.tag}")
+        if needles and _hs is not None:
             db = _hs.Database()
             db.compile(
-                expressions=[_hs_expression(n) for n in self.needles],
-                ids=list(range(len(self.needles))),
-                elements=len(self.needles),
-                flags=[_hs.HS_FLAG_MULTILINE] * len(self.needles),
+                expressions=[_hs_expression(n) for n in needles],
+                ids=[n.tag for n in needles],  # the id reported is the tag itself
+                elements=len(needles),
+                flags=[_hs.HS_FLAG_MULTILINE] * len(needles),
             )
-            self._db = db
-        else:
-            for n in self.needles:
+        elif needles:
+            for n in needles:
                 if n.regex:
-                    self._fallback.append((re.compile(n.pattern, re.M), n.tag, True))
+                    fallback.append((re.compile(n.pattern, re.M), n.tag, True))
                 else:
-                    self._fallback.append((b"\n" + n.pattern if n.line_start else n.pattern, n.tag, False))
-        self._line_starts = [(n.pattern, n.tag) for n in self.needles if n.line_start]
+                    fallback.append((b"\n" + n.pattern if n.line_start else n.pattern, n.tag, False))
+        return db, fallback, [(n.pattern, n.tag) for n in needles if n.line_start]
 
-    def _matches(self, buf: bytes, start: int, end: int) -> list[tuple[int, int]]:
-        """(end offset of a match, tag) for all needles in buf[start:end], in offset order."""
-        out: list[tuple[int, int]] = []
-        needles = self.needles
-        assert needles is not None
-        if not needles:
+    def _matches(self, buf: bytes, start: int, end: int) -> list[int]:
+        """`end offset << _TAG_BITS | tag` of all needle matches in buf[start:end], sorted."""
+        out: list[int] = []
+        if not self.needles:
             return out
         for pat, tag in self._line_starts:  # "\n" + literal misses the region's first line
             if buf.startswith(pat, start):
-                out.append((start + len(pat), tag))
+                out.append((start + len(pat)) << _TAG_BITS | tag)
+        append = out.append
         if self._db is not None:
-            append = out.append
+            if start == 0 and end == len(buf):
 
-            def on_match(idx: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-                append((to + start, needles[idx].tag))
+                def on_match(tag: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+                    append(to << _TAG_BITS | tag)
 
-            view = buf if start == 0 and end == len(buf) else memoryview(buf)[start:end]
-            self._db.scan(view, match_event_handler=on_match)
+                self._db.scan(buf, match_event_handler=on_match)
+            else:
+
+                def on_match(tag: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+                    append((to + start) << _TAG_BITS | tag)
+
+                self._db.scan(memoryview(buf)[start:end], match_event_handler=on_match)
         else:
             for pat, tag, is_re in self._fallback:
                 if is_re:
-                    out.extend((m.end(), tag) for m in pat.finditer(buf, start, end))
+                    out.extend(m.end() << _TAG_BITS | tag for m in pat.finditer(buf, start, end))
                     continue
                 find = buf.find
                 ln = len(pat)
                 i = find(pat, start, end)
                 while i != -1:
-                    out.append((i + ln, tag))
+                    append((i + ln) << _TAG_BITS | tag)
                     i = find(pat, i + ln, end)
         out.sort()
         return out
@@ -439,34 +484,54 @@ class LineScanner:
 
     def scan(
         self,
-        stream: BinaryIO,
+        stream: BinaryIO | io.RawIOBase,
         on_line: Callable[[int, bytes, int], None],
         stats: ScanStats,
+        *,
+        on_ticks: Callable[[bytes, list[int]], None] | None = None,
+        follow: Callable[[], bool] | None = None,
+        following: bool = False,
+        lineno: int = 0,
     ) -> None:
         """Read `stream` to its end. Chunks are scanned in place (no copy); only a line cut
-        by a chunk boundary is copied to be joined with the next chunk."""
+        by a chunk boundary is copied to be joined with the next chunk. `lineno`: lines
+        before the stream's start; `following`: deliver the first lines as if `follow`
+        had asked for them (a stream that starts inside a file)."""
+        self._on_ticks = on_ticks if self.tick_tag is not None else None
+        self._follow = follow
+        self._following = following and follow is not None
         carry = b""
-        lineno = 0  # lines fully before the current position
         skipping = False  # inside a line longer than MAX_LINE
+        # Candidate mode reads into one reused buffer (a fresh 1 MiB object per chunk
+        # would make the allocator grow and trim its heap, a page fault per 4 KiB).
+        readinto = getattr(stream, "readinto", None) if self.needles is not None else None
+        buf = bytearray(CHUNK) if readinto is not None else b""
         read = stream.read
         while True:
-            block = read(CHUNK)
-            if not block:
-                break
+            if readinto is not None:
+                size = readinto(buf)
+                if not size:
+                    break
+                block: bytes | bytearray = buf
+            else:
+                block = read(CHUNK)
+                if not block:
+                    break
+                size = len(block)
             start = 0
             if skipping:
-                nl = block.find(b"\n")
+                nl = block.find(b"\n", 0, size)
                 if nl == -1:
                     continue
                 start = nl + 1
                 skipping = False
                 lineno += 1
-            if b"\x00" in block:
+            if block.find(b"\x00", 0, size) != -1:
                 stats.binary_chunks += 1
             if carry:
-                nl = block.find(b"\n", start)
+                nl = block.find(b"\n", start, size)
                 if nl == -1:
-                    carry += block[start:]
+                    carry += block[start:size]
                     if len(carry) > MAX_LINE:
                         stats.long_lines += 1
                         carry = b""
@@ -476,16 +541,16 @@ class LineScanner:
                 carry = b""
                 lineno = self._process(head, 0, len(head), lineno, on_line, stats)
                 start = nl + 1
-            cut = block.rfind(b"\n", start)
+            cut = block.rfind(b"\n", start, size)
             if cut == -1:
-                carry = block[start:]
+                carry = bytes(block[start:size])
                 if len(carry) > MAX_LINE:
                     stats.long_lines += 1
                     carry = b""
                     skipping = True
                 continue
-            lineno = self._process(block, start, cut + 1, lineno, on_line, stats)
-            carry = block[cut + 1 :]
+            lineno = self._process(block, start, cut + 1, lineno, on_line, stats)  # type: ignore[arg-type]
+            carry = bytes(block[cut + 1 : size])
         if skipping:
             lineno += 1
         if carry:  # the last line has no newline
@@ -512,6 +577,25 @@ class LineScanner:
         stats.lines = lineno
         return lineno
 
+    def _follow_lines(
+        self, buf: bytes, pos: int, end: int, lineno: int, on_line: Callable[[int, bytes, int], None]
+    ) -> tuple[int, int]:
+        """Deliver the lines from `pos` on while the parser asks for them; (new pos, lineno)."""
+        follow = self._follow
+        assert follow is not None
+        find = buf.find
+        while pos < end:
+            nl = find(b"\n", pos, end)
+            lineno += 1
+            line = bytes(buf[pos:nl])
+            on_line(lineno, line[:-1] if line.endswith(b"\r") else line, TAG_FOLLOW)
+            pos = nl + 1
+            if not follow():
+                self._following = False
+                return pos, lineno
+        self._following = True  # the next region starts with a line asked for
+        return pos, lineno
+
     def _candidates(
         self,
         buf: bytes,
@@ -522,37 +606,65 @@ class LineScanner:
         stats: ScanStats,
     ) -> int:
         matches = self._matches(buf, start, end)
+        matches.append((end + 1) << _TAG_BITS)  # sentinel: delivers the last pending line
         count = buf.count
         rfind = buf.rfind
         find = buf.find
-        counted_to = start
+        on_ticks = self._on_ticks
+        follow = self._follow
+        tick_tag = self.tick_tag if on_ticks is not None else -1
+        ticks: list[int] = []
+        counted_to = start  # `cur` = lines that end before counted_to
         cur = lineno
         n = 0
+        skip_to = start  # matches ending at or before this lie in lines already delivered
+        if self._following:
+            skip_to, cur = self._follow_lines(buf, start, end, cur, on_line)
+            n += cur - lineno
+            counted_to = skip_to
         # Several needles may hit one line: deliver it once, with the smallest tag.
         pend_start = -1
         pend_end = -1
         pend_tag = 0
-        for to, tag in matches:
-            if pend_start >= 0 and to <= pend_end:
+        mask = (1 << _TAG_BITS) - 1
+        for code in matches:
+            to = code >> _TAG_BITS
+            if to <= pend_end:
+                tag = code & mask
                 if tag < pend_tag:
                     pend_tag = tag
+                continue
+            if to <= skip_to:
                 continue
             if pend_start >= 0:
                 cur += count(b"\n", counted_to, pend_start)
                 counted_to = pend_start
-                line = buf[pend_start:pend_end]
                 n += 1
-                on_line(cur + 1, line[:-1] if line.endswith(b"\r") else line, pend_tag)
+                if pend_tag == tick_tag:
+                    ticks += (cur + 1, pend_start, pend_end)
+                else:
+                    if ticks:
+                        on_ticks(buf, ticks)  # type: ignore[misc]
+                        ticks = []
+                    line = bytes(buf[pend_start:pend_end])  # buf may be the scanner's bytearray
+                    on_line(cur + 1, line[:-1] if line.endswith(b"\r") else line, pend_tag)
+                    if follow is not None and follow():
+                        first = cur + 1
+                        counted_to, cur = self._follow_lines(buf, pend_end + 1, end, first, on_line)
+                        n += cur - first
+                        skip_to = counted_to
+                        if to <= skip_to:
+                            pend_start = -1
+                            pend_end = -1
+                            continue
+            if to > end:
+                break
             ls = rfind(b"\n", start, to)
             pend_start = ls + 1 if ls != -1 else start
-            pend_end = find(b"\n", max(to - 1, start), end)
-            pend_tag = tag
-        if pend_start >= 0:
-            cur += count(b"\n", counted_to, pend_start)
-            counted_to = pend_start
-            line = buf[pend_start:pend_end]
-            n += 1
-            on_line(cur + 1, line[:-1] if line.endswith(b"\r") else line, pend_tag)
+            pend_end = find(b"\n", to - 1 if to > start else start, end)
+            pend_tag = code & mask
+        if ticks:
+            on_ticks(buf, ticks)  # type: ignore[misc]
         cur += count(b"\n", counted_to, end)
         stats.lines = cur
         stats.candidates += n

@@ -23,8 +23,10 @@ unframed lines to the kind's own handler.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
+import mmap
 import os
 import pickle
 import re
@@ -38,6 +40,7 @@ from plegdoctor.model import Event, EventKind, InputReport, Ref, quote
 from plegdoctor.parsers import kubelet_log
 from plegdoctor.parsers._logcommon import (
     KLOG_RE,
+    TAG_FOLLOW,
     LineScanner,
     Needle,
     ScanStats,
@@ -204,8 +207,26 @@ class Dispatcher:
         self.unparsed = 0
         self.records = 0
         self.scanner: LineScanner | None = None
+        self.shared: mmap.mmap | None = None  # byte 2 set: tells a forked reader the warnings cap is reached
 
-    # -- entry point per candidate line
+    # -- entry points of the scanner
+    def on_ticks(self, buf: bytes, flat: list[int]) -> None:
+        """A batch of relist lines (see LineScanner.scan)."""
+        k = self.kubelet
+        i = 0
+        while i < len(flat) and k.multi is not None:  # a tick closes an open multi-line value
+            self.on_line(flat[i], _line(buf, flat[i + 1], flat[i + 2]), kubelet_log.TAG_RELIST)
+            i += 3
+        if i < len(flat):
+            k.ticks(buf, flat[i:] if i else flat, self._slow_tick)
+
+    def _slow_tick(self, lineno: int, raw: bytes) -> None:
+        self.on_line(lineno, raw, kubelet_log.TAG_RELIST)
+
+    def wants_next(self) -> bool:
+        """The scanner asks after each line: a kubelet `key=<` value is open."""
+        return self.kubelet.multi is not None
+
     def on_line(self, lineno: int, raw: bytes, tag: int) -> None:
         if tag == kubelet_log.TAG_RELIST and self.kubelet.multi is None and self.kubelet.tick_fast(lineno, raw):
             return
@@ -213,6 +234,8 @@ class Dispatcher:
             # enough kubelet warnings kept: stop looking for them (events have their own needles)
             if self.scanner is not None:
                 self.scanner.drop_tag(kubelet_log.TAG_SEVERITY)
+            if self.shared is not None:
+                self.shared[2] = 1
             return
         text = raw.decode("utf-8", "replace")
         if text.startswith("{"):
@@ -382,17 +405,21 @@ def run_log_parser(source: Source, ctx: ParseContext, default_process: str | Non
         needles = kubelet_log.NEEDLES
     else:
         needles = NEEDLES
-    scanner = LineScanner(needles)
+    scanner = LineScanner(needles, tick_tag=kubelet_log.TAG_RELIST)
     dispatcher.scanner = scanner
     stats = ScanStats()
     stream = open_binary(source)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the scan makes no reference cycles; collections would only re-walk the heap
     try:
         size = source.size or 0
         if needles is not None and isinstance(stream, io.FileIO) and size >= SPLIT_MIN_BYTES and _split_allowed():
-            _scan_in_two(stream, size, scanner, dispatcher, stats)
+            _scan_parallel(stream, size, scanner, dispatcher, stats)
         else:
-            scanner.scan(stream, dispatcher.on_line, stats)
+            scanner.scan(stream, dispatcher.on_line, stats, on_ticks=dispatcher.on_ticks, follow=dispatcher.wants_next)
     finally:
+        if gc_was_enabled:
+            gc.enable()
         if stream is not getattr(source, "_stream", None):
             stream.close()
     dispatcher.finish(stats)
@@ -407,9 +434,14 @@ def run_log_parser(source: Source, ctx: ParseContext, default_process: str | Non
 
 
 # ---------------------------------------------------------------------------------------
-# Big plain files: scan the second half in a forked child while the parent scans the first.
+# Big plain files: two processes read segments of the file, the parent from the front (in
+# order, into the real evidence), a forked child from the back (ticks parsed, other
+# candidate lines kept raw); the parent then replays the child's segments in file order.
+# Whoever is faster reads more, so a busy core does not hold the other one up.
 
 SPLIT_MIN_BYTES = 64 << 20
+SEGMENT_BYTES = 16 << 20
+_FRONT, _BACK, _CAPPED = 0, 1, 2  # bytes of the shared page: next front segment, back bound, cap flag
 
 
 def _split_allowed() -> bool:
@@ -419,6 +451,26 @@ def _split_allowed() -> bool:
         return len(os.sched_getaffinity(0)) >= 2
     except (AttributeError, OSError):
         return (os.cpu_count() or 1) >= 2
+
+
+def _line(buf: bytes, start: int, end: int) -> bytes:
+    line = bytes(buf[start:end])
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+def _segment_bounds(fd: int, size: int) -> list[int]:
+    """Offsets [0, ..., size] cutting the file after a newline into at most 255 segments."""
+    nseg = max(2, min(255, size // SEGMENT_BYTES))
+    bounds = [0]
+    for i in range(1, nseg):
+        off = size * i // nseg
+        if off <= bounds[-1]:
+            continue
+        nl = os.pread(fd, 1 << 16, off).find(b"\n")
+        if nl != -1 and bounds[-1] < off + nl + 1 < size:
+            bounds.append(off + nl + 1)  # no cut inside a line longer than 64 KiB
+    bounds.append(size)
+    return bounds
 
 
 class _Range(io.RawIOBase):
@@ -433,8 +485,11 @@ class _Range(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def _more(self) -> int:
+        return self._end - self._pos
+
     def read(self, n: int = -1) -> bytes:  # type: ignore[override]
-        left = self._end - self._pos
+        left = self._more()
         if left <= 0:
             return b""
         n = left if n is None or n < 0 else min(n, left)
@@ -442,22 +497,102 @@ class _Range(io.RawIOBase):
         self._pos += len(data)
         return data
 
+    def readinto(self, b: Any) -> int:
+        left = self._more()
+        if left <= 0:
+            return 0
+        view = memoryview(b)
+        n = os.preadv(self._fd, [view[:left] if len(view) > left else view], self._pos)
+        self._pos += n
+        return n
+
+
+class _FrontSegments(_Range):
+    """The parent's stream: segment after segment from the front, as long as the child
+    has not taken the next one. `taken` = how many segments the parent read."""
+
+    def __init__(self, fh: io.FileIO, bounds: list[int], shared: mmap.mmap) -> None:
+        super().__init__(fh, 0, 0)
+        self._bounds = bounds
+        self._shared = shared
+        self.taken = 0
+
+    def _more(self) -> int:
+        if self._pos >= self._end:
+            k = self.taken
+            if k >= self._shared[_BACK]:
+                return 0
+            self._shared[_FRONT] = k + 1  # a race with the child can only make both read k
+            self.taken = k + 1
+            self._end = self._bounds[k + 1]
+        return self._end - self._pos
+
 
 class _Collector:
-    """The child's side: relist ticks parsed here, other candidate lines kept raw for the
-    parent to replay in order (events, multi-line values and warnings stay sequential)."""
+    """The child's side, one per segment: relist ticks parsed here, other candidate lines
+    kept raw for the parent to replay in order (events, multi-line values and warnings
+    stay sequential). Lines after a possible `key=<` opener are asked for as long as a
+    multi-line value may be open (a superset of what the parent's parser would ask for);
+    a segment starts as if one were open."""
 
-    def __init__(self, dispatcher: Dispatcher, scanner: LineScanner, path: str) -> None:
+    FOLLOW_CAP = 20_000
+
+    def __init__(self, dispatcher: Dispatcher, scanner: LineScanner, path: str, shared: mmap.mmap) -> None:
         self.evidence = Evidence()
         ctx = ParseContext(self.evidence, InputReport(path, "split"), dispatcher.ctx.time)
-        self.kubelet = kubelet_log.KubeletHandler(ctx, path, dispatcher.resolver)
+        self.resolver = dispatcher.resolver.fresh()
+        self.kubelet = kubelet_log.KubeletHandler(ctx, path, self.resolver)
         self.scanner = scanner
+        self.shared = shared
+        self.default = dispatcher.default
         self.candidates: list[tuple[int, bytes, int]] = []
         self.severity = 0
         self.first_text: str | None = None
+        self.open = True
+        self.followed = 0
+
+    def wants_next(self) -> bool:
+        return self.open
+
+    def _track(self, raw: bytes) -> None:
+        if raw.endswith(b"=<"):
+            self.open = True
+            self.followed = 0
+            return
+        text = raw.decode("utf-8", "replace")
+        frame = None if text.startswith("{") else parse_journal_frame(text)
+        if frame is not None:
+            if process_of_ident(frame.ident) != "kubelet":
+                return  # another unit's line: the kubelet's value stays open
+            msg = text[frame.end :]
+        elif self.default is None and not (KLOG_RE.match(text) or text.startswith(("\t", "        ", " >"))):
+            return  # a journal's unframed line that does not go to the kubelet
+        else:
+            msg = text
+        if msg.startswith(("\t", "        ")):
+            self.followed += 1
+            self.open = self.followed <= self.FOLLOW_CAP
+            return
+        self.open = False  # the ` >` closer or any other kubelet line
+
+    def on_ticks(self, buf: bytes, flat: list[int]) -> None:
+        k = self.kubelet
+        empty = len(k.series) == 0
+        k.ticks(buf, flat, self._slow_tick)
+        if empty and self.first_text is None and len(k.series):
+            first = k.series.line[0]
+            for i in range(0, len(flat), 3):
+                if flat[i] == first:
+                    self.first_text = _line(buf, flat[i + 1], flat[i + 2])[:400].decode("utf-8", "replace")
+                    break
+
+    def _slow_tick(self, lineno: int, raw: bytes) -> None:
+        self.on_line(lineno, raw, kubelet_log.TAG_RELIST)
 
     def on_line(self, lineno: int, raw: bytes, tag: int) -> None:
-        if tag == kubelet_log.TAG_RELIST and self.kubelet.multi is None:
+        if self.open or raw.endswith(b"=<"):
+            self._track(raw)
+        if tag == kubelet_log.TAG_RELIST or (tag == TAG_FOLLOW and b"GenericPLEG: Relisting" in raw):
             first = len(self.kubelet.series) == 0
             if self.kubelet.tick_fast(lineno, raw):
                 if first:
@@ -465,74 +600,116 @@ class _Collector:
                 return
         if tag == kubelet_log.TAG_SEVERITY:
             self.severity += 1
-            if self.severity > kubelet_log.MAX_RECORDS_PER_SOURCE:
-                self.scanner.drop_tag(kubelet_log.TAG_SEVERITY)
+            if self.shared[_CAPPED] or self.severity > kubelet_log.MAX_RECORDS_PER_SOURCE:
+                self.scanner.drop_tag(kubelet_log.TAG_SEVERITY)  # none of them would be kept
                 return
         self.candidates.append((lineno, bytes(raw), tag))
 
+    def payload(self, stats: ScanStats) -> dict[str, Any]:
+        k = self.kubelet
+        return {
+            "ts": k.series.ts.tobytes(),
+            "line": k.series.line.tobytes(),
+            "texts": k.series.texts,
+            "first_text": self.first_text,
+            "last_ts": k.last_tick_ts,
+            "last_text": k.last_tick_text,
+            "candidates": self.candidates,
+            "lines": stats.lines,
+            "binary": stats.binary_chunks,
+            "long": stats.long_lines,
+            "shift": self.resolver.shift,
+        }
 
-def _scan_in_two(fh: io.FileIO, size: int, scanner: LineScanner, dispatcher: Dispatcher, stats: ScanStats) -> None:
-    probe = os.pread(fh.fileno(), 1 << 20, size // 2)
-    nl = probe.find(b"\n")
-    if nl == -1:
-        scanner.scan(fh, dispatcher.on_line, stats)
+
+def _child_segments(
+    fh: io.FileIO, bounds: list[int], shared: mmap.mmap, scanner: LineScanner, dispatcher: Dispatcher
+) -> list[tuple[int, dict[str, Any]]]:
+    parts: list[tuple[int, dict[str, Any]]] = []
+    while True:
+        k = shared[_BACK] - 1
+        if k < shared[_FRONT]:
+            return parts
+        shared[_BACK] = k
+        scanner.restore()
+        if shared[_CAPPED]:
+            scanner.drop_tag(kubelet_log.TAG_SEVERITY)
+        collector = _Collector(dispatcher, scanner, dispatcher.path, shared)
+        stats = ScanStats()
+        scanner.scan(
+            _Range(fh, bounds[k], bounds[k + 1]),
+            collector.on_line,
+            stats,
+            on_ticks=collector.on_ticks,
+            follow=collector.wants_next,
+            following=True,
+        )
+        parts.append((k, collector.payload(stats)))
+
+
+def _scan_parallel(fh: io.FileIO, size: int, scanner: LineScanner, dispatcher: Dispatcher, stats: ScanStats) -> None:
+    bounds = _segment_bounds(fh.fileno(), size)
+    nseg = len(bounds) - 1
+    if nseg < 2:
+        scanner.scan(fh, dispatcher.on_line, stats, on_ticks=dispatcher.on_ticks, follow=dispatcher.wants_next)
         return
-    split = size // 2 + nl + 1
+    shared = mmap.mmap(-1, mmap.PAGESIZE)  # anonymous and MAP_SHARED: seen by parent and child
+    shared[_FRONT] = 0
+    shared[_BACK] = nseg
     r, w = os.pipe()
     try:
         pid = os.fork()
     except OSError:
         os.close(r)
         os.close(w)
-        scanner.scan(fh, dispatcher.on_line, stats)
+        scanner.scan(fh, dispatcher.on_line, stats, on_ticks=dispatcher.on_ticks, follow=dispatcher.wants_next)
         return
     if pid == 0:  # child: never returns
         code = 1
         try:
             os.close(r)
-            collector = _Collector(dispatcher, scanner, dispatcher.path)
-            child_stats = ScanStats()
-            scanner.scan(_Range(fh, split, size), collector.on_line, child_stats)  # type: ignore[arg-type]
-            k = collector.kubelet
-            payload = {
-                "ts": k.series.ts.tobytes(),
-                "line": k.series.line.tobytes(),
-                "texts": k.series.texts,
-                "first_text": collector.first_text,
-                "last_ts": k.last_tick_ts,
-                "last_text": k.last_tick_text,
-                "candidates": collector.candidates,
-                "lines": child_stats.lines,
-                "binary": child_stats.binary_chunks,
-                "long": child_stats.long_lines,
-                "shift": dispatcher.resolver.shift,
-            }
+            parts = _child_segments(fh, bounds, shared, scanner, dispatcher)
             with os.fdopen(w, "wb") as out:
-                out.write(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+                out.write(pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL))
             code = 0
         finally:
             os._exit(code)
     os.close(w)
+    dispatcher.shared = shared
+    front = _FrontSegments(fh, bounds, shared)
     done = False
     try:
-        scanner.scan(_Range(fh, 0, split), dispatcher.on_line, stats)  # type: ignore[arg-type]
+        warm_up = dispatcher.ctx.options.get("while_scanning")
+        if callable(warm_up):  # work of the caller's that the child's segments make up for
+            with contextlib.suppress(Exception):
+                warm_up()
+        scanner.scan(front, dispatcher.on_line, stats, on_ticks=dispatcher.on_ticks, follow=dispatcher.wants_next)
         with os.fdopen(r, "rb") as inp:
             data = inp.read()
         _, status = os.waitpid(pid, 0)
         done = True
-        payload = pickle.loads(data) if status == 0 and data else None
+        done_parts: dict[int, dict[str, Any]] = dict(pickle.loads(data)) if status == 0 and data else {}
     finally:
+        dispatcher.shared = None
         if not done:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-    if payload is not None and not _merge(payload, dispatcher, stats):
-        payload = None
-    if payload is None:  # the child failed or a year rollover crossed the split: do it here
-        base = stats.lines
+    k = front.taken
+    while k < nseg and k in done_parts and _merge(done_parts[k], dispatcher, stats):
+        k += 1
+    if k < nseg:  # the child failed or a year rollover crossed a cut: read the rest here
         rest = ScanStats()
-        scanner.scan(_Range(fh, split, size), lambda n, raw, tag: dispatcher.on_line(base + n, raw, tag), rest)  # type: ignore[arg-type]
-        stats.lines = base + rest.lines
+        scanner.scan(
+            _Range(fh, bounds[k], size),
+            dispatcher.on_line,
+            rest,
+            on_ticks=dispatcher.on_ticks,
+            follow=dispatcher.wants_next,
+            following=dispatcher.wants_next(),
+            lineno=stats.lines,
+        )
+        stats.lines = rest.lines
         stats.candidates += rest.candidates
         stats.binary_chunks += rest.binary_chunks
         stats.long_lines += rest.long_lines
@@ -546,7 +723,7 @@ def _merge(payload: dict[str, Any], dispatcher: Dispatcher, stats: ScanStats) ->
     lines = array("q")
     lines.frombytes(payload["line"])
     if dispatcher.resolver.shift or payload["shift"]:
-        return False  # klog year rollover: year of the second half is only known sequentially
+        return False  # klog year rollover: the year of later segments is only known sequentially
     if len(ts) and k.last_tick_ts >= 0 and ts[0] < k.last_tick_ts - 30 * 86400:
         return False
     offset = stats.lines
@@ -558,12 +735,15 @@ def _merge(payload: dict[str, Any], dispatcher: Dispatcher, stats: ScanStats) ->
                 series.texts[base_index] = quote(payload["first_text"])
         series.ts.extend(ts)
         series.src.extend(array("i", [k.src_id]) * len(ts))
-        series.line.extend(array("q", (x + offset for x in lines)))
+        series.line.extend(array("q", map(offset.__add__, lines)))
         for idx, text in payload["texts"].items():
             series.texts[base_index + idx] = text
         k.last_tick_ts = payload["last_ts"]
         k.last_tick_text = payload["last_text"]
+    severity = kubelet_log.TAG_SEVERITY
     for lineno, raw, tag in payload["candidates"]:
+        if tag == severity and k.kept_records >= kubelet_log.MAX_RECORDS_PER_SOURCE:
+            continue  # warnings past the cap (the child could not know it was reached)
         dispatcher.on_line(offset + lineno, raw, tag)
     stats.lines = offset + payload["lines"]
     stats.candidates += len(payload["candidates"]) + len(ts)

@@ -18,8 +18,9 @@ CONTAINER_FINISHED, KUBELET_DU_KILLED for slow or killed `du`/`find` fs-stats ru
 warning+ lines as LogRecords (at most MAX_RECORDS_PER_SOURCE per input).
 
 Speed: only lines that contain one of NEEDLES are decoded and parsed (see
-plegdoctor.parsers._logcommon.LineScanner); a relist tick costs one anchored regex match
-on bytes and a cached year/zone lookup. `records` counts the lines read; `unparsed` counts
+plegdoctor.parsers._logcommon.LineScanner), plus the lines after an open `key=<`; relist
+ticks come in batches and cost a fixed-place slice of the klog stamp and a cached
+minute epoch (`KubeletHandler.ticks`). `records` counts the lines read; `unparsed` counts
 candidate lines that were not kubelet lines, plus lines of the first 64 KiB that were not.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -53,10 +55,12 @@ KIND = "kubelet-log"
 MAX_RECORDS_PER_SOURCE = 5000
 KEEP_TEXT_INTERVAL = 1.5  # keep the text of ticks that border an interval at least this long
 
+# A line hit by several needles comes with the smallest tag: an event or a `key=<` opener
+# must never be taken for a mere warning (warnings stop being read at the records cap).
 TAG_RELIST = 0
 TAG_EVENT = 1
-TAG_SEVERITY = 2
-TAG_MULTI = 3
+TAG_MULTI = 2
+TAG_SEVERITY = 3
 TAG_CONT = 4
 TAG_JSON = 11
 
@@ -80,14 +84,9 @@ NEEDLES: list[Needle] = [
     *(Needle(s + m, TAG_SEVERITY, line_start=True) for s in (b"E", b"W", b"F") for m in (b"0", b"1")),
     Needle(b'"level":"error', TAG_SEVERITY),
     Needle(b'"level":"warn', TAG_SEVERITY),
-    # multi-line values: the `key=<` opener, TAB (or 8 spaces) lines, the ` >` closer
+    # multi-line values: the `key=<` opener; the TAB (or 8 spaces) lines and the ` >` closer
+    # that follow it are read because the parser asks the scanner for the next lines
     Needle(b"=<", TAG_MULTI),
-    Needle(b"]: \t", TAG_CONT),
-    Needle(b"]:         ", TAG_CONT),
-    Needle(b"]:  >", TAG_CONT),
-    Needle(b"\t", TAG_CONT, line_start=True),
-    Needle(b"        ", TAG_CONT, line_start=True),
-    Needle(b" >", TAG_CONT, line_start=True),
     # kubelet JSON logging lines
     Needle(b'{"', TAG_JSON, line_start=True),
 ]
@@ -163,6 +162,7 @@ class KubeletHandler:
         self.last_tick_ts = -1.0
         self.last_tick_text: bytes | None = None
         self._hour_cache: dict[bytes, float] = {}
+        self._minute_cache: dict[bytes, float] = {}  # b"I0615 00:00" -> epoch of that minute
         self._ts_append = self.series.ts.append
         self._src_append = self.series.src.append
         self._line_append = self.series.line.append
@@ -178,10 +178,10 @@ class KubeletHandler:
     def tick_fast(self, lineno: int, raw: bytes) -> bool:
         """A `GenericPLEG: Relisting` line; False if the fast path cannot read it.
 
-        This runs once per second of log, so it is written for speed: the klog stamp is
-        matched on bytes right after the journald frame (or at the line start), the epoch
-        of its local hour is cached by the raw `MMDD hh` bytes, and the tick goes straight
-        into the RelistSeries arrays."""
+        The klog stamp is matched on bytes right after the journald frame (or at the line
+        start), the epoch of its local hour is cached by the raw `MMDD hh` bytes, and the
+        tick goes straight into the RelistSeries arrays. It also fills the minute cache
+        that `ticks` reads."""
         i = raw.find(b"]: ")
         m = _TICK_STAMP.match(raw, i + 3) if i != -1 else None
         if m is None:
@@ -194,7 +194,9 @@ class KubeletHandler:
             base = self._hour_base(hour_key)
             if base is None:
                 return False
-        ts = base + int(minute) * 60 + float(sec)
+        minute_base = base + int(minute) * 60
+        self._minute_cache[raw[m.start() : m.start() + 11]] = minute_base
+        ts = minute_base + float(sec)
         last = self.last_tick_ts
         if last >= 0 and (ts - last >= KEEP_TEXT_INTERVAL or last - ts >= KEEP_TEXT_INTERVAL):
             self._add_tick(ts, lineno, raw)
@@ -206,11 +208,65 @@ class KubeletHandler:
         self.last_tick_text = raw
         return True
 
+    def ticks(self, buf: bytes, flat: list[int], slow: Callable[[int, bytes], None]) -> None:
+        """A batch of relist lines from the scanner: `flat` = [lineno, start, end, ...],
+        each line `buf[start:end]` (see LineScanner.scan). This runs once per second of
+        log, so it is written for speed: the 22-byte klog stamp `Lmmdd hh:mm:ss.uuuuuu `
+        is sliced at a fixed place (after the journald frame, or at the line start), its
+        `Lmmdd hh:mm` part looked up in a cache of minute epochs (filled by `tick_fast`
+        from validated stamps) and the seconds added. A line the cache does not know, or
+        that is not shaped like that, goes to `slow(lineno, line)`, in order."""
+        cache = self._minute_cache
+        find = buf.find
+        ts_append = self._ts_append
+        src_append = self._src_append
+        line_append = self._line_append
+        src_id = self.src_id
+        keep = KEEP_TEXT_INTERVAL
+        last = self.last_tick_ts
+        prev_s = prev_e = -1  # the previous tick, while it is in buf and its text not taken
+        for i in range(0, len(flat), 3):
+            s = flat[i + 1]
+            e = flat[i + 2]
+            p = find(b"]: ", s, e)
+            st = bytes(buf[p + 3 : p + 25] if p != -1 else buf[s : s + 22])  # buf may be a bytearray
+            base = cache.get(st[:11])
+            try:
+                if base is None or st[14] != 46 or st[21] != 32:  # "." before the micros, " " after
+                    raise ValueError
+                ts = base + float(st[12:21])
+            except (ValueError, IndexError):
+                self.last_tick_ts = last
+                if prev_s >= 0:
+                    self.last_tick_text = _line(buf, prev_s, prev_e)
+                slow(flat[i], _line(buf, s, e))
+                last = self.last_tick_ts
+                prev_s = -1
+                continue
+            if last >= 0 and (ts - last >= keep or last - ts >= keep):
+                self.last_tick_ts = last
+                if prev_s >= 0:
+                    self.last_tick_text = _line(buf, prev_s, prev_e)
+                self._add_tick(ts, flat[i], _line(buf, s, e))
+                last = ts
+                prev_s = -1
+                continue
+            ts_append(ts)
+            src_append(src_id)
+            line_append(flat[i])
+            last = ts
+            prev_s = s
+            prev_e = e
+        self.last_tick_ts = last
+        if prev_s >= 0:
+            self.last_tick_text = _line(buf, prev_s, prev_e)
+
     def _hour_base(self, hour_key: bytes) -> float | None:
         shift = self.resolver.shift
         base = self.resolver.epoch(int(hour_key[0:2]), int(hour_key[2:4]), int(hour_key[5:7]), 0, 0, 0)
         if self.resolver.shift != shift:
             self._hour_cache.clear()  # year rollover: cached hours belong to the old year
+            self._minute_cache.clear()
         if base is not None:
             self._hour_cache[hour_key] = base
         return base
@@ -501,6 +557,11 @@ class KubeletHandler:
 
 def _go_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _line(buf: bytes, start: int, end: int) -> bytes:
+    line = bytes(buf[start:end])
+    return line[:-1] if line.endswith(b"\r") else line
 
 
 def _text(raw: bytes | str) -> str:
