@@ -217,3 +217,15 @@ def test_journal_kind_follows_values_between_other_units(tmp_path, monkeypatch):
     monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
     ev, _ = run(p, journald)
     assert len([e for e in ev.events if e.kind == "pleg-unhealthy"]) == written["multi"]
+
+
+def test_line_numbers_without_stringzilla_are_the_same(tmp_path, monkeypatch):
+    text, _ = journal(300, seed=11)
+    p = tmp_path / "k.log"
+    p.write_text(text)
+    monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
+    monkeypatch.setattr(_logcommon, "CHUNK", 5000)
+    fast = summary(*run(p))
+    monkeypatch.setattr(_logcommon, "_sz_count", None)
+    assert summary(*run(p)) == fast
+    assert fast["lines"] == text.count("\n") and fast["line"][0] == 1

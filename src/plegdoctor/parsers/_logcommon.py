@@ -1,11 +1,12 @@
 """Shared machinery of the log parsers: journald framing, klog headers, logrus fields, Go
 string unquoting, year/zone resolution of year-less stamps, and a fast chunked line scanner.
 
-The scanner is what keeps a 500 MB kubelet log cheap: it reads the input in big binary
+The scanner is what keeps a 500 MB kubelet log cheap: it reads the input in 1 MiB binary
 chunks, finds *candidate* lines with one multi-literal search over each chunk (Hyperscan
 when installed, else one `bytes.find` loop per needle), counts newlines only to number
-those lines, and decodes and parses nothing else. Parsers say what is interesting with
-needles; a parser that must see every line (containerd) asks for all lines instead.
+those lines (StringZilla's SIMD count when installed, else `bytes.count`), and decodes
+and parses nothing else. Parsers say what is interesting with needles; a parser that must
+see every line (containerd) asks for all lines instead.
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ try:  # Hyperscan: one pass over a chunk for all needles (several times faster t
     import hyperscan as _hs
 except ImportError:  # pragma: no cover - exercised when the wheel is missing
     _hs = None  # type: ignore[assignment]
+try:  # StringZilla: SIMD byte counts for line numbers (~8x `bytes.count`, ~20 GB/s here).
+    from stringzilla import count as _sz_count
+except ImportError:  # pragma: no cover - exercised when the wheel is missing
+    _sz_count = None
+
+
+def _py_count(buf: bytes | bytearray, sub: bytes, start: int, end: int) -> int:
+    return buf.count(sub, start, end)
+
 
 CHUNK = 1 << 20  # small enough to stay in the L2/L3 cache between the scan and the counts
 MAX_LINE = 64 << 20  # a longer line is skipped with a warning (same limit as plegdoctor.inputs)
@@ -607,7 +617,7 @@ class LineScanner:
     ) -> int:
         matches = self._matches(buf, start, end)
         matches.append((end + 1) << _TAG_BITS)  # sentinel: delivers the last pending line
-        count = buf.count
+        count = _sz_count or _py_count
         rfind = buf.rfind
         find = buf.find
         on_ticks = self._on_ticks
@@ -637,7 +647,7 @@ class LineScanner:
             if to <= skip_to:
                 continue
             if pend_start >= 0:
-                cur += count(b"\n", counted_to, pend_start)
+                cur += count(buf, b"\n", counted_to, pend_start)
                 counted_to = pend_start
                 n += 1
                 if pend_tag == tick_tag:
@@ -665,7 +675,7 @@ class LineScanner:
             pend_tag = code & mask
         if ticks:
             on_ticks(buf, ticks)  # type: ignore[misc]
-        cur += count(b"\n", counted_to, end)
+        cur += count(buf, b"\n", counted_to, end)
         stats.lines = cur
         stats.candidates += n
         return cur
