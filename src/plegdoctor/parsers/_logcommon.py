@@ -146,21 +146,35 @@ def parse_journal_frame(line: str) -> JournalFrame | None:
     m = _JOURNAL_RE.match(line)
     if m is None:
         return None
-    if m.group("bident") is not None:
-        return JournalFrame(m.group("bident"), int(m.group("bpid")), None, None, None, m.end())
-    pid = int(m.group("pid")) if m.group("pid") else None
+    mon, day, hms, frac, iso, _mono, host, ident, pid, bident, bpid = m.groups()
+    if bident is not None:
+        return JournalFrame(bident, int(bpid), None, None, None, m.end())
     ts = None
     local = None
-    if m.group("iso"):
-        ts = parse_iso(m.group("iso"))
-    elif m.group("mon"):
-        mon = MONTHS.get(m.group("mon"))
-        if mon is None:
+    if iso:
+        ts = parse_iso(iso)
+    elif mon:
+        month = MONTHS.get(mon)
+        if month is None:
             return None
-        h, mi, s = m.group("hms").split(":")
-        frac = (m.group("frac") or "0")[:6].ljust(6, "0")
-        local = (mon, int(m.group("day")), int(h), int(mi), int(s), int(frac))
-    return JournalFrame(m.group("ident"), pid, m.group("host"), ts, local, m.end())
+        h, mi, s = hms.split(":")
+        local = (month, int(day), int(h), int(mi), int(s), int((frac or "0")[:6].ljust(6, "0")))
+    return JournalFrame(ident, int(pid) if pid else None, host, ts, local, m.end())
+
+
+_head_frames: tuple[list[str], list[JournalFrame | None]] | None = None
+
+
+def head_frames(lines: list[str]) -> list[JournalFrame | None]:
+    """`parse_journal_frame` of the first 400 lines of a head; the sniffers of the log
+    kinds all ask for them, so they are parsed once per head."""
+    global _head_frames
+    cached = _head_frames
+    if cached is not None and cached[0] is lines and len(cached[1]) == min(len(lines), 400):
+        return cached[1]
+    frames = [parse_journal_frame(line) for line in lines[:400]]
+    _head_frames = (lines, frames)
+    return frames
 
 
 def process_of_ident(ident: str) -> str | None:

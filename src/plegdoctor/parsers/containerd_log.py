@@ -32,8 +32,8 @@ from plegdoctor.model import Event, EventKind, LogRecord, Ref, quote
 from plegdoctor.parsers._logcommon import (
     LOGRUS_LEVELS,
     WARNING_PLUS,
+    head_frames,
     parse_iso,
-    parse_journal_frame,
     parse_logrus_text,
     process_of_ident,
     to_utc,
@@ -58,12 +58,11 @@ def sniff(lines: list[str]) -> float:
     """logrus text/JSON lines with containerd's RFC 3339 stamps, framed or bare."""
     seen = hits = 0
     containerdish = 0
-    for line in lines[:400]:
+    for line, frame in zip(lines[:400], head_frames(lines), strict=True):
         if not line.strip():
             continue
         seen += 1
         text = line
-        frame = parse_journal_frame(line)
         if frame is not None:
             proc = process_of_ident(frame.ident)
             if proc not in (None, "containerd"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from plegdoctor.parsers._logcommon import parse_journal_frame, process_of_ident
+from plegdoctor.parsers._logcommon import head_frames, process_of_ident
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
@@ -27,12 +27,11 @@ _DOCKER_WORDS = ("dockerd", "libcontainerd", "graphdriver", "moby", "libnetwork"
 
 def sniff(lines: list[str]) -> float:
     seen = hits = dockerish = containerdish = 0
-    for line in lines[:400]:
+    for line, frame in zip(lines[:400], head_frames(lines), strict=True):
         if not line.strip():
             continue
         seen += 1
         text = line
-        frame = parse_journal_frame(line)
         if frame is not None:
             if process_of_ident(frame.ident) == "dockerd":
                 dockerish += 1

@@ -26,9 +26,9 @@ import contextlib
 import gc
 import io
 import json
+import marshal
 import mmap
 import os
-import pickle
 import re
 import signal
 from array import array
@@ -46,6 +46,7 @@ from plegdoctor.parsers._logcommon import (
     ScanStats,
     StampResolver,
     finish_report,
+    head_frames,
     open_binary,
     parse_iso,
     parse_journal_frame,
@@ -86,14 +87,13 @@ def sniff(lines: list[str]) -> float:
     seen = framed = 0
     idents: set[str] = set()
     json_entries = 0
-    for line in lines[:400]:
+    for line, frame in zip(lines[:400], head_frames(lines), strict=True):
         if not line.strip():
             continue
         seen += 1
         if line.startswith("{") and '"MESSAGE"' in line and ("__REALTIME_TIMESTAMP" in line or "_PID" in line):
             json_entries += 1
             continue
-        frame = parse_journal_frame(line)
         if frame is not None and (frame.host is not None or frame.pid is not None):
             framed += 1
             idents.add(process_of_ident(frame.ident) or frame.ident)
@@ -207,6 +207,7 @@ class Dispatcher:
         self.unparsed = 0
         self.records = 0
         self.scanner: LineScanner | None = None
+        self._procs: dict[str, str | None] = {}  # journald identifier -> handler
         self.shared: mmap.mmap | None = None  # byte 2 set: tells a forked reader the warnings cap is reached
 
     # -- entry points of the scanner
@@ -245,7 +246,9 @@ class Dispatcher:
         if frame is not None:
             if frame.ts is not None:
                 self.ctx.time.learn(frame.ts, zone=frame.ts.tzinfo is not None)
-            proc = process_of_ident(frame.ident)
+            proc = self._procs.get(frame.ident, "")
+            if proc == "":
+                proc = self._procs[frame.ident] = process_of_ident(frame.ident)
             if proc is None:
                 self.other_units += 1
                 return
@@ -669,8 +672,12 @@ def _scan_parallel(fh: io.FileIO, size: int, scanner: LineScanner, dispatcher: D
         try:
             os.close(r)
             parts = _child_segments(fh, bounds, shared, scanner, dispatcher)
+            if shared[_CAPPED]:  # the parent keeps no more warnings: do not send any
+                severity = kubelet_log.TAG_SEVERITY
+                for _, part in parts:
+                    part["candidates"] = [c for c in part["candidates"] if c[2] != severity]
             with os.fdopen(w, "wb") as out:
-                out.write(pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL))
+                out.write(marshal.dumps(parts))  # plain data; same interpreter
             code = 0
         finally:
             os._exit(code)
@@ -688,7 +695,7 @@ def _scan_parallel(fh: io.FileIO, size: int, scanner: LineScanner, dispatcher: D
             data = inp.read()
         _, status = os.waitpid(pid, 0)
         done = True
-        done_parts: dict[int, dict[str, Any]] = dict(pickle.loads(data)) if status == 0 and data else {}
+        done_parts: dict[int, dict[str, Any]] = dict(marshal.loads(data)) if status == 0 and data else {}
     finally:
         dispatcher.shared = None
         if not done:

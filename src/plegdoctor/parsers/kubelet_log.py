@@ -41,8 +41,8 @@ from plegdoctor.parsers._logcommon import (
     Needle,
     StampResolver,
     go_unquote,
+    head_frames,
     parse_go_duration,
-    parse_journal_frame,
     process_of_ident,
 )
 
@@ -105,12 +105,11 @@ def sniff(lines: list[str]) -> float:
     """kubelet klog lines (framed by journald with a kubelet identifier, or bare), or
     kubelet JSON logging."""
     seen = klog = 0
-    for line in lines[:400]:
+    for line, frame in zip(lines[:400], head_frames(lines), strict=True):
         if not line.strip():
             continue
         seen += 1
         text = line
-        frame = parse_journal_frame(line)
         if frame is not None:
             if process_of_ident(frame.ident) != "kubelet":
                 continue
@@ -355,22 +354,15 @@ class KubeletHandler:
             self.unparsed += 1
             return
         self.records += 1
-        ts = self.resolver.dt(
-            int(m.group("mon")),
-            int(m.group("day")),
-            int(m.group("h")),
-            int(m.group("m")),
-            int(m.group("s")),
-            int(m.group("us")),
-        )
+        sev, mon, day, hour, minute, sec, micro, pid, _file, _line = m.groups()
+        ts = self.resolver.dt(int(mon), int(day), int(hour), int(minute), int(sec), int(micro))
         body = msg[m.end() :]
         if body.endswith("=<") and self.multi is None and full_text is None:
             self.multi = (lineno, text, prefix, msg[:-1])
             self.multi_lines = []
             return
-        severity = KLOG_SEVERITY[m.group("sev")]
         message, fields, form = split_body(body)
-        self._classify(lineno, text, ts, severity, int(m.group("pid")), message, fields, form, body)
+        self._classify(lineno, text, ts, KLOG_SEVERITY[sev], int(pid), message, fields, form, body)
 
     def _klog_file_header(self, msg: str) -> None:
         if msg.startswith("Log file created at:"):
