@@ -290,3 +290,57 @@ def test_random_layers_do_not_dedupe_and_are_valid_tars():
         member = tar.getmember("data/layer-0.bin")
         assert member.size == 1024 * 1024
     assert BigImage(8, 128).tag == "8x128m" and BigImage(8, 128).total_mib == 1024
+
+
+def test_stall_trigger_captures_deeper_into_the_same_stall_and_only_worse_later_ones(tmp_path: Path):
+    import threading
+
+    from plegdoctor.lab.workload import Workload, WorkloadSpec
+
+    class FakeRelister:
+        def __init__(self) -> None:
+            self.inflight, self.done = 0.0, 0
+
+        def inflight_seconds(self) -> float:
+            return self.inflight
+
+        def completed(self) -> int:
+            return self.done
+
+    seen: list[float] = []
+    wl = Workload(
+        "unix:///nonexistent.sock",
+        "/nonexistent.sock",
+        WorkloadSpec(trigger_s=2.0, max_captures=3),
+        "busybox",
+        "big",
+        tmp_path,
+        on_stall=lambda s: seen.append(s) or {"bundle": f"b{len(seen)}"},
+    )
+    fake = FakeRelister()
+    stop = threading.Event()
+    t = threading.Thread(target=wl._trigger_loop, args=(fake, stop), daemon=True)
+    t.start()
+
+    def step(inflight: float, done: int | None = None) -> None:
+        if done is not None:
+            fake.done = done
+        fake.inflight = inflight
+        time.sleep(0.5)
+
+    try:
+        step(1.0)
+        step(2.5)  # first capture
+        step(9.0)  # same stall, under 4 x 2.5
+        step(10.5)  # same stall, deeper: second capture
+        fake.inflight = 0.0
+        wl.rec.result.relists.append(RelistRecord(0.0, 11.0, 0.1, 10.9))
+        step(5.0, done=1)  # a new, shorter stall: not captured
+        step(12.0)  # now longer than every relist so far: third capture
+        step(60.0)  # max_captures reached
+    finally:
+        stop.set()
+        t.join(timeout=5)
+    assert seen == [2.5, 10.5, 12.0]
+    assert [c["bundle"] for c in wl.rec.result.captures] == ["b1", "b2", "b3"]
+    wl.client.close()

@@ -62,7 +62,8 @@ class RunFigures:
     umount_syncfs_seconds: float = 0.0
     stall_phase_seconds: float = 0.0
     disk_mb_per_s: float = 0.0
-    bundle: str = ""
+    bundle: str = ""  # the last capture: deepest into the worst stall
+    bundles: list[str] = field(default_factory=list)
     diagnosis: str = ""
     diagnosis_summary: str = ""
     diagnosis_classes: list[str] = field(default_factory=list)

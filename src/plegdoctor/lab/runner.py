@@ -131,6 +131,7 @@ def run_variant(
     (vdir / "records.json").write_text(json.dumps(asdict(result)))
     bundles = [c["bundle"] for c in result.captures if c.get("bundle")]
     if bundles:
+        f.bundles = bundles
         f.bundle = bundles[-1]
         f.expected_mechanism = compare.expected_mechanism(f)
         try:

@@ -51,7 +51,7 @@ class WorkloadSpec:
     drained_mib: int = 64  # Dirty+Writeback under this counts as drained
     max_phase_s: float = 600.0
     trigger_s: float = 3.0
-    max_captures: int = 2
+    max_captures: int = 3
 
 
 @dataclass(slots=True)
@@ -431,24 +431,31 @@ class Workload:
             self.rec.call("RemovePodSandbox", pod.name, partial(self.client.remove_pod_sandbox, pod.sandbox_id))
 
     def _trigger_loop(self, relister: Relister, stop: threading.Event) -> None:
-        """Call on_stall when an in-flight relist passes trigger_s (at most max_captures times).
+        """Call on_stall while a relist is stalled, so the last bundle is from deep in the worst stall.
 
-        A further capture is taken only for a later stall that already lasts longer than the
-        longest relist seen so far, so the last bundle is from the worst stall."""
+        The first capture comes when a relist has been in flight for trigger_s; the same stall
+        is captured again at 4x and 16x that age (a chain can change while a stall lasts: in
+        containerd 2.1 UpdateContainerResources first waits on bbolt's fdatasync, later on the
+        shim stuck in the unmount), and a later stall only once it already lasts longer than
+        every relist so far. At most max_captures bundles."""
         count = 0
-        captured_relist = -1  # relists completed when the last capture was taken
+        current = -1  # relists completed when the stall in flight began (identifies it)
+        next_at = self.spec.trigger_s
         while not stop.wait(0.2):
             if self.on_stall is None or count >= self.spec.max_captures:
                 continue
             inflight = relister.inflight_seconds()
-            done = relister.completed()
-            if inflight <= 0 or done == captured_relist:
+            if inflight <= 0:
                 continue
-            with self.rec.lock:
-                worst = max((r.seconds for r in self.rec.result.relists), default=0.0)
-            if inflight >= self.spec.trigger_s and (count == 0 or inflight > worst):
-                captured_relist = done
+            done = relister.completed()
+            if done != current:  # a new relist in flight
+                with self.rec.lock:
+                    worst = max((r.seconds for r in self.rec.result.relists), default=0.0)
+                current = done
+                next_at = self.spec.trigger_s if count == 0 else max(self.spec.trigger_s, worst)
+            if inflight >= next_at:
                 count += 1
+                next_at = inflight * 4
                 info = self.on_stall(inflight)
                 if info:
                     info = {**info, "relist_inflight_seconds": round(inflight, 2), "at": round(self.rec.now(), 2)}
