@@ -72,16 +72,20 @@ def collect_evidence(
     available = parsers.available()
 
     # Pass 1 (not for stdin, which can be read only once): learn the year from any fully
-    # dated log, so that year-less stamps read later resolve consistently.
+    # dated log, so that year-less stamps read later resolve consistently. The kinds it
+    # sniffs are kept for pass 2 (sniffing a head costs more than reading it again).
+    sniffed: dict[str, str] = {}
     if "-" not in paths and year is None:
         for src in iter_sources(paths, kinds):
             kind = src.kind_override or parsers.sniff(src.head())[0]
+            sniffed[src.display] = kind
             _learn_year(kind, src.head(), time_ctx)
             if time_ctx.reference_year is not None:
                 break
 
     strip = display_root.rstrip("/") + "/" if display_root else None
     for src in iter_sources(paths, kinds):
+        sniffed_kind = sniffed.get(src.display)
         if strip and src.display.startswith(strip):
             src.display = src.display[len(strip) :]
         head = src.head()
@@ -91,7 +95,7 @@ def collect_evidence(
         if kind and kind not in available and not src.kind_override:
             kind = ""  # a manifest kind this build does not read: sniff instead
         if not kind:
-            kind, _score = parsers.sniff(head)
+            kind = sniffed_kind or parsers.sniff(head)[0]
         report = InputReport(path=src.display, kind=kind)
         evidence.inputs.append(report)
         if src.compression:
