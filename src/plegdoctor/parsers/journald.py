@@ -443,7 +443,7 @@ def run_log_parser(source: Source, ctx: ParseContext, default_process: str | Non
 # Whoever is faster reads more, so a busy core does not hold the other one up.
 
 SPLIT_MIN_BYTES = 64 << 20
-SEGMENT_BYTES = 16 << 20
+SEGMENT_BYTES = 8 << 20
 _FRONT, _BACK, _CAPPED = 0, 1, 2  # bytes of the shared page: next front segment, back bound, cap flag
 
 

@@ -228,35 +228,35 @@ class KubeletHandler:
         keep = KEEP_TEXT_INTERVAL
         last = self.last_tick_ts
         prev_s = prev_e = -1  # the previous tick, while it is in buf and its text not taken
-        for i in range(0, len(flat), 3):
-            s = flat[i + 1]
-            e = flat[i + 2]
+        it = iter(flat)
+        for lineno, s, e in zip(it, it, it, strict=True):
             p = find(b"]: ", s, e)
-            st = bytes(buf[p + 3 : p + 25] if p != -1 else buf[s : s + 22])  # buf may be a bytearray
-            base = cache.get(st[:11])
+            p = s if p == -1 else p + 3
+            base = cache.get(bytes(buf[p : p + 11]))  # b"I0615 00:00"; bytes: buf may be a bytearray
             try:
-                if base is None or st[14] != 46 or st[21] != 32:  # "." before the micros, " " after
+                # "." before the micros and " " after them, inside the line
+                if base is None or p + 22 > e or buf[p + 14] != 46 or buf[p + 21] != 32:
                     raise ValueError
-                ts = base + float(st[12:21])
-            except (ValueError, IndexError):
+                ts = base + float(buf[p + 12 : p + 21])
+            except ValueError:
                 self.last_tick_ts = last
                 if prev_s >= 0:
                     self.last_tick_text = _line(buf, prev_s, prev_e)
-                slow(flat[i], _line(buf, s, e))
+                slow(lineno, _line(buf, s, e))
                 last = self.last_tick_ts
                 prev_s = -1
                 continue
-            if last >= 0 and (ts - last >= keep or last - ts >= keep):
+            if last >= 0 and not -keep < ts - last < keep:
                 self.last_tick_ts = last
                 if prev_s >= 0:
                     self.last_tick_text = _line(buf, prev_s, prev_e)
-                self._add_tick(ts, flat[i], _line(buf, s, e))
+                self._add_tick(ts, lineno, _line(buf, s, e))
                 last = ts
                 prev_s = -1
                 continue
             ts_append(ts)
             src_append(src_id)
-            line_append(flat[i])
+            line_append(lineno)
             last = ts
             prev_s = s
             prev_e = e
