@@ -14,15 +14,10 @@ for the next one (tar members are read sequentially). Nothing is ever written.
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
-import lzma
 import os
 import stat
 import sys
-import tarfile
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -68,17 +63,36 @@ class _HeadStream(io.RawIOBase):
 
 def _decompressor(head: bytes, raw: BinaryIO) -> tuple[str | None, BinaryIO]:
     """Wrap `raw` (positioned at its start, `head` already peeked) by its magic."""
+    # The codec modules are imported when an input needs them (plain files are the rule).
     if head.startswith(GZIP_MAGIC):
+        import gzip
+
         return "gzip", gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if head.startswith(XZ_MAGIC):
+        import lzma
+
         return "xz", lzma.LZMAFile(raw)  # type: ignore[return-value]
     if head.startswith(BZ2_MAGIC) and len(head) > 3 and head[3:4].isdigit():
+        import bz2
+
         return "bzip2", bz2.BZ2File(raw)  # type: ignore[return-value]
     if head.startswith(ZSTD_MAGIC):
         import zstandard
 
         return "zstd", zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
     return None, raw
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a (decompressed) input may raise: OS errors, truncation, and the
+    decompressors' own error types, of the codec modules loaded so far (a codec never
+    imported cannot have raised)."""
+    out: list[type[BaseException]] = [OSError, EOFError, ValueError]
+    for module, name in (("lzma", "LZMAError"), ("zlib", "error")):
+        mod = sys.modules.get(module)
+        if mod is not None:
+            out.append(getattr(mod, name))
+    return tuple(out)
 
 
 def _is_tar(head: bytes) -> bool:
@@ -105,7 +119,7 @@ class Source:
             assert self._stream is not None
             try:
                 self._head = _read_up_to(self._stream, HEAD_BYTES)
-            except (OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+            except _read_errors() as exc:
                 self._head = b""
                 self.error = f"cannot decompress: {exc}"
         return self._head
@@ -159,16 +173,10 @@ class _GuardedStream(io.RawIOBase):
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         try:
             return self._inner.readinto(b) or 0
-        except (OSError, EOFError, lzma.LZMAError, ValueError, zlib_error) as exc:
+        except _read_errors() as exc:
             if self._source.error is None:
                 self._source.error = f"input ends early or is corrupt ({exc}); read what came before"
             return 0
-
-
-try:
-    from zlib import error as zlib_error
-except ImportError:  # pragma: no cover
-    zlib_error = OSError  # type: ignore[misc,assignment]
 
 
 def _read_up_to(stream: BinaryIO, n: int) -> bytes:
@@ -275,6 +283,8 @@ def _from_stream(
 
 
 def _from_tar(display: str, outer: Source, depth: int) -> Iterator[Source]:
+    import tarfile
+
     stream = outer.stream()
     try:
         tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - closed in finally
@@ -310,6 +320,8 @@ def _from_tar(display: str, outer: Source, depth: int) -> Iterator[Source]:
 
 
 def _from_zip(display: str, fh: BinaryIO, mtime: float | None) -> Iterator[Source]:
+    import zipfile
+
     try:
         zf = zipfile.ZipFile(fh)
     except (zipfile.BadZipFile, OSError) as exc:

@@ -30,7 +30,6 @@ import marshal
 import mmap
 import os
 import re
-import signal
 from array import array
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -699,6 +698,8 @@ def _scan_parallel(fh: io.FileIO, size: int, scanner: LineScanner, dispatcher: D
     finally:
         dispatcher.shared = None
         if not done:
+            import signal
+
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
