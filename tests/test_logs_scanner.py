@@ -95,6 +95,15 @@ def journal(n_seconds: int, seed: int, *, framed: bool = True) -> tuple[str, dic
                 )
             elif r < 0.34 and framed:
                 emit(t2, "Started Session 3 of user root.", "systemd[1]")
+            elif r < 0.36 and framed:
+                cid = f"{rng.getrandbits(64):016x}" * 4
+                stamp = f"2023-06-02T{5 + int(t2) // 3600:02d}:{int(t2) // 60 % 60:02d}:{int(t2) % 60:02d}Z"
+                emit(t2, f'time="{stamp}" level=info msg="UpdateContainerResources for \\"{cid}\\""', "containerd[900]")
+                emit(
+                    t2,
+                    f'time="{stamp}" level=info msg="UpdateContainerResources for \\"{cid}\\" returns successfully"',
+                    "containerd[900]",
+                )
             else:
                 emit(t2, klog("I", t2, 'kubelet.go:2229] "SyncLoop (housekeeping)"'))
         t += 1.0 + rng.random() * 0.01
@@ -168,14 +177,14 @@ def test_ticks_batch_equals_the_regex_path(tmp_path, monkeypatch):
     assert ev.relists.ts[-1] == first + 501.0 and len(ev.relists) == len(ref.relists)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_segments_read_by_two_processes_equal_one_sequential_pass(tmp_path, monkeypatch, seed):
+@pytest.mark.parametrize(("seed", "mod"), [(1, kubelet_log), (2, kubelet_log), (3, journald)])
+def test_segments_read_by_two_processes_equal_one_sequential_pass(tmp_path, monkeypatch, seed, mod):
     text, written = journal(2400, seed=seed)
     p = tmp_path / "k.log"
     p.write_text(text)
     monkeypatch.setattr(kubelet_log, "MAX_RECORDS_PER_SOURCE", 40)  # the cap is reached mid-file
     monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
-    seq = summary(*run(p))
+    seq = summary(*run(p, mod))
     monkeypatch.delenv("PLEG_DOCTOR_SCAN_WORKERS")
     monkeypatch.setattr(journald, "SPLIT_MIN_BYTES", 1)
     monkeypatch.setattr(journald, "SEGMENT_BYTES", 4096)  # many cuts, some inside multi-line values
@@ -184,9 +193,12 @@ def test_segments_read_by_two_processes_equal_one_sequential_pass(tmp_path, monk
     merged = []
     real_merge = journald._merge
     monkeypatch.setattr(journald, "_merge", lambda *a: merged.append(1) or real_merge(*a))
-    ev, ctx = run(p)
+    ev, ctx = run(p, mod)
     assert summary(ev, ctx) == seq
     assert len(merged) >= 10  # the child did read segments
+    if mod is journald:  # containerd's lines in between went to its handler, in order
+        updates = [e for e in ev.events if e.process == "containerd"]
+        assert len(updates) > 10 and len(updates) % 2 == 0
     assert len(seq["records"]) == 40 and written["multi"] > 5
     gaps = build_timeline(ev, 3.0).gaps
     assert len(gaps) == written["stalls"] and all(g.start_ref.text and g.end_ref.text for g in gaps)

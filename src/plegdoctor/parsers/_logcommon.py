@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -602,17 +603,32 @@ class LineScanner:
         return lineno
 
     def _follow_lines(
-        self, buf: bytes, pos: int, end: int, lineno: int, on_line: Callable[[int, bytes, int], None]
+        self,
+        buf: bytes,
+        pos: int,
+        end: int,
+        lineno: int,
+        on_line: Callable[[int, bytes, int], None],
+        matches: list[int],
     ) -> tuple[int, int]:
-        """Deliver the lines from `pos` on while the parser asks for them; (new pos, lineno)."""
+        """Deliver the lines from `pos` on while the parser asks for them; (new pos, lineno).
+        A line hit by needles keeps their smallest tag, any other comes as TAG_FOLLOW."""
         follow = self._follow
         assert follow is not None
         find = buf.find
+        mask = (1 << _TAG_BITS) - 1
         while pos < end:
             nl = find(b"\n", pos, end)
             lineno += 1
             line = bytes(buf[pos:nl])
-            on_line(lineno, line[:-1] if line.endswith(b"\r") else line, TAG_FOLLOW)
+            tag = TAG_FOLLOW
+            i = bisect_left(matches, (pos + 1) << _TAG_BITS)  # matches ending in this line
+            last = nl << _TAG_BITS | mask
+            while i < len(matches) and matches[i] <= last:
+                t = matches[i] & mask
+                tag = t if tag == TAG_FOLLOW or t < tag else tag
+                i += 1
+            on_line(lineno, line[:-1] if line.endswith(b"\r") else line, tag)
             pos = nl + 1
             if not follow():
                 self._following = False
@@ -643,7 +659,7 @@ class LineScanner:
         n = 0
         skip_to = start  # matches ending at or before this lie in lines already delivered
         if self._following:
-            skip_to, cur = self._follow_lines(buf, start, end, cur, on_line)
+            skip_to, cur = self._follow_lines(buf, start, end, cur, on_line, matches)
             n += cur - lineno
             counted_to = skip_to
         # Several needles may hit one line: deliver it once, with the smallest tag.
@@ -674,7 +690,7 @@ class LineScanner:
                     on_line(cur + 1, line[:-1] if line.endswith(b"\r") else line, pend_tag)
                     if follow is not None and follow():
                         first = cur + 1
-                        counted_to, cur = self._follow_lines(buf, pend_end + 1, end, first, on_line)
+                        counted_to, cur = self._follow_lines(buf, pend_end + 1, end, first, on_line, matches)
                         n += cur - first
                         skip_to = counted_to
                         if to <= skip_to:

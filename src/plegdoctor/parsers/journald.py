@@ -230,6 +230,8 @@ class Dispatcher:
     def on_line(self, lineno: int, raw: bytes, tag: int) -> None:
         if tag == kubelet_log.TAG_RELIST and self.kubelet.multi is None and self.kubelet.tick_fast(lineno, raw):
             return
+        if tag == TAG_FOLLOW and self.kubelet.multi is None:
+            return  # asked for by a forked reader that could not know the value was closed
         if tag == kubelet_log.TAG_SEVERITY and self.kubelet.kept_records >= kubelet_log.MAX_RECORDS_PER_SOURCE:
             # enough kubelet warnings kept: stop looking for them (events have their own needles)
             if self.scanner is not None:
@@ -239,7 +241,8 @@ class Dispatcher:
             return
         text = raw.decode("utf-8", "replace")
         if text.startswith("{"):
-            self._json_line(lineno, text)
+            if tag != TAG_FOLLOW:  # json entries all come by their needles
+                self._json_line(lineno, text)
             return
         frame = parse_journal_frame(text)
         if frame is not None:
@@ -248,12 +251,16 @@ class Dispatcher:
             proc = self._procs.get(frame.ident, "")
             if proc == "":
                 proc = self._procs[frame.ident] = process_of_ident(frame.ident)
+            if tag == TAG_FOLLOW and proc != "kubelet":
+                return  # another unit's line inside a kubelet value: only needles bring those
             if proc is None:
                 self.other_units += 1
                 return
             self.route(proc, lineno, text[: frame.end], text[frame.end :], frame.pid)
             return
         proc = self.default or self._by_content(text)
+        if tag == TAG_FOLLOW and proc != "kubelet":
+            return
         if proc is None:
             self.unparsed += 1
             return
@@ -594,7 +601,7 @@ class _Collector:
     def on_line(self, lineno: int, raw: bytes, tag: int) -> None:
         if self.open or raw.endswith(b"=<"):
             self._track(raw)
-        if tag == kubelet_log.TAG_RELIST or (tag == TAG_FOLLOW and b"GenericPLEG: Relisting" in raw):
+        if tag == kubelet_log.TAG_RELIST:
             first = len(self.kubelet.series) == 0
             if self.kubelet.tick_fast(lineno, raw):
                 if first:
