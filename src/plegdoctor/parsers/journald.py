@@ -17,7 +17,11 @@ Entries are dispatched by identifier to the kubelet (any identifier containing
 messages that journald cut into LineMax pieces (48K) are joined again (goroutine dumps).
 This module also holds `run_log_parser`, the one engine behind the journal,
 kubelet-log, containerd-log and dockerd-log kinds: framed lines always go by identifier,
-unframed lines to the kind's own handler.
+unframed lines to the kind's own handler. A plain file of 64 MiB or more (journal or
+kubelet kind) is read by two processes: the parent takes 8 MiB segments from the front
+and parses them as usual, a forked child takes them from the back, parses the relist
+ticks and keeps the other candidate lines raw; the parent replays those in file order,
+so the result is the sequential one (PLEG_DOCTOR_SCAN_WORKERS=1 reads sequentially).
 """
 
 from __future__ import annotations
@@ -475,7 +479,9 @@ def _segment_bounds(fd: int, size: int) -> list[int]:
         off = size * i // nseg
         if off <= bounds[-1]:
             continue
-        nl = os.pread(fd, 1 << 16, off).find(b"\n")
+        nl = os.pread(fd, 4096, off).find(b"\n")
+        if nl == -1:
+            nl = os.pread(fd, 1 << 16, off).find(b"\n")
         if nl != -1 and bounds[-1] < off + nl + 1 < size:
             bounds.append(off + nl + 1)  # no cut inside a line longer than 64 KiB
     bounds.append(size)
