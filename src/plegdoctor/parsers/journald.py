@@ -241,7 +241,7 @@ class Dispatcher:
             if self.scanner is not None:
                 self.scanner.drop_tag(kubelet_log.TAG_SEVERITY)
             if self.shared is not None:
-                self.shared[2] = 1
+                self.shared[_CAPPED] = 1
             return
         text = raw.decode("utf-8", "replace")
         if text.startswith("{"):
@@ -710,6 +710,7 @@ def _scan_parallel(fh: io.FileIO, size: int, scanner: LineScanner, dispatcher: D
         done_parts: dict[int, dict[str, Any]] = dict(marshal.loads(data)) if status == 0 and data else {}
     finally:
         dispatcher.shared = None
+        shared.close()
         if not done:
             import signal
 
