@@ -251,10 +251,12 @@ def down(lab_dir: str, purge: bool) -> None:
 @dir_option
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), help="A run directory (default: the latest).")
 @click.option("--reanalyze", is_flag=True, help="Analyze the captured bundles again (after an analyzer update).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the relist plot again (SVG) here.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def report(lab_dir: str, run_dir: str | None, reanalyze: bool, output: str) -> None:
+def report(lab_dir: str, run_dir: str | None, reanalyze: bool, plot_path: str | None, output: str) -> None:
     """Show the comparison of a finished run again (no root needed unless --reanalyze writes)."""
     from plegdoctor.lab.runner import reanalyze as do_reanalyze
+    from plegdoctor.lab.runner import replot
 
     if run_dir is None:
         found = sorted(Path(lab_dir).glob("runs/*/compare.json"))
@@ -270,6 +272,8 @@ def report(lab_dir: str, run_dir: str | None, reanalyze: bool, output: str) -> N
             doc = json.loads((run_path / "compare.json").read_text())
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot read {run_path}/compare.json: {exc}") from None
+    if plot_path:
+        doc["plot"] = str(replot(run_path, Path(plot_path)))
     if output == "json":
         click.echo(compare.dumps(doc), nl=False)
         return

@@ -227,3 +227,19 @@ def reanalyze(run_dir: Path, log: Callable[[str], None]) -> MatrixResult:
     (run_dir / "compare.txt").write_text(compare.render_text(runs, meta))
     plot = Path(meta["plot"]) if meta.get("plot") else None
     return MatrixResult(run_dir, runs, doc, plot)
+
+
+def replot(run_dir: Path, out: Path, title: str = "") -> Path:
+    """Draw the relist plot of a finished run again from its records.json files."""
+    doc = json.loads((run_dir / "compare.json").read_text())
+    series: list[tuple[str, list[tuple[float, float]]]] = []
+    for item in doc.get("runs", []):
+        records = run_dir / str(item["variant"]).replace("/", "_") / "records.json"
+        if not records.is_file():
+            continue
+        rec = json.loads(records.read_text())
+        stall = float(rec.get("stall_start", 0.0))
+        series.append((item["variant"], [(r["start"] - stall, r["seconds"]) for r in rec.get("relists", [])]))
+    if not series:
+        raise UserError(f"{run_dir} holds no records.json to plot")
+    return write_plot(out, series, title=title or str(doc.get("title", "")))
