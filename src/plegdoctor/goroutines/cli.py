@@ -76,7 +76,7 @@ def command(dumps: tuple[str, ...], output: str, match: str | None, min_wait: in
     """Parse Go goroutine dumps (containerd, shims, kubelet, dockerd; raw, pprof, log lines,
     journald, pasted) and print buckets, who waits for whom, and blocking chains."""
     from plegdoctor.goroutines.analysis import analyze
-    from plegdoctor.goroutines.render import render_html, render_json, render_text
+    from plegdoctor.goroutines.render import iter_json, render_html, render_text
 
     filter_re = None
     if match:
@@ -91,7 +91,7 @@ def command(dumps: tuple[str, ...], output: str, match: str | None, min_wait: in
         click.echo(f"pleg-doctor: {r}", err=True)
     analysis = analyze(parsed, similarity=Similarity.parse(similarity))
     if output == "json":
-        sys.stdout.buffer.write(render_json(analysis))
+        sys.stdout.buffer.writelines(iter_json(analysis))
         sys.stdout.buffer.flush()
     elif output == "html":
         click.echo(render_html(analysis, filter_re=filter_re, min_wait=min_wait), nl=False)
