@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from plegdoctor.goroutines.buckets import Bucket, display_args
@@ -104,6 +104,7 @@ def iter_json(a: GoroutineAnalysis, batch: int = 2000) -> Iterator[bytes]:
     encodes the pieces (~7x faster than the stdlib); the stdlib stays the fallback."""
     from plegdoctor.goroutines.parse import no_gc
 
+    dumps: Callable[[Any], bytes]
     try:
         import orjson
 
