@@ -9,6 +9,7 @@ then the node torn down and the bundle analyzed with `pleg-doctor analyze`'s cod
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -123,6 +124,8 @@ def run_variant(
         errs = node.down()
         for e in errs:
             log(f"cleanup: {e}")
+        # the writers' volumes only held filler data (GBs on the fast disk)
+        shutil.rmtree(vdir / "volumes", ignore_errors=True)
     if result is None:
         f = compare.RunFigures(variant.name, build.version, variant.volatile, variant.mitigations, error=error)
         return f, None
