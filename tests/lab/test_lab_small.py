@@ -63,9 +63,10 @@ def _install_missing() -> None:
             missing.append(pkg)
     if missing and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", *missing], capture_output=True, timeout=900, env=env
-        )
+        install = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+        if subprocess.run(install, capture_output=True, timeout=900, env=env).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=900, env=env)
+            subprocess.run(install, capture_output=True, timeout=900, env=env)
 
 
 @pytest.fixture(scope="module")
