@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +180,10 @@ class SlowDisk:
         argv = ["nbdfuse", "-C", "1", str(self.fuse_file), "[", *self._nbdkit_argv(), "]"]
         fuse = self._own(self.state.spawn("nbdfuse", argv, self.dir / "nbdfuse.log"))
         _wait_for(lambda: is_mounted(str(self.fuse_file)), 15, f"nbdfuse did not mount {self.fuse_file}")
+        # the mount appears before nbdfuse has finished the NBD handshake with its nbdkit: until
+        # then the file reads as empty, and losetup would attach a useless 0-byte device
+        size = self.spec.size_gib * 1024**3
+        _wait_for(lambda: _size(self.fuse_file) == size, 30, f"{self.fuse_file} never showed the disk's size")
         kids = [p for p in descendants([fuse.pid]) if proc_comm(p) == "nbdkit"]
         if kids:
             self._own(self.state.track_process("nbdkit", kids[0]))
@@ -209,11 +214,22 @@ class SlowDisk:
                 (conn / name).write_text(value)
 
     def _attach_loop(self) -> None:
-        rc, out = run_quiet(["losetup", "--direct-io=on", "--find", "--show", str(self.fuse_file)], timeout=30)
-        if rc != 0 or not out.startswith("/dev/"):
-            raise UserError(f"losetup failed: {out}")
-        self.device = out.splitlines()[-1].strip()
-        self._own(self.state.add(Resource("loop", "slow disk", path=self.device, backing=str(self.fuse_file))))
+        try:
+            cp = subprocess.run(
+                ["losetup", "--direct-io=on", "--find", "--show", str(self.fuse_file)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except subprocess.TimeoutExpired:
+            raise UserError("losetup: no answer within 30s") from None
+        device = cp.stdout.strip().splitlines()[-1] if cp.stdout.strip() else ""
+        if device.startswith("/dev/loop"):
+            # attached (warnings or not): record it first, so it is detached whatever happens next
+            self._own(self.state.add(Resource("loop", "slow disk", path=device, backing=str(self.fuse_file))))
+            self.device = device
+        if cp.returncode != 0 or not device.startswith("/dev/loop"):
+            raise UserError(f"losetup failed: {(cp.stderr or cp.stdout).strip()}")
 
     def _mkfs_and_mount(self) -> None:
         rc, out = run_quiet(
@@ -230,6 +246,13 @@ class SlowDisk:
     def block_device_name(self) -> str:
         """`loopN`, as in /proc/diskstats."""
         return os.path.basename(self.device)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
 
 
 def proc_comm(pid: int) -> str:
