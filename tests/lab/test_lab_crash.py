@@ -100,3 +100,59 @@ def test_down_after_sigkill_undoes_processes_mounts_loop_and_sysctls():
     assert _sysctls() == before
     # no loop device of ours left attached, not even a dead one (its FUSE file gone: backing "/")
     assert _loops() <= loops_before
+
+
+@pytest.mark.timeout(600)
+def test_sigterm_mid_run_cleans_up_by_itself():
+    """SIGTERM (or Ctrl-C) ends `lab run` with everything undone, without `lab down`."""
+    problems = host_problems()
+    if problems:
+        reason = "lab cannot run here: " + "; ".join(problems)
+        if os.environ.get("PLEG_DOCTOR_REQUIRE_INTEGRATION") == "1":
+            pytest.fail(reason + " (and PLEG_DOCTOR_REQUIRE_INTEGRATION=1)")
+        pytest.skip(reason)
+    before = _sysctls()
+    loops_before = _loops()
+    cmd = [
+        sys.executable,
+        "-m",
+        "plegdoctor.cli",
+        "lab",
+        "run",
+        "--variant",
+        "1.7+dirty",
+        "--write-mib",
+        "256",
+        "--dir",
+        str(LAB_DIR),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            kinds = {(r["kind"], r["name"]) for r in _ledger().get("resources", [])}
+            if ("process", "containerd") in kinds and ("sysctl", "vm.dirty_bytes") in kinds:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            time.sleep(0.2)
+        else:
+            pytest.fail("the lab never got containerd up with the dirty limits set")
+        time.sleep(3)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 130, err.decode()[-2000:]
+        assert b"interrupted" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            subprocess.run(
+                [sys.executable, "-m", "plegdoctor.cli", "lab", "down", "--dir", str(LAB_DIR)],
+                capture_output=True,
+                timeout=300,
+            )
+    assert mounts_under(LAB_DIR) == []
+    assert pids_mentioning(str(LAB_DIR / "run")) == []
+    assert pids_mentioning(str(LAB_DIR / "disk")) == []
+    assert _sysctls() == before
+    assert _loops() <= loops_before
