@@ -344,3 +344,18 @@ def test_stall_trigger_captures_deeper_into_the_same_stall_and_only_worse_later_
     assert seen == [2.5, 10.5, 12.0]
     assert [c["bundle"] for c in wl.rec.result.captures] == ["b1", "b2", "b3"]
     wl.client.close()
+
+
+def test_one_lab_command_at_a_time_per_directory(tmp_path: Path):
+    from plegdoctor.lab.state import lab_lock
+
+    with lab_lock(tmp_path, "run"):
+        with (
+            pytest.raises(UserError, match=rf"pleg-doctor lab run \(pid {os.getpid()}\) is using"),
+            lab_lock(tmp_path, "down"),
+        ):
+            pass
+        with lab_lock(tmp_path, "down", force=True):  # down --force goes on
+            pass
+    with lab_lock(tmp_path, "down"):  # released with its holder
+        pass

@@ -15,7 +15,7 @@ import click
 from plegdoctor.errors import UserError
 from plegdoctor.lab import compare
 from plegdoctor.lab.node import DEFAULT_LAB_DIR, LabNode, LabRegistry, cleanup_leftovers
-from plegdoctor.lab.state import LabState, alive, deferred_signals, is_mounted, mounts_under
+from plegdoctor.lab.state import LabState, alive, deferred_signals, is_mounted, lab_lock, mounts_under
 from plegdoctor.lab.variants import PROFILES, Profile, baseline_pair, parse_variant, parse_variants
 
 dir_option = click.option(
@@ -96,7 +96,7 @@ def up(
         raise UserError(f"a lab node is already up in {state.lab_dir} (pleg-doctor lab down first)")
     v = parse_variant("custom" if containerd_path and variant == "1.7" else variant, containerd_path)
     prof = _profile(profile, disk_mbps, disk_latency_ms, None)
-    with deferred_signals():
+    with lab_lock(state.lab_dir, "up"), deferred_signals():
         try:
             build = resolve(v.containerd, state.lab_dir, _say)
             registry = LabRegistry(state)
@@ -163,7 +163,8 @@ def run(
         chosen = [parse_variant(single or ("custom" if containerd_path else "1.7"), containerd_path)]
     if compare_:
         chosen = baseline_pair(chosen)
-    with deferred_signals():
+    with lab_lock(state.lab_dir, "run"), deferred_signals():
+        state.load()
         try:
             res = run_matrix(state, chosen, prof, _say, Path(plot_path) if plot_path else None)
         finally:
@@ -220,14 +221,16 @@ def status(lab_dir: str) -> None:
 @command.command("down")
 @dir_option
 @click.option("--purge", is_flag=True, help="Also delete the lab directory (downloads, images, results).")
-def down(lab_dir: str, purge: bool) -> None:
+@click.option("--force", is_flag=True, help="Go on even if a lab command still holds the directory's lock.")
+def down(lab_dir: str, purge: bool, force: bool) -> None:
     """Stop everything the lab started (by PID), unmount, detach loop devices, restore sysctls."""
     path = Path(lab_dir)
     if not path.exists():
         click.echo(f"no lab directory at {path}: nothing to do")
         return
     state = _state(lab_dir)
-    with deferred_signals():
+    with lab_lock(state.lab_dir, "down", force=force), deferred_signals():
+        state.load()
         errors = state.teardown(sweep_text=str(state.lab_dir / "run"))
         errors += cleanup_leftovers(state)
         state.info.clear()

@@ -357,6 +357,44 @@ def loop_backing(device: str) -> str:
 
 
 @contextlib.contextmanager
+def lab_lock(lab_dir: Path, what: str, force: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on the lab directory (one `lab run`/`up`/`down` at a time).
+
+    The lock is an flock on `<lab>/lock`, so it goes away with its holder, also after a crash:
+    `lab down` after a crash always gets it. `force` goes on without it (down while a run hangs).
+    """
+    import fcntl
+
+    from plegdoctor.errors import UserError
+
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    path = lab_dir / "lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another pleg-doctor lab command"
+            if not force:
+                raise UserError(
+                    f"{holder} is using {lab_dir}: wait for it, stop it (Ctrl-C or kill its PID: it cleans up), "
+                    "or use `lab down --force`"
+                ) from None
+            yield
+            return
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pleg-doctor lab {what} (pid {os.getpid()})\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
     """Turn SIGTERM/SIGHUP into KeyboardInterrupt for the duration, so `finally` blocks clean up."""
 
