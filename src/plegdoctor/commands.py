@@ -336,6 +336,7 @@ def _common_options(fn: Any) -> Any:
 def _run(
     paths: list[str],
     kinds: dict[str, str] | None,
+    *,
     fmt: str,
     output: str | None,
     gap: float,
@@ -347,6 +348,7 @@ def _run(
     color: bool | None,
     display_root: str | None = None,
 ) -> int:
+    """The body of `analyze` and `demo` (their options are `_common_options`)."""
     from plegdoctor.timeutil import parse_tz
 
     zone = parse_tz(tz)
@@ -393,19 +395,7 @@ def _list_kinds(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
     help="Force the kind of an input (see `pleg-doctor analyze --list-kinds`).",
 )
 @_common_options
-def analyze(
-    paths: tuple[str, ...],
-    kind_overrides: tuple[str, ...],
-    fmt: str,
-    output: str | None,
-    gap: float,
-    year: int | None,
-    tz: str | None,
-    since: str | None,
-    until: str | None,
-    fail_on: str | None,
-    color: bool | None,
-) -> int:
+def analyze(paths: tuple[str, ...], kind_overrides: tuple[str, ...], **options: Any) -> int:
     """Diagnose a PLEG stall from whatever evidence exists.
 
     PATHS are files, directories (read recursively), archives (.tar, .tar.gz, .zip, a
@@ -416,7 +406,7 @@ def analyze(
     from plegdoctor.inputs import parse_kind_overrides
 
     kinds = parse_kind_overrides(list(kind_overrides), parsers.known_kinds()) if kind_overrides else None
-    return _run(list(paths), kinds, fmt, output, gap, year, tz, since, until, fail_on, color)
+    return _run(list(paths), kinds, **options)
 
 
 def demo_dir() -> Path:
@@ -427,23 +417,13 @@ def demo_dir() -> Path:
 
 @click.command()
 @_common_options
-def demo(
-    fmt: str,
-    output: str | None,
-    gap: float,
-    year: int | None,
-    tz: str | None,
-    since: str | None,
-    until: str | None,
-    fail_on: str | None,
-    color: bool | None,
-) -> int:
+def demo(**options: Any) -> int:
     """Analyze the built-in sample incident: the seed article's evidence (containerd
     1.6.21, kubelet 1.19) laid out as a node's files. Offline, no node, no root."""
     path = demo_dir()
     if not path.is_dir():
         raise UserError(f"demo data missing from this installation ({path})")
-    return _run([str(path)], None, fmt, output, gap, year, tz, since, until, fail_on, color, str(path.parent))
+    return _run([str(path)], None, display_root=str(path.parent), **options)
 
 
 @click.command()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import total_ordering
+from typing import Any
 
 from plegdoctor.errors import UserError
 
@@ -51,8 +52,35 @@ KERNEL_OVERLAY_DOC = "https://docs.kernel.org/filesystems/overlayfs.html#volatil
 
 
 @total_ordering
-@dataclass(frozen=True, slots=True)
-class ContainerdVersion:
+class _OrderedByKey:
+    """Order, equality and hash by `key()`, between instances of the same class only."""
+
+    __slots__ = ()
+
+    def key(self) -> tuple[Any, ...]:
+        return ()
+
+    def __lt__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.key() < other.key()  # type: ignore[attr-defined,no-any-return]
+
+    def __le__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.key() <= other.key()  # type: ignore[attr-defined,no-any-return]
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.key() == other.key()  # type: ignore[attr-defined,no-any-return]
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ContainerdVersion(_OrderedByKey):
     """A containerd release number. Distro suffixes (`~ds1`, `-6+deb13u1`) are kept in
     `raw` but ignored for comparison; `-rc.N`/`-beta.N` pre-releases sort before the release."""
 
@@ -83,27 +111,14 @@ class ContainerdVersion:
     def key(self) -> tuple[int, int, int, int, str]:
         return (self.major, self.minor, self.patch, 0 if self.prerelease else 1, self.prerelease)
 
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, ContainerdVersion):
-            return NotImplemented
-        return self.key() < other.key()
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ContainerdVersion):
-            return NotImplemented
-        return self.key() == other.key()
-
-    def __hash__(self) -> int:
-        return hash(self.key())
-
     def __str__(self) -> str:
         base = f"{self.major}.{self.minor}.{self.patch}"
         return f"{base}-{self.prerelease}" if self.prerelease else base
 
 
 @total_ordering
-@dataclass(frozen=True, slots=True)
-class KernelVersion:
+@dataclass(frozen=True, slots=True, eq=False)
+class KernelVersion(_OrderedByKey):
     """A Linux kernel release (`uname -r`); the distro part is kept in `raw`. Distro kernels
     may backport features: comparisons are against mainline/stable numbers."""
 
@@ -128,19 +143,6 @@ class KernelVersion:
 
     def key(self) -> tuple[int, int, int]:
         return (self.major, self.minor, self.patch)
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, KernelVersion):
-            return NotImplemented
-        return self.key() < other.key()
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, KernelVersion):
-            return NotImplemented
-        return self.key() == other.key()
-
-    def __hash__(self) -> int:
-        return hash(self.key())
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}"
