@@ -178,6 +178,9 @@ class ContainerdSpec:
                 f"    sandbox = {_toml_str(self.sandbox_image or 'registry.k8s.io/pause:3.10')}",
                 '  [plugins."io.containerd.cri.v1.images".registry]',
                 f"    config_path = {_toml_str(self.hosts_dir)}",
+                # NRI is on by default in 2.x and would create /run/nri; it plays no part here.
+                '  [plugins."io.containerd.nri.v1.nri"]',
+                "    disable = true",
             ]
         if self.overlay_mount_options:
             lines += [
