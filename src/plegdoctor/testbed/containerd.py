@@ -8,7 +8,7 @@
     # mounts under root/state unmounted, our shim sockets under /run/containerd removed,
     # cgroups under spec.cgroup_parent removed, the temporary base dir removed.
 
-Gotchas this encodes (../shared/design.md "Real components"): the CRI plugin needs
+Gotchas this encodes (found running containerd by hand here): the CRI plugin needs
 `restrict_oom_score_adj = true` in an unprivileged-oom container; CRI uses namespace k8s.io;
 shims put their sockets under /run/containerd/s whatever `state` says; no internet, so the
 sandbox (pause) image must come from a local registry reachable over plain HTTP.
