@@ -1,4 +1,4 @@
-"""/proc/meminfo: Dirty and Writeback (facts.md §9.3), one snapshot or a series.
+"""/proc/meminfo: Dirty and Writeback, one snapshot or a series (docs/facts.md §9.3).
 
 Accepted variants (fixtures under tests/fixtures/node/meminfo/):
 
