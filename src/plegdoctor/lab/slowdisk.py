@@ -99,6 +99,8 @@ class SlowDisk:
             raise UserError("slow disk unavailable: " + "; ".join(problems))
         if is_mounted(str(self.mountpoint)):
             raise UserError(f"{self.mountpoint} is already mounted (run `pleg-doctor lab down` first)")
+        # parents before children: teardown undoes the ledger in reverse
+        self.state.record_absent_dirs("/run/mount", "/run/containerd", "/run/containerd/s")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         for stale in (self.image, self.socket, self.rate_file):

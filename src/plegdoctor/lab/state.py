@@ -41,7 +41,7 @@ DIRTY_PAIRS = {
 
 @dataclass(slots=True)
 class Resource:
-    """One thing the lab started or changed. `kind` is process|mount|fuse|loop|sysctl."""
+    """One thing the lab started or changed. `kind` is process|mount|fuse|loop|sysctl|dir."""
 
     kind: str
     name: str  # what it is for, e.g. "nbdkit", "slow disk", "vm.dirty_bytes"
@@ -224,6 +224,14 @@ class LabState:
     def track_process(self, name: str, pid: int) -> Resource:
         return self.add(Resource("process", name, pid=pid, start_time=proc_start_time(pid)))
 
+    def record_absent_dirs(self, *paths: str) -> None:
+        """Directories that do not exist yet but that the lab's tools create as a side effect
+        (mount(8)'s /run/mount, containerd's /run/containerd): removed at teardown if empty,
+        so /run is left as it was found."""
+        for path in paths:
+            if not os.path.exists(path) and not any(r.kind == "dir" and r.path == path for r in self.resources):
+                self.add(Resource("dir", "side-effect directory", path=path))
+
     def record_sysctl(self, name: str) -> None:
         """Record a sysctl's current value (once) so teardown restores it, without changing it."""
         path = "/proc/sys/" + name.replace(".", "/")
@@ -275,6 +283,9 @@ class LabState:
                 rc, out = run_quiet(["losetup", "-d", res.path])
                 if rc != 0:
                     errors.append(f"losetup -d {res.path}: {out}")
+        elif res.kind == "dir":
+            with contextlib.suppress(OSError):  # not empty (someone else uses it) or gone: leave it
+                os.rmdir(res.path)
         elif res.kind == "sysctl":
             if res.name in DIRTY_PAIRS and res.old_value.strip() == "0":
                 return  # its partner was the one in force: restoring the partner zeroes this one
