@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import Meminfo, Ref, quote
-from plegdoctor.parsers.psi import header_of, split_series
+from plegdoctor.parsers.psi import key_lines, split_series
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
@@ -31,19 +31,9 @@ _KNOWN = {"MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "Dirty", "
 
 
 def sniff(lines: list[str]) -> float:
-    data = [ln for ln in lines if ln.strip() and header_of(ln) is None and not ln.startswith("#")]
-    if not data:
-        return 0.0
-    keys = set()
-    hits = 0
-    for ln in data[:80]:
-        m = _LINE.match(ln.strip())
-        if m:
-            hits += 1
-            keys.add(m.group(1))
+    keys, ratio = key_lines(lines, _LINE)
     if "Dirty" not in keys:
         return 0.0
-    ratio = hits / min(len(data), 80)
     return 0.95 if ratio >= 0.8 and len(keys & _KNOWN) >= 2 else (0.6 if ratio >= 0.5 else 0.0)
 
 

@@ -134,6 +134,21 @@ class SeriesLine:
     block: int
 
 
+def key_lines(lines: list[str], line_re: re.Pattern[str], limit: int = 80) -> tuple[set[str], float]:
+    """For the sniffers of `key value` files (meminfo, vmstat) written as samples: the keys
+    (group 1 of `line_re`) of the first `limit` data lines, and the share of data lines that
+    matched (sample headers and `#` remarks are not data)."""
+    data = [ln for ln in lines if ln.strip() and header_of(ln) is None and not ln.startswith("#")][:limit]
+    keys: set[str] = set()
+    hits = 0
+    for ln in data:
+        m = line_re.match(ln.strip())
+        if m:
+            hits += 1
+            keys.add(m.group(1))
+    return keys, (hits / len(data) if data else 0.0)
+
+
 def header_of(line: str, ctx: ParseContext | None = None) -> tuple[datetime | None, str | None] | None:
     """If `line` is a series header, (time or None, file name or None); else None."""
     s = line.strip()

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import Ref, quote
-from plegdoctor.parsers.psi import header_of, parse_stamp, split_series
+from plegdoctor.parsers.psi import key_lines, parse_stamp, split_series
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
@@ -59,19 +59,10 @@ def sniff(lines: list[str]) -> float:
     for ln in lines[:5]:
         if _CMD_HEAD1.match(ln) or _CMD_COLS.match(ln):
             return 0.9
-    data = [ln for ln in lines if ln.strip() and header_of(ln) is None and not ln.startswith("#")]
-    if not data:
-        return 0.0
-    names = set()
-    hits = 0
-    for ln in data[:80]:
-        m = _LINE.match(ln.strip())
-        if m:
-            hits += 1
-            names.add(m.group(1))
+    names, ratio = key_lines(lines, _LINE)
     if not ({"nr_dirty", "pgpgout", "nr_free_pages"} & names):
         return 0.0
-    return 0.9 if hits / min(len(data), 80) >= 0.8 else 0.4
+    return 0.9 if ratio >= 0.8 else 0.4
 
 
 def parse(source: Source, ctx: ParseContext) -> None:
