@@ -223,7 +223,8 @@ def test_watch_keeps_serving_with_missing_socket_and_readonly_capture_dir(
     caplog.set_level(logging.INFO, logger="pleg-doctor.watch")
     ro = tmp_path / "ro"
     ro.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
+    # -n: mount(8) writes no utab entry, so it does not create /run/mount
+    subprocess.run(["mount", "-n", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
     try:
         cfg = WatchConfig(
             listen="127.0.0.1:0",
@@ -241,7 +242,7 @@ def test_watch_keeps_serving_with_missing_socket_and_readonly_capture_dir(
         assert any("read-only" in msg for msg in msgs)
         assert sum("does not exist" in msg for msg in msgs) == 1  # one clear line, not one per period
     finally:
-        subprocess.run(["umount", str(ro)], check=False)
+        subprocess.run(["umount", "-n", str(ro)], check=False)
 
 
 @pytest.fixture
