@@ -25,7 +25,7 @@ diskstats, meminfo and vmstat parsers; `split_series` implements it):
     some avg10=0.25 avg60=0.67 avg300=0.31 total=1828717
     full avg10=0.25 avg60=0.66 avg300=0.30 total=1735983
     # pleg-doctor sample 2026-11-28T14:29:19.124002Z /proc/pressure/io
-    ...
+    (and so on, one block per sample)
 
 i.e. a header line `# pleg-doctor sample <RFC 3339 time with zone> [<path read>]` followed by
 the file content verbatim. The path is optional; the time is the moment the file was read.

@@ -3,7 +3,7 @@
     spec = ContainerdSpec.temporary(sandbox_image="127.0.0.1:5000/pause:1", registry_hosts=["127.0.0.1:5000"])
     with ContainerdProcess(spec) as ctd:         # waits until CRI Version answers
         client = CRIClient(ctd.endpoint)
-        ...
+        client.list_containers()  # any CRI call
     # containerd stopped (SIGTERM, then SIGKILL), shims and their containers killed by PID,
     # mounts under root/state unmounted, our shim sockets under /run/containerd removed,
     # cgroups under spec.cgroup_parent removed, the temporary base dir removed.
