@@ -43,14 +43,31 @@ def _ledger() -> dict:
         return {}
 
 
-@pytest.mark.timeout(600)
-def test_down_after_sigkill_undoes_processes_mounts_loop_and_sysctls():
+def _require_lab_host() -> None:
+    """Skip when the host cannot run the lab; fail instead under PLEG_DOCTOR_REQUIRE_INTEGRATION=1 (CI)."""
     problems = host_problems()
     if problems:
         reason = "lab cannot run here: " + "; ".join(problems)
         if os.environ.get("PLEG_DOCTOR_REQUIRE_INTEGRATION") == "1":
             pytest.fail(reason + " (and PLEG_DOCTOR_REQUIRE_INTEGRATION=1)")
         pytest.skip(reason)
+
+
+def _wait_for_containerd_and_sysctls(proc: subprocess.Popen[bytes]) -> None:
+    """Until the lab's ledger records a running containerd and the changed dirty limits."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        kinds = {(r["kind"], r["name"]) for r in _ledger().get("resources", [])}
+        if ("process", "containerd") in kinds and ("sysctl", "vm.dirty_bytes") in kinds:
+            return
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+        time.sleep(0.2)
+    pytest.fail("the lab never got containerd up with the dirty limits set")
+
+
+@pytest.mark.timeout(600)
+def test_down_after_sigkill_undoes_processes_mounts_loop_and_sysctls():
+    _require_lab_host()
     before = _sysctls()
     loops_before = _loops()
     cmd = [
@@ -68,15 +85,7 @@ def test_down_after_sigkill_undoes_processes_mounts_loop_and_sysctls():
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            kinds = {(r["kind"], r["name"]) for r in _ledger().get("resources", [])}
-            if ("process", "containerd") in kinds and ("sysctl", "vm.dirty_bytes") in kinds:
-                break
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-            time.sleep(0.2)
-        else:
-            pytest.fail("the lab never got containerd up with the dirty limits set")
+        _wait_for_containerd_and_sysctls(proc)
         time.sleep(2)
         os.kill(proc.pid, signal.SIGKILL)  # no finally, no atexit: a crash
         proc.wait(timeout=30)
@@ -105,12 +114,7 @@ def test_down_after_sigkill_undoes_processes_mounts_loop_and_sysctls():
 @pytest.mark.timeout(600)
 def test_sigterm_mid_run_cleans_up_by_itself():
     """SIGTERM (or Ctrl-C) ends `lab run` with everything undone, without `lab down`."""
-    problems = host_problems()
-    if problems:
-        reason = "lab cannot run here: " + "; ".join(problems)
-        if os.environ.get("PLEG_DOCTOR_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(reason + " (and PLEG_DOCTOR_REQUIRE_INTEGRATION=1)")
-        pytest.skip(reason)
+    _require_lab_host()
     before = _sysctls()
     loops_before = _loops()
     cmd = [
@@ -128,15 +132,7 @@ def test_sigterm_mid_run_cleans_up_by_itself():
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            kinds = {(r["kind"], r["name"]) for r in _ledger().get("resources", [])}
-            if ("process", "containerd") in kinds and ("sysctl", "vm.dirty_bytes") in kinds:
-                break
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-            time.sleep(0.2)
-        else:
-            pytest.fail("the lab never got containerd up with the dirty limits set")
+        _wait_for_containerd_and_sysctls(proc)
         time.sleep(3)
         os.kill(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=240)
