@@ -29,9 +29,11 @@ def test_codes_are_stable_and_families_match_modules():
         "PD5": "config",
         "PD6": "kernel",
         "PD7": "docker",
+        "PD8": "generic",
+        "PD9": "process",
     }
     for code, r in RULES.items():
-        assert re.fullmatch(r"PD[1-7]\d\d", code)
+        assert re.fullmatch(r"PD[1-9]\d\d", code)
         assert r.check.__module__ == f"plegdoctor.rules.{family_module[code[:3]]}", code
         assert isinstance(r.severity, Severity) and isinstance(r.root_cause, RootCauseClass)
         assert re.fullmatch(r"[a-z0-9-]+", r.name)

@@ -34,6 +34,10 @@ class RootCauseClass(StrEnum):
     CNI_HANG = "cni-hang"
     KUBELET_INTERNAL = "kubelet-internal"
     TOO_MANY_CONTAINERS = "too-many-containers"
+    SYSTEMD_DBUS_HANG = "systemd-dbus-hang"  # runc/shim/kubelet waits on systemd over D-Bus
+    NODE_RESOURCE_STARVATION = "node-resource-starvation"  # CPU or memory exhaustion starves kubelet/runtime
+    RUNTIME_KNOWN_BUG = "runtime-known-bug"  # a version matched to a known deadlock/regression (fixed-in)
+    RUNTIME_FROZEN = "runtime-frozen"  # the runtime process is stopped (T: SIGSTOP, debugger, frozen cgroup)
     UNKNOWN = "unknown"
 
 

@@ -1,4 +1,4 @@
-"""Diagnosis rules: a registry of coded rules (PD1xx..PD7xx), one module per family.
+"""Diagnosis rules: a registry of coded rules (PD1xx..PD9xx), one module per family.
 
     from plegdoctor.rules import RuleContext, run_rules
     ctx = RuleContext.build(evidence, gap_seconds=3.0)

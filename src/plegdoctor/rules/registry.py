@@ -37,9 +37,11 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("PD5", "plegdoctor.rules.config", "configuration and versions"),
     ("PD6", "plegdoctor.rules.kernel", "kernel"),
     ("PD7", "plegdoctor.rules.docker", "docker"),
+    ("PD8", "plegdoctor.rules.generic", "generic waits (any Go daemon, any version)"),
+    ("PD9", "plegdoctor.rules.process", "process states and node resources"),
 )
 
-CODE_RE = re.compile(r"^PD[1-7]\d\d$")
+CODE_RE = re.compile(r"^PD[1-9]\d\d$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +134,7 @@ def rule(
     references: Iterable[str] = (),
     symptom: bool = False,
 ) -> Callable[[Callable[[RuleContext], Iterable[Hit]]], Callable[[RuleContext], Iterable[Hit]]]:
-    """Register a rule function under a stable code (PD1xx..PD7xx)."""
+    """Register a rule function under a stable code (PD1xx..PD9xx)."""
     if not CODE_RE.match(code):
         raise ValueError(f"bad rule code {code!r}")
 
