@@ -169,8 +169,12 @@ def _per_code_max(findings: Iterable[Finding]) -> list[float]:
 def diagnose(ctx: RuleContext, findings: list[Finding]) -> Diagnosis:
     """Rank findings into root causes and assemble the Diagnosis."""
     rules = load_all()
+    findings = _drop_subsumed(findings, rules)
     symptom_findings = [f for f in findings if _rule(rules, f.code).symptom]
-    causal = [f for f in findings if not _rule(rules, f.code).symptom]
+    # a wait no mechanism names (class unknown) is not a cause to rank, but it is never dropped:
+    # it makes the answer `unknown` that says what was seen, when nothing stronger explains it
+    unnamed = [f for f in findings if not _rule(rules, f.code).symptom and f.root_cause == C.UNKNOWN]
+    causal = [f for f in findings if not _rule(rules, f.code).symptom and f.root_cause != C.UNKNOWN]
 
     scores: dict[RootCauseClass, _ClassScore] = {}
     for f in causal:
@@ -234,8 +238,8 @@ def diagnose(ctx: RuleContext, findings: list[Finding]) -> Diagnosis:
     weak = [cs for cs in ranked if cs.score < MIN_SCORE]
     for cs in strong:
         root_causes.append(_root_cause(ctx, cs, symptom_links, stall, scores, facts))
-    if not strong and (symptom_findings or weak):
-        root_causes.append(_unknown(ctx, symptom_findings, symptom_links, stall, weak))
+    if not strong and (symptom_findings or weak or unnamed):
+        root_causes.append(_unknown(ctx, symptom_findings, symptom_links, stall, weak, unnamed))
     for cs in weak:
         root_causes.append(_root_cause(ctx, cs, symptom_links, stall, scores, facts))
 
@@ -267,6 +271,31 @@ SIGNATURE: dict[RootCauseClass, frozenset[str]] = {
     C.SHIM_HANG: frozenset({"shim:Delete", "shim:Update", "shim:State", "shim-init-mutex"}),
     C.KERNEL_D_STATE: frozenset({"netdev", "cgroup"}),
 }
+
+
+def _deepest_goroutines(f: Finding) -> set[tuple[str, int | None, int]]:
+    if f.chain is None:
+        return set()
+    return {(lk.process, lk.pid, lk.goroutine) for lk in f.chain.links if lk.goroutine is not None}
+
+
+def _drop_subsumed(findings: list[Finding], rules: dict[str, Rule]) -> list[Finding]:
+    """A generic rule's finding yields to a signature rule's finding on the same wait: one
+    whose chain holds the generic chain's deepest goroutine (so the same evidence is never
+    counted twice, and the signature's sharper class and words win)."""
+    specific: set[tuple[str, int | None, int]] = set()
+    for f in findings:
+        r = _rule(rules, f.code)
+        if not r.generic and not r.symptom:
+            specific |= _deepest_goroutines(f)
+    out = []
+    for f in findings:
+        if _rule(rules, f.code).generic and f.chain is not None and f.chain.links:
+            last = f.chain.links[-1]
+            if last.goroutine is not None and (last.process, last.pid, last.goroutine) in specific:
+                continue
+        out.append(f)
+    return out
 
 
 def _match_deeper(f: Finding, deeper: list[_ClassScore]) -> _ClassScore | None:
@@ -321,6 +350,10 @@ _DEPTH = {
     C.OVERLAY_UMOUNT_SYNC: 4,
     C.FSYNC_IO_PRESSURE: 4,
     C.NETWORK_STORAGE_HANG: 4,
+    C.SYSTEMD_DBUS_HANG: 4,
+    C.NODE_RESOURCE_STARVATION: 4,
+    C.RUNTIME_FROZEN: 4,
+    C.RUNTIME_KNOWN_BUG: 5,  # a matched known bug explains the mechanism it produces
     C.UNKNOWN: 9,
 }
 
@@ -611,6 +644,12 @@ _MECHANISM: dict[RootCauseClass, str] = {
     C.KERNEL_D_STATE: "runtime tasks were stuck in D state in the kernel",
     C.CNI_HANG: "a CNI ADD/DEL call did not return",
     C.TOO_MANY_CONTAINERS: "each relist had to list and inspect too many containers",
+    C.SYSTEMD_DBUS_HANG: "a runtime call waited on systemd over D-Bus (the systemd cgroup driver), which did not "
+    "answer",
+    C.NODE_RESOURCE_STARVATION: "the node ran out of CPU or memory, starving the kubelet and the runtime",
+    C.RUNTIME_KNOWN_BUG: "the runtime's version has a known deadlock or regression, and its signature is in the "
+    "evidence",
+    C.RUNTIME_FROZEN: "the runtime process was stopped (T state) and answered nothing",
     C.UNKNOWN: "the evidence does not show why",
 }
 
@@ -670,21 +709,34 @@ def _unknown(
     symptom_links: list[ChainLink],
     stall: Any,
     weak: list[_ClassScore],
+    unnamed: list[Finding] = (),  # type: ignore[assignment]
 ) -> RootCause:
     head = f"Relisting stopped for {fmt_seconds(stall.seconds)}, but " if stall else ""
     guess = ""
     if weak:
         guess = f" Weak candidates: {', '.join(f'{w.cls} ({w.score:.0%})' for w in weak[:3])}."
-    summary = f"{head}the evidence does not show why.{guess} See next steps for what to collect."
-    refs = _references(symptoms)
+    seen = sorted(unnamed, key=lambda f: -f.weight)
+    if seen:
+        what = "; ".join(f.title for f in seen[:2])
+        summary = (
+            f"{head or 'The evidence shows a stall: '}{what}. No known mechanism explains it.{guess} "
+            "See next steps for what to collect."
+        )
+    else:
+        summary = f"{head}the evidence does not show why.{guess} See next steps for what to collect."
+    refs = _references([*symptoms, *seen])
+    chain: list[ChainLink] = list(symptom_links[:2])
+    for f in seen[:1]:
+        if f.chain is not None:
+            chain.extend(f.chain.links[:MAX_CHAIN])
     return RootCause(
         cls=C.UNKNOWN,
         confidence=0.3 if not weak else round(max(0.2, 0.5 - weak[0].score), 2),
         summary=summary[0].upper() + summary[1:],
-        chain=tuple(symptom_links[:2]),
+        chain=tuple(chain),
         fixes=("Collect evidence while the relist is stalled (see next steps) and run pleg-doctor analyze again.",),
         references=tuple(refs),
-        findings=tuple(dict.fromkeys(f.code for f in symptoms)),
+        findings=tuple(dict.fromkeys(f.code for f in [*symptoms, *seen])),
     )
 
 

@@ -244,6 +244,50 @@ CHANGES: tuple[Change, ...] = (
 )
 
 
+NRI_REGISTRATION_DEADLOCK_FIX = Change(
+    "nri-registration-deadlock",
+    "NRI plugin registration no longer deadlocks with CRI container events (nri v0.6.1: the adaptation lock is "
+    "taken after the plugin sync, the same lock order as StartContainer)",
+    {"1.7": "1.7.16", "2.0": "2.0.0"},
+    "containerd#10085 (NRI plugin registration can trigger a deadlock), fixed by containerd#10097 "
+    "(release/1.7: nri v0.6.1) before the v1.7.16 release notes (containerd#10124); main a153b2cd3",
+    (
+        "https://github.com/containerd/containerd/issues/10085",
+        "https://github.com/containerd/containerd/pull/10097",
+        "https://github.com/containerd/containerd/pull/10124",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownBug:
+    """A deadlock or regression of released runtime versions, and how to recognise it: the
+    versions from `introduced` up to (not including) the fix are affected, and a goroutine
+    that waits for a lock inside one of the `signature` functions shows it is happening."""
+
+    fix: Change
+    introduced: str
+    signature: tuple[str, ...]  # function-name substrings (canonical import paths)
+    symptom: str  # what users see
+
+    def affects(self, version: ContainerdVersion) -> bool:
+        return version >= ContainerdVersion.parse(self.introduced) and not self.fix.contains(version)
+
+
+KNOWN_BUGS: tuple[KnownBug, ...] = (
+    KnownBug(
+        NRI_REGISTRATION_DEADLOCK_FIX,
+        "1.7.0",  # NRI v0.2+ came with containerd 1.7.0
+        (
+            "github.com/containerd/nri/pkg/adaptation.(*Adaptation).",
+            "github.com/containerd/containerd/pkg/nri.(*local).",
+        ),
+        "the NRI plugin stays unsynchronised and containerd stops processing StartContainer and other CRI events "
+        "until it is restarted",
+    ),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class OpenIssue:
     id: str

@@ -236,6 +236,11 @@ _CRI_SERVER = re.compile(
     r"(?:server|instrument))(?:/podsandbox)?\.\((?:\*criService|\*instrumentedService|\*GRPCCRIImageService"
     r"|\*criImageService|\*CRIImageService)\)\.([A-Z]\w*)$"
 )
+# CRI servers other than containerd's: the kubelet's in-process dockershim (<= 1.23), cri-dockerd, CRI-O
+_OTHER_CRI_SERVER = re.compile(
+    r"(?:k8s\.io/kubernetes/pkg/kubelet/dockershim|github\.com/Mirantis/cri-dockerd/core)\.\(\*dockerService\)"
+    r"\.([A-Z]\w*)$|github\.com/cri-o/cri-o/server\.\(\*Server\)\.([A-Z]\w*)$"
+)
 _CRI_HANDLER = re.compile(r"k8s\.io/cri-api/pkg/apis/runtime/v1(?:alpha2)?\._(?:Runtime|Image)Service_(\w+)_Handler")
 _CRI_CLIENT = re.compile(
     r"(?:k8s\.io/cri-api/pkg/apis/runtime/v1(?:alpha2)?\.\(\*(?:runtime|image)ServiceClient\)"
@@ -327,6 +332,22 @@ _TAG_MARKERS: tuple[tuple[str, str], ...] = (
     ("pkg/kubelet/pleg.(*GenericPLEG).relist", "kubelet-relist"),
     ("pkg/kubelet/pleg.(*GenericPLEG).Relist", "kubelet-relist"),
     ("pkg/kubelet/pleg.", "kubelet-pleg"),
+    # the dockershim's network plugin manager: per-pod network lock, then the CNI plugin
+    ("pkg/kubelet/dockershim/network.(*PluginManager).", "cni"),
+    ("pkg/kubelet/dockershim/network/cni.", "cni"),
+    ("github.com/Mirantis/cri-dockerd/network.(*PluginManager).", "cni"),
+    ("github.com/Mirantis/cri-dockerd/network/cni.", "cni"),
+    ("github.com/cri-o/cri-o/internal/config/cnimgr.", "cni"),
+    ("github.com/cri-o/ocicni/pkg/ocicni.", "cni"),
+    # systemd over D-Bus (runc's and the kubelet's systemd cgroup driver, go-systemd)
+    ("github.com/godbus/dbus", "systemd-dbus"),
+    ("github.com/coreos/go-systemd/", "systemd-dbus"),
+    # runc itself (libcontainer in the runc binary): `runc start` waits in exec() on exec.fifo
+    ("github.com/opencontainers/runc/libcontainer.", "runc"),
+    ("github.com/opencontainers/runc/libcontainer.(*linuxContainer).exec", "runc-exec-fifo"),
+    # CRI-O's container state/op locks and containers/storage's file locks
+    ("github.com/cri-o/cri-o/internal/oci.", "crio-oci"),
+    ("github.com/containers/storage/pkg/lockfile.", "storage-lock"),
 )
 
 
@@ -409,7 +430,17 @@ def _lock_of(name: str) -> tuple[str | None, str | None]:
     m = _DOCKERD_DAEMON.search(name)
     if m and m.group(1) in _DOCKERD_LOCKERS:
         return "dockerd-container-lock", "dockerd container lock"
+    if _DOCKERD_STATE.search(name):
+        return "dockerd-container-lock", "dockerd container state lock"
+    if name.startswith("github.com/cri-o/cri-o/internal/oci.(*"):
+        return "crio-container-lock", "CRI-O container state/op lock"
+    if name.startswith("github.com/containers/storage/pkg/lockfile."):
+        return "storage-lock", "containers/storage lock"
     return None, None
+
+
+# dockerd's container: State embeds a mutex (IsRunning, SetStopped, ...), Container.Lock
+_DOCKERD_STATE = re.compile(r"github\.com/(?:docker/docker|moby/moby(?:/v2)?)/container\.\(\*(?:State|Container)\)\.")
 
 
 # -- holders ------------------------------------------------------------------------------
@@ -573,6 +604,12 @@ def classify(state: str, stack: tuple[Loc, ...]) -> StackInfo:
     cri_method = next((r.cri_method for r in roles if r.cri_method), None)
     cri_client = next((r.cri_client for r in roles if r.cri_client), None)
     symptom = False
+    if cri_method is None:
+        for loc in stack:
+            m = _OTHER_CRI_SERVER.search(loc[0])
+            if m and (m.group(1) or m.group(2)) in CRI_METHODS:
+                cri_method = m.group(1) or m.group(2)
+                break
     if cri_method:
         tags.add(f"cri:{cri_method}")
         symptom = cri_method in SYMPTOM_CRI
@@ -631,7 +668,7 @@ def classify(state: str, stack: tuple[Loc, ...]) -> StackInfo:
                 kind = WaitKind.BBOLT_WRITER
                 # the containerd metadata DB that owns this bbolt DB identifies it too
                 id_frames = (i, *(j for j in range(i + 1, n) if stack[j][0].endswith("metadata.(*DB).Update")))
-            if lock == "dockerd-container-lock":
+            if lock == "dockerd-container-lock" and _DOCKERD_DAEMON.search(stack[i][0]):
                 id_frames = ()  # the Daemon receiver is shared by every container lock
             if lock is None:
                 lock_label = f"lock taken in {_short(stack[i][0])}"
@@ -744,6 +781,8 @@ _LOCK_TAG = {
     "metadata-wlock": "metadata-wlock",
     "shim-init-mutex": "shim-init-mutex",
     "dockerd-container-lock": "dockerd-container-lock",
+    "crio-container-lock": "crio-container-lock",
+    "storage-lock": "storage-lock",
 }
 
 

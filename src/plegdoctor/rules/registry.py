@@ -63,6 +63,7 @@ class Hit:
     fix: str | None = None
     severity: Severity | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    cls: RootCauseClass | None = None  # a generic rule names the class per hit (by mechanism)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,7 @@ class Rule:
     references: tuple[str, ...]
     check: Callable[[RuleContext], Iterable[Hit]]
     symptom: bool = False  # describes the PLEG symptom, not a cause
+    generic: bool = False  # a first-principles rule: yields to a signature rule on the same wait
 
     @property
     def family(self) -> str:
@@ -97,7 +99,7 @@ class Rule:
             code=self.code,
             severity=hit.severity or self.severity,
             title=hit.title,
-            root_cause=self.root_cause,
+            root_cause=hit.cls or self.root_cause,
             weight=max(0.0, min(1.0, hit.weight)),
             evidence=tuple(hit.evidence[:12]),
             fix=hit.fix or self.fix,
@@ -133,6 +135,7 @@ def rule(
     fix: str,
     references: Iterable[str] = (),
     symptom: bool = False,
+    generic: bool = False,
 ) -> Callable[[Callable[[RuleContext], Iterable[Hit]]], Callable[[RuleContext], Iterable[Hit]]]:
     """Register a rule function under a stable code (PD1xx..PD9xx)."""
     if not CODE_RE.match(code):
@@ -153,6 +156,7 @@ def rule(
             references=tuple(references),
             check=fn,
             symptom=symptom,
+            generic=generic,
         )
         return fn
 
@@ -338,7 +342,19 @@ class RuleContext:
 
 
 _LONE_KINDS = frozenset(
-    {"ttrpc-call", "grpc-call", "syscall", "fsync", "fdatasync", "bbolt-commit-io", "mutex", "chan"}
+    {
+        "ttrpc-call",
+        "grpc-call",
+        "syscall",
+        "fsync",
+        "fdatasync",
+        "bbolt-commit-io",
+        "mutex",
+        "rwmutex-read",
+        "rwmutex-write",
+        "bbolt-writer",
+        "chan",
+    }
 )
 _LONE_TAGS = frozenset({"umount", "fsync", "fdatasync", "runc", "cni", "kubelet-relist", "task-exit"})
 
