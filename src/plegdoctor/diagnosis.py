@@ -712,6 +712,11 @@ def _unknown(
     unnamed: list[Finding] = (),  # type: ignore[assignment]
 ) -> RootCause:
     head = f"Relisting stopped for {fmt_seconds(stall.seconds)}, but " if stall else ""
+    if not head and symptoms:
+        strongest = max(symptoms, key=lambda f: (_SEV_ORDER[str(f.severity)] * -1, f.weight))
+        head = f"{strongest.title.rstrip('.')}, but "
+    elif not head and weak and weak[0].findings:
+        head = f"{weak[0].findings[0].title.rstrip('.')}, but "
     guess = ""
     if weak:
         guess = f" Weak candidates: {', '.join(f'{w.cls} ({w.score:.0%})' for w in weak[:3])}."

@@ -206,21 +206,26 @@ def _weight(base: float, chain: Chain, minutes: int) -> float:
     cls=C.UNKNOWN,
     fix="Follow the chain to the goroutine that holds what this one waits for; dump the process that serves the "
     "call (kill -USR1 for containerd and its shims, SIGQUIT for runc, pprof for the kubelet) if it is missing.",
+    references=(
+        "https://github.com/cri-o/cri-o/issues/9406",
+        "https://github.com/containerd/ttrpc/issues/174",
+        "https://github.com/maruel/panicparse",
+    ),
     generic=True,
 )
 def long_wait(ctx: RuleContext) -> Iterator[Hit]:
-    """Any goroutine of any Go daemon that has waited a minute or more (`[sync.Mutex.Lock, 215
+    """Detects any goroutine of any Go daemon that has waited a minute or more (`[sync.Mutex.Lock, 215
     minutes]`, `[semacquire, 19 minutes]`) for a lock, or for an RPC call to return, or on the
     symptom path (a CRI list/status handler, the kubelet relist).
 
-    Why: Go prints `, N minutes` only when a goroutine has been parked that long. A lock or a
+    Why it matters: Go prints `, N minutes` only when a goroutine has been parked that long. A lock or a
     call that waits minutes is a stall whatever the version, even when no signature rule
     knows the lock. The class comes from the mechanism the wait shows (`MECHANISMS`: inside
     CNI, runc, a shim call, a network filesystem, fsync; a lock of containerd, CRI-O, dockerd,
     the kubelet), or `unknown` when the wait is of no known subsystem. Server loops that idle
     in `select`/`chan receive`/`IO wait` for hours are not counted.
 
-    Example: `goroutine 41391428 [sync.Mutex.Lock, 215 minutes]:` in CRI-O's
+    Example evidence: `goroutine 41391428 [sync.Mutex.Lock, 215 minutes]:` in CRI-O's
     `stopContainer -> UpdateContainerStatus -> (*RWMutex).Lock` (runtime-lock-contention).
 
     Fix: see what holds the lock or serves the call; the chain says where to look next.
@@ -270,27 +275,32 @@ def _lock_address(g: Any, info: Any) -> str | None:
     cls=C.UNKNOWN,
     fix="Find the goroutine that holds the lock (the dump of the same process, all goroutines) and what it waits "
     "for; restart the process only after saving the dump.",
+    references=("https://github.com/moby/moby/issues/27827",),
     generic=True,
 )
 def lock_convoy(ctx: RuleContext) -> Iterator[Hit]:
-    """Goroutines of one process waiting for the same lock — the same address
+    """Detects goroutines of one process waiting for the same lock — the same address
     (`sync.(*Mutex).Lock(0xc820354f50)` in every stack, or `runtime_Semacquire(0xc820354f54)`,
     the mutex's sema 4 bytes in) or the same receiver at the same lock site — with no holder
     found: a convoy behind a goroutine that does not let go.
 
-    Fires at three or more waiters, or two when one has waited a minute or more. The class
+    Why it matters: a lock nobody visible holds, with a queue that grows, is a holder that
+    never lets go (a leaked lock, a holder in a call that never returns). Fires at three or
+    more waiters, or two when one has waited a minute or more. The class
     comes from the process and the lock (a dockerd container lock, a containerd or CRI-O
     internal lock, a kubelet lock; `MECHANISMS`).
 
-    Example: dockerd goroutines 82238 (`ContainerStop -> (*State).IsRunning`, 19 minutes) and
+    Example evidence: dockerd goroutines 82238 (`ContainerStop -> (*State).IsRunning`, 19 minutes) and
     82255 (5 minutes) both in `sync.(*Mutex).Lock(0xc820354f50)`: `docker ps` and `docker stop`
-    hang on one container's state mutex.
+    hang on one container's state mutex (moby#27827).
+
+    Fix: find the holder in a full dump of the same process and what it waits for.
     """
     ga = ctx.goroutines
     if ga is None:
         return
     groups: dict[tuple[int, str], list[tuple[Any, Any, Any]]] = defaultdict(list)
-    for w in ga.waits:
+    for w in getattr(ga, "waits", None) or ():
         if str(w.kind) not in _LOCK_KINDS or w.holder is not None:
             continue
         node = (w.dump, w.goroutine)
@@ -360,21 +370,25 @@ def lock_convoy(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.UNKNOWN,
     fix="Follow the stalled call into the subsystem it is caught in (see the chain); collect a full dump of that "
     "process while the stall lasts.",
+    references=("https://github.com/kubernetes/kubernetes/issues/98044",),
     generic=True,
 )
 def symptom_path_caught(ctx: RuleContext) -> Iterator[Hit]:
-    """The node shows the stall (a relist gap, PLEG unhealthy, NotReady, a CRI deadline) and a
+    """Detects the node showing the stall (a relist gap, PLEG unhealthy, NotReady, a CRI deadline) and a
     dump catches a goroutine on the stalled path — a CRI list/status handler of any runtime
     (containerd, the dockershim, cri-dockerd, CRI-O) or the kubelet relist — inside a
     subsystem that can hang: CNI, runc, a shim call, a network filesystem, fsync, umount.
 
-    Why: dumps without wait times (pprof `debug=1`, excerpts, fragments without headers) do
+    Why it matters: dumps without wait times (pprof `debug=1`, excerpts, fragments without headers) do
     not say how long a goroutine has waited; the stall in the logs does. The handler the
     relist waits for, caught in CNI code while PLEG is unhealthy, is the CNI hang.
 
-    Example: kubelet `PLEG is not healthy: pleg was last seen active 3m4.6s ago` with the
+    Example evidence: kubelet `PLEG is not healthy: pleg was last seen active 3m4.6s ago` with the
     dockershim's `PodSandboxStatus -> getIPs -> getIPsFromPlugin -> GetPodNetworkStatus`
-    (the per-pod network lock, then the CNI plugin) in the kubelet's goroutine profile.
+    (the per-pod network lock, then the CNI plugin) in the kubelet's goroutine profile
+    (kubernetes#98044).
+
+    Fix: follow the call into that subsystem (the chain) and dump it while the stall lasts.
     """
     ga = ctx.goroutines
     if ga is None:
@@ -383,7 +397,7 @@ def symptom_path_caught(ctx: RuleContext) -> Iterator[Hit]:
     if not symptoms:
         return
     seen: set[tuple[str, str]] = set()
-    for node, info in ga.infos.items():
+    for node, info in (getattr(ga, "infos", None) or {}).items():
         if not info.symptom and "kubelet-relist" not in info.tags:
             continue
         if str(info.kind) in ("running", "idle", "io"):
@@ -393,7 +407,7 @@ def symptom_path_caught(ctx: RuleContext) -> Iterator[Hit]:
             continue
         dump = ga.dumps[node[0]]
         w = None
-        for cand in ga.waits:
+        for cand in ga.waits or ():
             if (cand.dump, cand.goroutine) == node:
                 w = cand
                 break
@@ -437,21 +451,23 @@ def symptom_path_caught(ctx: RuleContext) -> Iterator[Hit]:
     references=("https://github.com/containerd/containerd/issues/1882",),
 )
 def runc_stuck(ctx: RuleContext) -> Iterator[Hit]:
-    """A goroutine dump of runc — a short-lived CLI, so a dump of it exists because it did not
+    """Detects a goroutine dump of runc — a short-lived CLI, so a dump of it exists because it did not
     exit (SIGQUIT to a hung `runc start`, `runc delete`, `runc exec`) — whose main goroutine
     is blocked in a syscall or a lock.
 
-    `runc start` blocked in `openat` inside `(*linuxContainer).exec` waits for the
+    Why it matters: `runc start` blocked in `openat` inside `(*linuxContainer).exec` waits for the
     container's init side of `exec.fifo`: the init process never got to exec (frozen cgroup,
     D state, a hook that hangs).
 
-    Example: runc `goroutine 1 [syscall]: syscall.Syscall6(0x101, ...) ... os.OpenFile ...
+    Example evidence: runc `goroutine 1 [syscall]: syscall.Syscall6(0x101, ...) ... os.OpenFile ...
     libcontainer.(*linuxContainer).exec` (containerd#1882).
+
+    Fix: see what the container's init waits for (its kernel stack, its cgroup's freezer).
     """
     ga = ctx.goroutines
     if ga is None:
         return
-    for di, dump in enumerate(ga.dumps):
+    for di, dump in enumerate(getattr(ga, "dumps", None) or ()):
         if dump.process != "runc":
             continue
         for g in dump.goroutines:
@@ -506,18 +522,21 @@ def runc_stuck(ctx: RuleContext) -> Iterator[Hit]:
     ),
 )
 def systemd_dbus_wait(ctx: RuleContext) -> Iterator[Hit]:
-    """A goroutine of runc, a shim, containerd, CRI-O or the kubelet blocked inside a D-Bus
+    """Detects a goroutine of runc, a shim, containerd, CRI-O or the kubelet blocked inside a D-Bus
     client (`github.com/godbus/dbus`) or go-systemd's unit calls (`StartTransientUnit`,
     `startJob`, `StopUnit`), for a minute or more or on the stalled path while the node shows
     the stall.
 
-    Why: with the systemd cgroup driver every container's cgroup is a systemd scope created
+    Why it matters: with the systemd cgroup driver every container's cgroup is a systemd scope created
     over D-Bus; when systemd or dbus-daemon does not answer (a hung reload, the D-Bus
     connection limit), runc create/start and the kubelet's cgroup manager wait with no
     deadline, and so does every CRI call behind them.
 
-    Example: `github.com/coreos/go-systemd/v22/dbus.(*Conn).startJob` -> `chan receive` under
-    `libcontainer/cgroups/systemd.startUnit`.
+    Example evidence: `github.com/coreos/go-systemd/v22/dbus.(*Conn).startJob` -> `chan
+    receive` under `libcontainer/cgroups/systemd.startUnit` (runc#3904, runc#1959).
+
+    Fix: make systemd answer again (see the fix text); a timeout on runc's D-Bus calls is
+    discussed upstream (runc#4481).
     """
     symptom = bool(symptom_refs(ctx))
     seen: set[tuple[str, int | None]] = set()
@@ -552,17 +571,19 @@ def systemd_dbus_wait(ctx: RuleContext) -> Iterator[Hit]:
     references=("https://github.com/containerd/containerd/issues/10085",),
 )
 def known_runtime_bug(ctx: RuleContext) -> Iterator[Hit]:
-    """The runtime's version is in the affected range of a known deadlock or regression
+    """Detects a runtime version in the affected range of a known deadlock or regression
     (`knowledge.KNOWN_BUGS`: introduced in, fixed in per release branch, with sources) *and*
     a goroutine of its dump waits for a lock inside the bug's signature functions.
 
-    Neither alone is enough: an affected version without the signature is a risk (the
+    Why it matters: neither alone is enough: an affected version without the signature is a risk (the
     configuration audit says so), the signature on a fixed version is another bug. Together
     the remediation is an upgrade, not a setting.
 
-    Example: containerd 1.7.13 with goroutines waiting for locks in
+    Example evidence: containerd 1.7.13 with goroutines waiting for locks in
     `nri/pkg/adaptation.(*Adaptation).acceptPluginConnections` and `pkg/nri.(*local)`:
     containerd#10085, fixed in 1.7.16.
+
+    Fix: upgrade to the fixed release; restart the runtime to clear the deadlock now.
     """
     from plegdoctor.errors import UserError
     from plegdoctor.knowledge import KNOWN_BUGS, ContainerdVersion
@@ -606,7 +627,7 @@ def _frames_of(ctx: RuleContext, link: ChainLink) -> list[str]:
     ga = ctx.goroutines
     if ga is None or link.goroutine is None:
         return [link.function or ""]
-    for di, dump in enumerate(ga.dumps):
+    for di, dump in enumerate(getattr(ga, "dumps", None) or ()):
         if dump.process != link.process or dump.pid != link.pid:
             continue
         g = ga.goroutine((di, link.goroutine))
