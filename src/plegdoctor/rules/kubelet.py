@@ -183,6 +183,56 @@ def evented_pleg_fallback(ctx: RuleContext) -> Iterator[Hit]:
         yield Hit(title="Evented PLEG fell back to generic relisting", evidence=(evs[0].ref,), weight=0.0)
 
 
+# Node Ready-condition messages that blame the runtime (kubelet's runtimeState errors,
+# pkg/kubelet/runtime.go): each is a relist-or-runtime symptom
+_RUNTIME_NOT_READY = ("pleg", "container runtime", "runtime network not ready", "runtime is down")
+
+
+@rule(
+    "PD108",
+    "node-not-ready-runtime",
+    title="The node went NotReady because of the runtime or PLEG",
+    severity=Severity.CRITICAL,
+    cls=C.UNKNOWN,
+    fix=COLLECT,
+    references=(PLEG_DOC, K8S_45419),
+    symptom=True,
+)
+def node_not_ready_runtime(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects the kubelet setting its node NotReady with a runtime reason: `PLEG is not
+    healthy`, `container runtime is down`, `container runtime status check may not have
+    completed yet`, `runtime network not ready`.
+
+    Why it matters: the Ready condition is what the cluster acts on (evictions, node repair);
+    its message says the kubelet's own runtime checks failed, so the cause is in the relist or
+    the runtime even when no relist line is logged.
+
+    Example evidence::
+
+        I0109 19:48:52.460707 9136 setters.go:559] Node became not ready: {Type:Ready
+        Status:False ... Reason:KubeletNotReady Message:container runtime is down}
+
+    Fix: this rule only locates the stall; the other rules explain it.
+    """
+    nodes = [
+        e
+        for e in events(ctx, EventKind.NODE_NOT_READY)
+        if any(k in str(e.attrs.get("message", "")).lower() for k in _RUNTIME_NOT_READY)
+    ]
+    if not nodes:
+        return
+    msg = str(nodes[0].attrs.get("message", ""))
+    reason = "PLEG is not healthy" if "pleg" in msg.lower() else "the container runtime is not ready"
+    refs = tuple(e.ref for e in nodes[:1] + nodes[-1:])
+    detail = f"node NotReady: {reason}"
+    yield step_hit(
+        f"{detail} ({plural(len(nodes), 'report')})",
+        0.0,
+        link("node-not-ready", "kubelet", detail, refs[:1], tags=("kubelet-pleg", "symptom")),
+        evidence=refs,
+    )
+
+
 @rule(
     "PD110",
     "kubelet-relist-blocked-inside-kubelet",
