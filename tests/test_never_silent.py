@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rulecheck import assert_fires, assert_quiet, diagnose
 
 from plegdoctor.report.text import render_text
+from rulecheck import assert_fires, assert_quiet, diagnose
 
 NOT_READY = (
     "I0109 19:48:52.460707    9136 setters.go:559] Node became not ready: {{Type:Ready Status:False "
@@ -35,7 +35,7 @@ def test_a_symptom_alone_is_never_answered_with_nothing(name: str, tmp_path: Pat
     dg = diagnose({"kubelet.log": SYMPTOMS[name]}, tmp_path, year=2024)
     assert dg.root_causes, name
     top = dg.root_causes[0]
-    assert top.summary and "collect" in top.summary.lower() or top.confidence >= 0.3
+    assert (top.summary and "collect" in top.summary.lower()) or top.confidence >= 0.3
     assert dg.next_steps
     assert HEALTHY_WORDS not in render_text(dg.to_json(), width=100, color=False)
 

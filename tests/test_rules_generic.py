@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (goroutine dump text is quoted with its real line lengths)
 """PD8xx, the generic layer: each rule fires on a real (or consistent) case and stays quiet on a
 look-alike. Real cases come from tests/corpus/real (verbatim public artifacts); the few dumps
 written here are marked SYNTHETIC in their builder and use frame shapes of real dumps."""
@@ -6,10 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rulecheck import assert_fires, assert_quiet, diagnose
-
 from plegdoctor.model import RootCauseClass as C
 from plegdoctor.rules.generic import MECHANISMS, mechanism_of
+from rulecheck import assert_fires, assert_quiet, diagnose
 
 REAL = Path(__file__).resolve().parent / "corpus" / "real"
 
@@ -62,9 +62,7 @@ github.com/docker/docker/daemon.(*Daemon).ContainerStop(0xc820414000, 0xc8218418
 def _convoy(minutes: list[int | None]) -> str:
     """SYNTHETIC: goroutines shaped like moby#27827's (frames as posted there), ids and waits
     chosen by the test."""
-    return "".join(
-        _CONVOY.format(gid=82200 + i, minutes=f", {m} minutes" if m else "") for i, m in enumerate(minutes)
-    )
+    return "".join(_CONVOY.format(gid=82200 + i, minutes=f", {m} minutes" if m else "") for i, m in enumerate(minutes))
 
 
 def test_pd802_fires_on_two_goroutines_minutes_on_one_mutex(tmp_path: Path) -> None:
@@ -95,9 +93,7 @@ def test_pd803_fires_on_dockershim_sandbox_status_in_cni_while_pleg_unhealthy() 
 
 
 def test_pd803_quiet_on_the_same_dump_without_a_stall() -> None:
-    assert_quiet(
-        "PD803", _case("k8s-98044-relist-podsandboxstatus-cni-lock-debug1", "kubelet-goroutines-grep.txt")
-    )
+    assert_quiet("PD803", _case("k8s-98044-relist-podsandboxstatus-cni-lock-debug1", "kubelet-goroutines-grep.txt"))
 
 
 # -- PD804 runc stuck -------------------------------------------------------------------------
@@ -195,3 +191,18 @@ def test_mechanism_table_orders_subsystem_before_lock() -> None:
     assert mechanism_of(frozenset(), "mutex", "unknown", None) is None  # a lock of an unknown Go program
     assert mechanism_of(frozenset(), "chan", "containerd", None) is None
     assert len({m.name for m in MECHANISMS}) == len(MECHANISMS)
+
+
+def test_every_class_is_defined_with_its_remediation_in_docs_and_rules_output() -> None:
+    from plegdoctor.model import CLASS_DEFINITIONS, RootCauseClass
+    from plegdoctor.rulescmd import rules_text
+
+    assert set(CLASS_DEFINITIONS) == set(RootCauseClass)
+    text = rules_text()
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "rules.md").read_text(encoding="utf-8")
+    for cls, (meaning, remedy) in CLASS_DEFINITIONS.items():
+        assert meaning and remedy
+        assert f"  {cls}" in text and meaning in text
+        assert f"| `{cls}` | {meaning} |" in docs
+    assert "CRI-O" in CLASS_DEFINITIONS[RootCauseClass.CRI_STATUS_LOCK][0]
+    assert "CRI-O" in CLASS_DEFINITIONS[RootCauseClass.RUNTIME_LOCK_CONTENTION][0]

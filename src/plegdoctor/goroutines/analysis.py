@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from plegdoctor.goroutines.buckets import Bucket, bucketize
-from plegdoctor.goroutines.model import CONTAINERD, KUBELET, SHIM, Dump, Goroutine, Similarity
+from plegdoctor.goroutines.model import CONTAINERD, DOCKERD, KUBELET, SHIM, Dump, Goroutine, Similarity
 from plegdoctor.goroutines.waits import (
+    DOCKER_API_SERVERS,
+    DOCKERD_DAEMON_METHOD,
     LOCK_KINDS,
     StackInfo,
     WaitKind,
@@ -122,6 +124,7 @@ def _analyze(dumps: list[Dump], similarity: Similarity, buckets: bool) -> Gorout
     holders: dict[tuple[int, str], list[_Holder]] = defaultdict(list)
     serving: dict[str, list[tuple[Node, Goroutine, StackInfo]]] = defaultdict(list)
     cri_served: dict[str, list[tuple[Node, Goroutine, StackInfo]]] = defaultdict(list)
+    docker_served: dict[str, list[tuple[Node, Goroutine, StackInfo]]] = defaultdict(list)
     sync_loops: dict[int, list[tuple[Node, Goroutine, StackInfo]]] = defaultdict(list)
     pending: list[tuple[Node, Goroutine, StackInfo]] = []
     for di, dump in enumerate(dumps):
@@ -156,6 +159,12 @@ def _analyze(dumps: list[Dump], similarity: Similarity, buckets: bool) -> Gorout
                 serving[info.serving].append((node, g, info))
             if info.cri_method and proc == CONTAINERD:
                 cri_served[info.cri_method].append((node, g, info))
+            if proc == DOCKERD:
+                for loc in g.stack:
+                    m = DOCKERD_DAEMON_METHOD.search(loc[0])
+                    if m:
+                        docker_served[m.group(1)].append((node, g, info))
+                        break
             if proc == KUBELET and any(loc[0].endswith("kubelet.(*Kubelet).syncLoopIteration") for loc in g.stack):
                 sync_loops[di].append((node, g, info))
             if info.kind not in (WaitKind.RUNNING, WaitKind.IDLE):
@@ -206,6 +215,11 @@ def _analyze(dumps: list[Dump], similarity: Similarity, buckets: bool) -> Gorout
                     0.6,
                     f"containerd goroutine serving CRI {info.cri_client}",
                 )
+        elif info.kind == WaitKind.HTTP_CALL and info.call:
+            api = info.call.split(".", 1)[1]
+            resource = f"Docker API {api} (dockerd)"
+            served = [c for m in DOCKER_API_SERVERS.get(api, ()) for c in docker_served.get(m, [])]
+            holder, conf, reason = _best_remote(served, dump, 0.6, f"dockerd goroutine serving {api}")
         elif info.kind == WaitKind.CHAN and dump.process == KUBELET and "kubelet-relist" in info.tags:
             resource = "the PLEG event channel"
             busy = [c for c in sync_loops.get(di, []) if not _in_sync_select(c[1], c[2])]

@@ -66,7 +66,7 @@ def describe_wait(w: Wait | None, info: StackInfo) -> str:
         return f"is in {w.syscall}"
     if w.kind in (WaitKind.SYSCALL, WaitKind.FSYNC, WaitKind.FDATASYNC, WaitKind.BBOLT_COMMIT_IO):
         return "is in a syscall"
-    if w.kind in (WaitKind.TTRPC_CALL, WaitKind.GRPC_CALL):
+    if w.kind in (WaitKind.TTRPC_CALL, WaitKind.GRPC_CALL, WaitKind.HTTP_CALL):
         return f"waits for {w.resource}"
     return f"waits ({w.kind}: {w.resource})"
 
@@ -151,7 +151,12 @@ def _link(analysis: GoroutineAnalysis, path: list[Node], i: int, waits: dict[Nod
         confidence = prev.confidence
         held = prev.resource.replace(" read lock", " lock").replace(" write lock", " lock")
         how = prev.reason
-        verb = {"ttrpc-call": "serves", "grpc-call": "serves", "chan": "should receive from"}.get(prev.kind, "holds")
+        verb = {
+            "ttrpc-call": "serves",
+            "grpc-call": "serves",
+            "http-call": "serves",
+            "chan": "should receive from",
+        }.get(prev.kind, "holds")
         detail = f"{actor} ({where}) {verb} {held} [{how}] and {doing}"
     evidence: list[Ref] = [dump.ref(g)]
     if g.stack:
@@ -189,9 +194,12 @@ def chain_text(chain: Chain) -> str:
             parts.append(actor)
         if link.resource and i + 1 < len(chain.links):
             nxt = chain.links[i + 1].detail.split(" (", 1)[0]
-            verb = {"ttrpc-call": "served by", "grpc-call": "served by", "chan": "not received by"}.get(
-                link.kind, "held by"
-            )
+            verb = {
+                "ttrpc-call": "served by",
+                "grpc-call": "served by",
+                "http-call": "served by",
+                "chan": "not received by",
+            }.get(link.kind, "held by")
             parts.append(f"{link.resource} {verb} {nxt}")
         elif i + 1 == len(chain.links):
             parts.append((link.resource or link.kind).removeprefix("syscall "))

@@ -65,6 +65,7 @@ class WaitKind(StrEnum):
     SYSCALL = "syscall"
     TTRPC_CALL = "ttrpc-call"
     GRPC_CALL = "grpc-call"
+    HTTP_CALL = "http-call"  # a Docker Engine API client call (dockershim, cri-dockerd, kubelet -> dockerd)
     GRPC_HANDLER = "grpc-handler"
     CHAN = "chan"
     SELECT = "select"
@@ -269,6 +270,7 @@ _INIT_LOCKING = frozenset(
     }
 )
 _DOCKERD_DAEMON = re.compile(r"github\.com/(?:docker/docker|moby/moby(?:/v2)?)/daemon\.\(\*Daemon\)\.(\w+)$")
+DOCKERD_DAEMON_METHOD = _DOCKERD_DAEMON
 _DOCKERD_LOCKERS = frozenset(
     {
         "ContainerInspectCurrent",
@@ -438,6 +440,22 @@ def _lock_of(name: str) -> tuple[str | None, str | None]:
         return "storage-lock", "containers/storage lock"
     return None, None
 
+
+# the Docker Engine API client (vendored by the dockershim and cri-dockerd)
+_DOCKER_CLIENT = re.compile(r"github\.com/(?:docker/docker|moby/moby)/client\.\(\*Client\)\.([A-Z]\w*)$")
+# Docker API client method -> the dockerd Daemon methods that serve it
+DOCKER_API_SERVERS: dict[str, tuple[str, ...]] = {
+    "ContainerInspect": ("ContainerInspect", "ContainerInspectCurrent", "containerInspectCurrent"),
+    "ContainerList": ("Containers", "reducePsContainer", "foldFilter"),
+    "ContainerStop": ("ContainerStop", "containerStop"),
+    "ContainerRemove": ("ContainerRm", "cleanupContainer"),
+    "ContainerStart": ("ContainerStart", "containerStart"),
+    "ContainerCreate": ("ContainerCreate", "containerCreate"),
+    "ContainerKill": ("ContainerKill", "killWithSignal"),
+    "ContainerStats": ("ContainerStats",),
+    "ContainerExecCreate": ("ContainerExecCreate",),
+    "ContainerExecInspect": ("ContainerExecInspect",),
+}
 
 # dockerd's container: State embeds a mutex (IsRunning, SetStopped, ...), Container.Lock
 _DOCKERD_STATE = re.compile(r"github\.com/(?:docker/docker|moby/moby(?:/v2)?)/container\.\(\*(?:State|Container)\)\.")
@@ -735,6 +753,17 @@ def classify(state: str, stack: tuple[Loc, ...]) -> StackInfo:
             site = last + 1
         kind = WaitKind.GRPC_CALL
         description = f"waits for gRPC {call or 'call'}"
+    elif any(
+        f.startswith("net/http.(*persistConn).roundTrip") or f == "net/http.(*Transport).roundTrip" for f in funcs
+    ):
+        # the Docker Engine API client (docker/client) over HTTP: the call is the client method
+        api = next((m.group(1) for f in funcs if (m := _DOCKER_CLIENT.search(f))), None)
+        if api is not None:
+            call = f"Docker.{api}"
+            tags.add(f"docker-api:{api}")
+            kind = WaitKind.HTTP_CALL
+            site = next(j for j, f in enumerate(funcs) if _DOCKER_CLIENT.search(f))
+            description = f"waits for the Docker API {api} (dockerd)"
     if cri_method and kind in (WaitKind.UNKNOWN, WaitKind.SELECT):
         kind = WaitKind.GRPC_HANDLER
     if kind in (WaitKind.IO, WaitKind.SELECT, WaitKind.CHAN) and _is_background(stack):

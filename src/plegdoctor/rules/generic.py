@@ -35,7 +35,7 @@ MAX_CONVOY_LINKS = 5
 RUNTIMES = frozenset({"containerd", "containerd-shim", "crio", "dockerd", "cri-dockerd", "kubelet", "runc"})
 
 _LOCK_KINDS = frozenset({"mutex", "rwmutex-read", "rwmutex-write", "bbolt-writer"})
-_CALL_KINDS = frozenset({"ttrpc-call", "grpc-call"})
+_CALL_KINDS = frozenset({"ttrpc-call", "grpc-call", "http-call"})
 _SYSCALL_KINDS = frozenset({"syscall", "fsync", "fdatasync", "bbolt-commit-io"})
 
 
@@ -91,6 +91,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
     _m("runc-process", C.RUNC_HANG, "is runc itself", processes={"runc"}),
     _m("ttrpc", C.SHIM_HANG, "waits for a shim to answer a ttrpc call", kinds={"ttrpc-call"}),
     _m("shim", C.SHIM_HANG, "is inside the shim", processes={"containerd-shim"}),
+    _m("docker-api", C.DOCKERD_LOCK, "waits for dockerd to answer a Docker API call", kinds={"http-call"}),
     _m("bbolt-lock", C.BBOLT_LOCK_CONTENTION, "queues on bbolt's writer lock", tags_any={"bbolt-writer"}),
     _m(
         "status-lock",

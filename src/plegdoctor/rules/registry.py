@@ -345,6 +345,7 @@ _LONE_KINDS = frozenset(
     {
         "ttrpc-call",
         "grpc-call",
+        "http-call",
         "syscall",
         "fsync",
         "fdatasync",
