@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from plegdoctor.model import (
+    CgroupFreeze,
     DiskSample,
     DiskStat,
     Event,
@@ -22,8 +23,11 @@ from plegdoctor.model import (
     Meminfo,
     MetricSample,
     Mount,
+    NodeLoad,
     PressureSample,
+    ProcCgroup,
     Ref,
+    StallTrigger,
     TaskState,
     Versions,
 )
@@ -100,6 +104,11 @@ class Evidence:
     # {bundle member path: kind} from a bundle's manifest.json (read before the members)
     manifest_kinds: dict[str, str] = field(default_factory=dict)
     boot_time: float | None = None  # epoch seconds, from a bundle manifest (dmesg stamps)
+    # why a bundle was captured (manifest `trigger`: the relist probe's stalled call)
+    triggers: list[StallTrigger] = field(default_factory=list)
+    cgroup_freezes: list[CgroupFreeze] = field(default_factory=list)  # cgroup.freeze / freezer.state
+    proc_cgroups: list[ProcCgroup] = field(default_factory=list)  # /proc/<pid>/cgroup lines
+    loads: list[NodeLoad] = field(default_factory=list)  # load average and CPU count
 
     def add_log_record(self, rec: LogRecord) -> None:
         if len(self.log_records) < MAX_LOG_RECORDS:

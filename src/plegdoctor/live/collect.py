@@ -5,8 +5,11 @@ the log file containerd writes to, else well-known files), containerd's goroutin
 on the debug socket when configured, else SIGUSR1 and /tmp/containerd.<pid>.stacks.log), the
 shims' dumps (SIGUSR1 per shim, read back from containerd's log), /proc/pressure, two samples
 of /proc/diskstats, meminfo and vmstat, the mount table, the containerd config (file and
-`containerd config dump`), versions, dmesg, every task's state and wait channel, and kernel
-stacks of D-state tasks and of the runtime's tasks.
+`containerd config dump`), versions, dmesg, every task's state and wait channel (read from
+/proc/<pid>/task/<tid>/{stat,wchan}; the runtime's tasks always, however many tasks the node
+has), kernel stacks of D-state tasks and of the runtime's tasks, the runtime processes'
+/proc/<pid>/status (TracerPid) and cgroup freezer state, the load average, and the boot time.
+A bundle captured by `watch` also records why (manifest `trigger`, plegdoctor.live.trigger).
 
 What it changes on the node: nothing, except the SIGUSR1 dumps it asks for. containerd
 writes its dump file itself (`containerd.<pid>.stacks.log` in its TMPDIR, overwritten at each
@@ -275,8 +278,14 @@ class Task:
 
 
 def iter_tasks(limit: int = MAX_TASKS) -> Iterator[Task]:
+    """Every task's state, comm and wait channel, read from /proc/<pid>/task/<tid>/{stat,wchan}
+    (no binary is run). At most `limit` tasks, but the runtime's own tasks (containerd, its
+    shims, runc, crio, dockerd, kubelet) are always read, however many others there are."""
     n = 0
     for proc in iter_procs():
+        runtime = proc.comm.startswith(RUNTIME_COMMS)
+        if n >= limit and not runtime:
+            continue
         cmd = " ".join(proc.cmdline) or f"[{proc.comm}]"
         try:
             tids = [int(e.name) for e in os.scandir(f"/proc/{proc.pid}/task") if e.name.isdigit()]
@@ -298,8 +307,8 @@ def iter_tasks(limit: int = MAX_TASKS) -> Iterator[Task]:
                 wchan = "-"
             yield Task(proc.pid, tid, state, comm, "-" if wchan == "0" else wchan, cmd)
             n += 1
-            if n >= limit:
-                return
+            if n >= limit and not runtime:
+                break
 
 
 def ps_table(tasks: list[Task]) -> list[str]:
@@ -313,6 +322,92 @@ def ps_table(tasks: list[Task]) -> list[str]:
 
 def is_runtime_task(t: Task) -> bool:
     return t.comm.startswith(RUNTIME_COMMS)
+
+
+MAX_STATUS_PROCS = 256
+
+
+def _cgroup_state_files(cgroup_lines: list[str], root: str = "/sys/fs/cgroup") -> list[str]:
+    """The freezer files of the cgroups in /proc/<pid>/cgroup lines: v2 `cgroup.events` (its
+    `frozen` is the effective state, ancestors included) and `cgroup.freeze`; v1
+    `freezer.state`."""
+    out: list[str] = []
+    # cgroup v2 is mounted at the root, or at <root>/unified on a hybrid (v1 + v2) host
+    v2_root = root if os.path.exists(f"{root}/cgroup.controllers") else f"{root}/unified"
+    for line in cgroup_lines:
+        hier, _, path = line.strip().rpartition(":")
+        if not hier or not path.startswith("/"):
+            continue
+        controllers = hier.split(":", 1)[-1]
+        if hier.startswith("0:") and controllers == "":
+            if path == "/":
+                continue  # the root cgroup cannot be frozen
+            base = v2_root + path.rstrip("/")
+            out += [f"{base}/cgroup.events", f"{base}/cgroup.freeze"]
+        elif "freezer" in controllers.split(","):
+            out.append(f"{root}/freezer{path.rstrip('/')}/freezer.state")
+    return out
+
+
+def runtime_status(tasks: list[Task], root: str = "/sys/fs/cgroup") -> list[str]:
+    """`tail -n +1`-style concatenation (read by plegdoctor.parsers.ps) of /proc/<pid>/status
+    (State, TracerPid: who stopped or traces it) and /proc/<pid>/cgroup of each runtime process,
+    and the freezer state of their cgroups. Read from /proc and cgroupfs; nothing is run."""
+    pids = list(dict.fromkeys(t.pid for t in tasks if is_runtime_task(t) and t.pid == t.tid))[:MAX_STATUS_PROCS]
+    lines: list[str] = []
+    seen: set[str] = set()
+    for pid in pids:
+        cgroup: list[str] = []
+        for name in ("status", "cgroup"):
+            path = f"/proc/{pid}/{name}"
+            try:
+                text = Path(path).read_text(errors="replace")
+            except OSError:
+                continue
+            lines.append(f"==> {path} <==\n")
+            lines.extend(text.splitlines(keepends=True))
+            if name == "cgroup":
+                cgroup = text.splitlines()
+        for path in _cgroup_state_files(cgroup, root):
+            if path in seen:
+                continue
+            seen.add(path)
+            try:
+                text = Path(path).read_text(errors="replace")
+            except OSError:
+                continue
+            lines.append(f"==> {path} <==\n")
+            lines.extend(text.splitlines(keepends=True))
+    if not lines:
+        lines.append("# no runtime process found\n")
+    return lines
+
+
+def node_load() -> dict[str, Any]:
+    """/proc/loadavg and the CPUs this node can run on (manifest `node_load`)."""
+    fields = Path("/proc/loadavg").read_text().split()
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 0
+    return {
+        "loadavg": [float(x) for x in fields[:3]],
+        "running": fields[3] if len(fields) > 3 else None,
+        "cpus": cpus or None,
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "source": "/proc/loadavg",
+    }
+
+
+def boot_time() -> float | None:
+    """Epoch boot time from /proc/stat `btime` (turns dmesg's seconds since boot into times)."""
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def task_stacks(tasks: list[Task]) -> list[str]:
@@ -399,6 +494,28 @@ def go_build_version(path: str) -> str:
     return m.group(0).decode() if m else ""
 
 
+def same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _runnable(name: str, pid: int | None) -> tuple[str | None, str | None]:
+    """(binary to execute, binary to read) for the running `name` process.
+
+    A binary found through /proc/<pid>/exe is never executed: a process can be in another
+    mount namespace (a container may name itself "kubelet"), and running its binary as root
+    on the host would run whatever it is. The one on PATH is run when it is the same file the
+    process runs; the /proc copy is only read (Go build info)."""
+    on_path = shutil.which(name)
+    if pid is None:
+        return on_path, on_path
+    exe = f"/proc/{pid}/exe"
+    return (on_path if on_path and same_file(exe, on_path) else None), exe
+
+
 def versions_text(ctd_pid: int | None, timeout: float) -> list[str]:
     """Versions as `name: value` lines (read by plegdoctor.parsers.versions)."""
     uname = os.uname()
@@ -409,24 +526,28 @@ def versions_text(ctd_pid: int | None, timeout: float) -> list[str]:
         for line in Path(in_root(ctd_pid, "/etc/os-release")).read_text().splitlines():
             if line.startswith("PRETTY_NAME="):
                 lines.append("os: " + line.split("=", 1)[1].strip('"') + "\n")
-    binaries: dict[str, str | None] = {
-        "containerd": f"/proc/{ctd_pid}/exe" if ctd_pid else shutil.which("containerd"),
-        "runc": shutil.which("runc"),
-    }
     kubelet = next((p for p in iter_procs() if p.comm == "kubelet"), None)
-    binaries["kubelet"] = f"/proc/{kubelet.pid}/exe" if kubelet else shutil.which("kubelet")
-    for name, path in binaries.items():
-        if not path:
+    # (name, binary to run for --version, binary to read the Go build info from)
+    binaries: list[tuple[str, str | None, str | None]] = [
+        ("containerd", *_runnable("containerd", ctd_pid)),
+        ("runc", shutil.which("runc"), shutil.which("runc")),
+        ("kubelet", *_runnable("kubelet", kubelet.pid if kubelet else None)),
+    ]
+    for name, path, image in binaries:
+        if not path and not image:
             lines.append(f"{name}: not found\n")
             continue
-        try:
-            out = run_command([path, "--version"], timeout)
-            first = out[0].strip() if out else ""
-            lines.append(f"{name}: {first}\n")
-            lines.extend(f"{name}_detail: {ln.strip()}\n" for ln in out[1:5] if ln.strip())
-        except (RuntimeError, StepTimeout) as exc:
-            lines.append(f"{name}: error: {exc}\n")
-        go = go_build_version(path)
+        if path:
+            try:
+                out = run_command([path, "--version"], timeout)
+                first = out[0].strip() if out else ""
+                lines.append(f"{name}: {first}\n")
+                lines.extend(f"{name}_detail: {ln.strip()}\n" for ln in out[1:5] if ln.strip())
+            except (RuntimeError, StepTimeout) as exc:
+                lines.append(f"{name}: error: {exc}\n")
+        else:
+            lines.append(f"{name}: not run: the running binary is not the {name} on PATH (read, not executed)\n")
+        go = go_build_version(image or path or "")
         if go:
             lines.append(f"{name}_go: {go}\n")
     return lines
@@ -562,6 +683,17 @@ def _collect_into(
         tasks = run_with_deadline(lambda: list(iter_tasks()), T, "tasks")
     step("tasks/ps.txt", "ps", lambda: ps_table(tasks), source="/proc/*/task/*/{stat,wchan}")
     step("tasks/stacks.txt", "proc-stack", lambda: task_stacks(tasks), source="/proc/*/task/*/stack")
+    step(
+        "tasks/runtime-status.txt",
+        "ps",
+        lambda: runtime_status(tasks),
+        source="/proc/<runtime pid>/{status,cgroup}, /sys/fs/cgroup/<its cgroup>/{cgroup.events,cgroup.freeze}",
+    )
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        w.extra["node_load"] = node_load()
+    btime = boot_time()
+    if btime is not None:
+        w.extra.setdefault("boot_time", btime)
 
     # 2. /proc samples: PSI, diskstats, meminfo, vmstat (two samples, or watch's recent series).
     files = {
@@ -622,12 +754,21 @@ def _collect_into(
         if entry.error is None:
             with contextlib.suppress(OSError):
                 config_text = Path(cfg_read).read_text()
-        step(
-            "config/containerd-config-dump.toml",
-            "containerd-config",
-            lambda: run_command([f"/proc/{ctd_pid}/exe", "--config", cfg_read, "config", "dump"], T),
-            command=["containerd", "--config", cfg, "config", "dump"],
-        )
+        runnable, _ = _runnable("containerd", ctd_pid)
+        if runnable:
+            step(
+                "config/containerd-config-dump.toml",
+                "containerd-config",
+                lambda: run_command([runnable, "--config", cfg_read, "config", "dump"], T),
+                command=["containerd", "--config", cfg, "config", "dump"],
+            )
+        else:
+            w.add_failed(
+                "config/containerd-config-dump.toml",
+                "containerd-config",
+                f"not run: containerd pid {ctd_pid} does not run the containerd on PATH (its binary is never executed)",
+                command=["containerd", "--config", cfg, "config", "dump"],
+            )
 
     # 5. Versions, dmesg.
     step("versions.txt", "versions", lambda: versions_text(ctd_pid, 5.0), timeout=T)

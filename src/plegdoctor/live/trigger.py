@@ -1,6 +1,23 @@
-"""Stall-triggered capture policy: one capture per stall episode, a cooldown, a cap and a disk budget.
+"""Stall-triggered capture policy: one capture per stall episode, a cooldown, a cap and a disk budget;
+and the manifest's `trigger` record that says why a bundle was captured.
 
 Pure logic over times passed in, so tests replay it without a clock.
+
+The trigger record (manifest key `trigger`, read back by plegdoctor.parsers.bundle_manifest
+into a `StallTrigger`; keys are stable, new ones may be added, none renamed):
+
+    {"source": "watch",
+     "reason": "ListPodSandbox in flight for 6.2s (threshold 5s)",   # the probe's words
+     "method": "ListPodSandbox",              # the CRI call that stalled ('' if none known)
+     "in_flight_method": "ListPodSandbox",    # '' when the stall is a call that returned late
+     "in_flight_seconds": 6.214,              # age of the call still pending (0 if none)
+     "call_seconds": 6.214,                   # how long the stalled call had taken so far
+     "call_started_at": "2026-11-28T14:29:12.004Z",
+     "detected_at": "2026-11-28T14:29:18.218Z",
+     "last_success_at": "2026-11-28T14:29:11.100Z" | null,
+     "seconds_since_success": 7.118 | null,
+     "stall_threshold": 5.0, "call_timeout": 120.0,
+     "runtime_endpoint": "unix:///run/containerd/containerd.sock"}
 """
 
 from __future__ import annotations
@@ -8,7 +25,9 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 BUNDLE_GLOB = "pleg-doctor-*.tar.gz"
 
@@ -115,3 +134,45 @@ def disk_free(directory: str) -> int:
         return shutil.disk_usage(directory).free
     except OSError:
         return 0
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def trigger_record(
+    status: Any, endpoint: str, stall_threshold: float, call_timeout: float | None = None, source: str = "watch"
+) -> dict[str, Any]:
+    """The manifest's `trigger` record (see the module docstring) from a probe status
+    (plegdoctor.live.probe.ProbeStatus: now, reason, in_flight_method, in_flight_seconds,
+    last_success, last)."""
+    now = float(status.now)
+    method = status.in_flight_method or ""
+    seconds = float(status.in_flight_seconds or 0.0) if method else 0.0
+    started = now - seconds if method else None
+    last = status.last
+    if not method and last is not None:
+        # the stall is a call that returned late or failed on its deadline: the last relist's
+        # slowest (or failed) call
+        calls = list(getattr(last, "calls", ()) or ())
+        slow = next((c for c in calls if not c.ok), None) or (max(calls, key=lambda c: c.seconds) if calls else None)
+        if slow is not None:
+            method, seconds, started = slow.method, float(slow.seconds), float(slow.started)
+    since_ok = status.seconds_since_success
+    return {
+        "source": source,
+        "reason": status.reason or (f"{method} stalled" if method else "stall"),
+        "method": method,
+        "in_flight_method": status.in_flight_method or "",
+        "in_flight_seconds": round(float(status.in_flight_seconds or 0.0), 3),
+        "call_seconds": round(seconds, 3),
+        "call_started_at": _iso(started),
+        "detected_at": _iso(now),
+        "last_success_at": _iso(status.last_success),
+        "seconds_since_success": None if since_ok is None else round(float(since_ok), 3),
+        "stall_threshold": stall_threshold,
+        "call_timeout": call_timeout,
+        "runtime_endpoint": endpoint,
+    }

@@ -28,7 +28,7 @@ from plegdoctor.live.cri.client import DEFAULT_ENDPOINT, CRIClient, CRIError
 from plegdoctor.live.exporter import Exporter, WatchState
 from plegdoctor.live.probe import RelistProbe
 from plegdoctor.live.samplers import NodeSampler, scrape_kubelet_pleg_last_seen
-from plegdoctor.live.trigger import CaptureTrigger, bytes_used, writable_problem
+from plegdoctor.live.trigger import CaptureTrigger, bytes_used, trigger_record, writable_problem
 
 log = logging.getLogger("pleg-doctor.watch")
 
@@ -199,15 +199,10 @@ class Watcher:
             query_runtime=False,
             log=lambda msg: log.info("capture: %s", msg),
         )
-        trigger = {
-            "trigger": {
-                "reason": reason,
-                "in_flight_method": status.in_flight_method,
-                "in_flight_seconds": round(status.in_flight_seconds, 3),
-                "seconds_since_success": status.seconds_since_success,
-                "stall_threshold": self.cfg.stall_threshold,
-            }
-        }
+        record = trigger_record(status, self.cfg.runtime_endpoint, self.cfg.stall_threshold, self.cfg.call_timeout)
+        if reason and not status.stalled:
+            record["reason"] = reason  # the stall was over by the time the capture started
+        trigger = {"trigger": record}
         try:
             path = collect_bundle(opts, sampler=self.sampler, extra=trigger)
         except Exception as exc:

@@ -8,6 +8,24 @@ Accepted variant (fixtures under tests/fixtures/node/manifest/): one JSON object
                 "command": "cat /proc/pressure/io" | "source": "/proc/pressure/io",
                 "error": "timed out after 5 s"}, ...]}
 
+A bundle captured by `pleg-doctor watch` also says why it was captured, and collect records
+the runtime it found and the node's load (manifest-watch-trigger.json):
+
+    "trigger": {"source": "watch", "reason": "ListPodSandbox in flight for 6.2s (threshold 5s)",
+                "method": "ListPodSandbox", "in_flight_method": "ListPodSandbox",
+                "in_flight_seconds": 6.214, "call_started_at": "2026-11-28T14:29:12.004Z",
+                "detected_at": "2026-11-28T14:29:18.218Z", "last_success_at": "...",
+                "seconds_since_success": 7.1, "stall_threshold": 5.0, "call_timeout": 120.0,
+                "runtime_endpoint": "unix:///run/containerd/containerd.sock"},
+    "runtime": {"endpoint": "unix:///run/containerd/containerd.sock", "containerd_pid": 812,
+                "error": "..."},
+    "node_load": {"loadavg": [0.52, 0.61, 0.70], "cpus": 2, "source": "/proc/loadavg"}
+
+Older watch bundles wrote only `reason`, `in_flight_method`, `in_flight_seconds`,
+`seconds_since_success` and `stall_threshold` (their times then come from `collected_at`).
+The trigger becomes a `StallTrigger` (its Ref is the manifest line of the trigger's
+`reason`), the load a `NodeLoad`.
+
 (`entries` is accepted for `files`; unknown keys are ignored). Each entry with an `error`
 becomes a warning of this input (what the collector could not get is part of the story);
 node, time and tool version become notes. `kinds_from_manifest(data)` maps member paths to
@@ -18,7 +36,11 @@ the epoch boot time that turns dmesg's seconds-since-boot into wall time.
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from plegdoctor.model import NodeLoad, Ref, StallTrigger, quote
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
@@ -102,7 +124,110 @@ def parse(source: Source, ctx: ParseContext) -> None:
     for what, err in collection_errors(data):
         ctx.report.warn(f"collection of {what} failed: {err}")
     ctx.report.records += len(entries)
+    text = raw.decode("utf-8", "replace")
+    trigger = trigger_from_manifest(data, text, source.display)
+    if trigger is not None:
+        ctx.evidence.triggers.append(trigger)
+        ctx.report.records += 1
+    load = load_from_manifest(data, text, source.display)
+    if load is not None:
+        ctx.evidence.loads.append(load)
+        ctx.report.records += 1
     boot = boot_time_from_manifest(data)
     if boot is not None:
         ctx.evidence.boot_time = boot
         ctx.report.inferred.append(f"boot time {boot:.0f} (epoch s) from the manifest")
+
+
+# ---------------------------------------------------------------------------------------
+# The capture trigger and the node's load
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(float(value), UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def key_ref(text: str, display: str, key: str, within: str | None = None) -> Ref:
+    """The Ref of the line where `"key":` appears (inside the `"within":` object when given, as
+    json.dumps(indent=2) lays it out); line 1 with the start of the text when not found."""
+    lines = text.splitlines()
+    start = 0
+    if within is not None:
+        pat = re.compile(rf'"{re.escape(within)}"\s*:')
+        start = next((i for i, ln in enumerate(lines) if pat.search(ln)), 0)
+    pat = re.compile(rf'"{re.escape(key)}"\s*:')
+    for i in range(start, len(lines)):
+        if pat.search(lines[i]):
+            return Ref(display, i + 1, quote(lines[i].strip()))
+    return Ref(display, 1, quote(lines[0].strip() if lines else ""))
+
+
+def trigger_from_manifest(data: Any, text: str, display: str) -> StallTrigger | None:
+    """The manifest's `trigger` (why watch captured the bundle) as a StallTrigger, or None."""
+    trig = data.get("trigger") if isinstance(data, dict) else None
+    if not isinstance(trig, dict):
+        return None
+    runtime = data.get("runtime") if isinstance(data.get("runtime"), dict) else {}
+    method = str(trig.get("method") or trig.get("in_flight_method") or "")
+    reason = str(trig.get("reason") or "")
+    if not method:
+        m = re.search(r"\b(List\w+|\w+Status)\b", reason)
+        method = m.group(1) if m else ""
+    seconds = _num(trig.get("in_flight_seconds"))
+    if not seconds:
+        seconds = _num(trig.get("call_seconds")) or _num(trig.get("seconds_since_success"))
+    detected = _time(trig.get("detected_at")) or _time(data.get("collected_at"))
+    started = _time(trig.get("call_started_at"))
+    if started is None and detected is not None and seconds:
+        started = detected - timedelta(seconds=seconds)
+    last_success = _time(trig.get("last_success_at"))
+    since_ok = _num(trig.get("seconds_since_success"))
+    if last_success is None and detected is not None and since_ok is not None:
+        last_success = detected - timedelta(seconds=since_ok)
+    pid = runtime.get("containerd_pid", runtime.get("pid"))
+    key = "reason" if "reason" in trig else next(iter(trig), "trigger")
+    return StallTrigger(
+        method=method,
+        seconds=seconds,
+        started=started,
+        detected=detected,
+        endpoint=str(trig.get("runtime_endpoint") or runtime.get("endpoint") or ""),
+        reason=reason,
+        ref=key_ref(text, display, key, within="trigger"),
+        threshold=_num(trig.get("stall_threshold")),
+        last_success=last_success,
+        runtime_pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        runtime_error=str(runtime.get("error") or ""),
+        source=str(trig.get("source") or "watch"),
+    )
+
+
+def load_from_manifest(data: Any, text: str, display: str) -> NodeLoad | None:
+    """The manifest's `node_load` ({"loadavg": [1, 5, 15], "cpus": N}) as a NodeLoad, or None."""
+    load = data.get("node_load") if isinstance(data, dict) else None
+    if not isinstance(load, dict):
+        return None
+    avg = load.get("loadavg")
+    if not isinstance(avg, list) or len(avg) < 3 or any(_num(v) is None for v in avg[:3]):
+        return None
+    cpus = load.get("cpus")
+    return NodeLoad(
+        ts=_time(load.get("at")) or _time(data.get("collected_at")),
+        load1=float(avg[0]),
+        load5=float(avg[1]),
+        load15=float(avg[2]),
+        cpus=cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else None,
+        ref=key_ref(text, display, "loadavg", within="node_load"),
+    )
