@@ -41,6 +41,88 @@ class RootCauseClass(StrEnum):
     UNKNOWN = "unknown"
 
 
+# What each class means and the remediation that sets it apart (docs/rules.md and
+# `pleg-doctor rules` print this table; the design's vocabulary, with CRI-O's locks included).
+CLASS_DEFINITIONS: dict[RootCauseClass, tuple[str, str]] = {
+    RootCauseClass.OVERLAY_UMOUNT_SYNC: (
+        "unmount of an overlay rootfs/snapshot flushes dirty pages (syncfs) and stalls under write load",
+        "overlay `volatile` mount option; lower dirty limits",
+    ),
+    RootCauseClass.FSYNC_IO_PRESSURE: (
+        "a metadata or content commit (bbolt, content store, status checkpoint) sits in fsync/fdatasync on a "
+        "saturated disk",
+        "less dirty data on the runtime's disk, heavy writers on another disk, bbolt no_sync (2.1+)",
+    ),
+    RootCauseClass.DISK_IO_PRESSURE: (
+        "the disk is saturated (PSI io, iowait, slow du/stat, DeadlineExceeded) with no more specific culprit",
+        "a faster or separate disk, I/O limits on heavy writers",
+    ),
+    RootCauseClass.BBOLT_LOCK_CONTENTION: (
+        "requests queue on containerd's metadata DB (bbolt) writer lock; the holder is slow or not visible",
+        "find the slow writer; fewer parallel pulls",
+    ),
+    RootCauseClass.CRI_STATUS_LOCK: (
+        "CRI calls (ListContainers, ContainerStatus) queue on a container/sandbox status lock held across a slow "
+        "call (containerd's status storage; CRI-O's per-container state/op lock on its stop and status paths)",
+        "upgrade past the status-lock fixes; remove the slow call under the lock",
+    ),
+    RootCauseClass.RUNTIME_LOCK_CONTENTION: (
+        "another runtime-internal lock convoy: containerd (metrics, sandbox store, GC wlock) or CRI-O "
+        "(containers/storage lock, server-wide locks)",
+        "find and free the holder; upgrade if the convoy is a known bug",
+    ),
+    RootCauseClass.SHIM_HANG: (
+        "containerd waits on a shim ttrpc call that does not return (or on the ttrpc client's send lock)",
+        "kill the stuck shim; ttrpc deadlines (upgrade)",
+    ),
+    RootCauseClass.RUNC_HANG: (
+        "a runc/crun invocation hangs (frozen cgroup, D-state init, stuck exec, exec.fifo never opened)",
+        "kill the stuck runc; fix what its container's init waits for",
+    ),
+    RootCauseClass.DOCKERD_LOCK: (
+        "a dockerd/dockershim/cri-dockerd operation is blocked on a daemon container lock",
+        "restart dockerd after saving its dump; upgrade",
+    ),
+    RootCauseClass.NETWORK_STORAGE_HANG: (
+        "a hung NFS/CIFS/remote mount blocks container operations or the kubelet's stat/statfs",
+        "force-unmount the stale mount, restore the server; soft/timeo mount options",
+    ),
+    RootCauseClass.KERNEL_D_STATE: (
+        "a kernel-level hang puts runtime tasks in D state (hung_task traces), e.g. netdev teardown, cgroup",
+        "the kernel fix for that path; reboot the node",
+    ),
+    RootCauseClass.CNI_HANG: ("CNI ADD/DEL does not return", "fix or restart the CNI plugin/daemon; CNI timeouts"),
+    RootCauseClass.KUBELET_INTERNAL: (
+        "the stall is inside the kubelet (PLEG goroutine blocked on a channel or lock); the runtime answers",
+        "restart the kubelet after saving its goroutines; upgrade the kubelet",
+    ),
+    RootCauseClass.TOO_MANY_CONTAINERS: (
+        "relist is slow because of the number of containers/sandboxes, with no blocking chain",
+        "garbage-collect exited containers; fewer pods per node",
+    ),
+    RootCauseClass.SYSTEMD_DBUS_HANG: (
+        "runc, a shim or the kubelet waits on systemd over D-Bus (systemd cgroup driver) and systemd does not answer",
+        "make systemd/dbus answer (reload, connection limits); cgroupfs driver where appropriate",
+    ),
+    RootCauseClass.NODE_RESOURCE_STARVATION: (
+        "CPU or memory exhaustion starves the kubelet and the runtime (OOM kills, memory/CPU pressure)",
+        "system-reserved/kube-reserved, eviction thresholds, fewer or smaller pods",
+    ),
+    RootCauseClass.RUNTIME_KNOWN_BUG: (
+        "the runtime's version has a known deadlock or regression, and its signature is in the evidence",
+        "upgrade to the fixed-in version named",
+    ),
+    RootCauseClass.RUNTIME_FROZEN: (
+        "the runtime process is stopped (T state: SIGSTOP, a debugger, a frozen cgroup) and answers nothing",
+        "kill -CONT; find who stopped it (debugger, freezer)",
+    ),
+    RootCauseClass.UNKNOWN: (
+        "the evidence shows a stall or a long wait, but not its mechanism",
+        "collect what next steps name",
+    ),
+}
+
+
 class Severity(StrEnum):
     CRITICAL = "critical"
     WARNING = "warning"
@@ -233,6 +315,75 @@ class TaskState:
     wchan: str | None
     kernel_stack: tuple[str, ...]
     cmd: str
+    ref: Ref
+    # `pid` is the task's own id (a thread's TID for per-thread lines); `tgid` is its process
+    # (thread group) id when the evidence says so (`ps -L` PID column, /proc/<pid>/task/<tid>)
+    tgid: int | None = None
+    ppid: int | None = None
+    tracer_pid: int | None = None  # /proc/<pid>/status TracerPid (a debugger or strace attached)
+    source: str = ""  # ps | proc-status | proc-stat | proc-stack
+
+    @property
+    def process_id(self) -> int:
+        """The process this task belongs to (its tgid when known, else its own pid)."""
+        return self.tgid if self.tgid is not None else self.pid
+
+    @property
+    def state_letter(self) -> str:
+        """The scheduler state letter (`Ssl` -> S, `T (stopped)` -> T), '' when unknown."""
+        return self.state[:1]
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupFreeze:
+    """A cgroup's freezer state: cgroup v2 `cgroup.freeze`/`cgroup.events frozen`, v1
+    `freezer.state` (FROZEN/FREEZING/THAWED). `path` as given (a /sys/fs/cgroup path)."""
+
+    path: str
+    frozen: bool
+    ref: Ref
+
+
+@dataclass(frozen=True, slots=True)
+class ProcCgroup:
+    """One line of /proc/<pid>/cgroup: which cgroup (path relative to the hierarchy root) a
+    process is in."""
+
+    pid: int
+    hierarchy: str  # "0::" for v2, or the v1 controller list ("freezer", "cpu,cpuacct")
+    path: str
+    ref: Ref
+
+
+@dataclass(frozen=True, slots=True)
+class StallTrigger:
+    """Why a bundle was captured: the relist probe's call that did not return in time
+    (`pleg-doctor watch`, manifest key `trigger`). Times are aware UTC."""
+
+    method: str  # the CRI call that stalled (ListPodSandbox, ListContainers), '' if unknown
+    seconds: float | None  # how long it had been in flight (or took) when the capture started
+    started: datetime | None  # when the stalled call was sent
+    detected: datetime | None  # when the stall was seen (the capture decision)
+    endpoint: str  # the CRI endpoint probed
+    reason: str  # the probe's own words
+    ref: Ref  # the manifest line that records it
+    threshold: float | None = None  # the stall threshold in force (seconds)
+    last_success: datetime | None = None  # start of the last relist that succeeded
+    runtime_pid: int | None = None  # the runtime process serving the endpoint (manifest `runtime`)
+    runtime_error: str = ""  # what collect got when it asked the runtime, if anything
+    source: str = "watch"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLoad:
+    """Load average and CPU count (/proc/loadavg and the online CPUs, from a bundle manifest
+    or a loadavg file)."""
+
+    ts: datetime | None
+    load1: float
+    load5: float
+    load15: float
+    cpus: int | None
     ref: Ref
 
 

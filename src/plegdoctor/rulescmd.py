@@ -8,6 +8,7 @@ import sys
 import click
 
 from plegdoctor.errors import UserError
+from plegdoctor.model import CLASS_DEFINITIONS
 from plegdoctor.rules.registry import get_rule, load_all
 
 
@@ -20,6 +21,10 @@ def rules_text() -> str:
             family = r.family
             lines.append(f"{code[:3]}xx {family}")
         lines.append(f"  {code}  {r.severity!s:<8}  {r.root_cause!s:<24}  {r.title}")
+    lines.append("")
+    lines.append("Root-cause classes")
+    for cls, (meaning, remedy) in CLASS_DEFINITIONS.items():
+        lines.append(f"  {cls!s:<25} {meaning} (fix: {remedy})")
     lines.append("")
     lines.append("pleg-doctor explain CODE prints a rule's documentation.")
     return "\n".join(lines) + "\n"

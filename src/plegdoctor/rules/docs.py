@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from plegdoctor.model import RootCauseClass
+from plegdoctor.model import CLASS_DEFINITIONS, RootCauseClass
 from plegdoctor.rules.registry import FAMILIES, load_all
 
 DEFAULT_PATH = Path(__file__).resolve().parents[3] / "docs" / "rules.md"
@@ -28,12 +28,18 @@ def render() -> str:
         "",
         "## Coverage by root-cause class",
         "",
-        "| class | rules |",
-        "|---|---|",
+        "| class | meaning | remediation | rules |",
+        "|---|---|---|---|",
     ]
     for cls in RootCauseClass:
         codes = [c for c, r in rules.items() if r.root_cause == cls]
-        out.append(f"| `{cls}` | {', '.join(codes) if codes else '-'} |")
+        meaning, remedy = CLASS_DEFINITIONS[cls]
+        out.append(f"| `{cls}` | {meaning} | {remedy} | {', '.join(codes) if codes else '-'} |")
+    out += [
+        "",
+        "Generic rules (PD8xx, class `unknown` in the index) name the class per finding from the mechanism the "
+        "wait shows (`plegdoctor.rules.generic.MECHANISMS`).",
+    ]
     out += ["", "## Index", "", "| code | name | severity | class | title |", "|---|---|---|---|---|"]
     for code, r in rules.items():
         out.append(f"| [{code}](#{code.lower()}) | {r.name} | {r.severity} | `{r.root_cause}` | {r.title} |")
