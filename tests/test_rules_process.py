@@ -348,3 +348,10 @@ def test_a_frozen_runtime_bundle_is_diagnosed_runtime_frozen(tmp_path: Path) -> 
     assert any(r.path.endswith(":tasks/ps.txt") and "do_signal_stop" in r.text for r in quoted)
     assert any("kill -CONT 812" in fx for fx in top.fixes)
     assert {"PD901", "PD902"} <= {f.code for f in dg.findings}
+
+
+def test_a_frozen_runtime_is_not_asked_for_a_sigusr1_dump(tmp_path: Path) -> None:
+    dg = diagnose([build_frozen_bundle(tmp_path / "pleg-doctor-node-7-20261128T142918Z.tar.gz")])
+    steps = " ".join(dg.next_steps)
+    assert "kill -CONT" in steps and "TracerPid" in steps
+    assert "kill -USR1 $(pidof containerd)" not in steps

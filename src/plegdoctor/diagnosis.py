@@ -762,7 +762,14 @@ def next_steps(ctx: RuleContext, root_causes: list[RootCause], stall: Any) -> li
     if stall is not None and getattr(stall, "start", None) is not None:
         start: datetime = stall.start - timedelta(minutes=10)
         since = start.strftime("%Y-%m-%d %H:%M:%S")
-    if "containerd" not in procs:
+    if C.RUNTIME_FROZEN in classes:
+        # a stopped process cannot handle SIGUSR1: its dump waits until it runs again
+        out.append(
+            "The runtime is stopped: record who stopped it first (grep -E 'State|TracerPid' /proc/<pid>/status; "
+            "cat /proc/<pid>/cgroup and that cgroup's cgroup.freeze or freezer.state), then resume it with "
+            "kill -CONT <pid> (or thaw the cgroup); a goroutine dump (SIGUSR1) is only written once it runs."
+        )
+    elif "containerd" not in procs:
         out.append(
             "Dump containerd's goroutines while the relist is stalled: kill -USR1 $(pidof containerd), then read "
             "/tmp/containerd.<pid>.stacks.log (also logged by containerd as one line: journalctl -u containerd "
