@@ -422,8 +422,11 @@ def _lock_of(name: str) -> tuple[str | None, str | None]:
         return "status-lock", "container status lock"
     if "store/sandbox.(*statusStorage)." in name:
         return "sandbox-status-lock", "sandbox status lock"
-    if name.endswith("go.etcd.io/bbolt.(*DB).beginRWTx"):
+    if name.endswith(("go.etcd.io/bbolt.(*DB).beginRWTx", "github.com/boltdb/bolt.(*DB).beginRWTx")):
         return "bbolt-writer", "bbolt writer lock"
+    if name.endswith(("go.etcd.io/bbolt.(*DB).beginTx", "github.com/boltdb/bolt.(*DB).beginTx")):
+        # a read transaction waits on the mmap lock: a writer remapping, or a leaked transaction
+        return "bbolt-mmap-lock", "bbolt mmap lock (read transaction)"
     if name.endswith(("metadata.(*DB).Update", "metadata.(*DB).GarbageCollect", "metadata.(*DB).View")):
         return "metadata-wlock", "metadata DB wlock"
     m = _INIT_METHOD.search(name)
@@ -807,6 +810,7 @@ _LOCK_TAG = {
     "status-lock": "status-lock",
     "sandbox-status-lock": "status-lock",
     "bbolt-writer": "bbolt-writer",
+    "bbolt-mmap-lock": "bbolt-lock",
     "metadata-wlock": "metadata-wlock",
     "shim-init-mutex": "shim-init-mutex",
     "dockerd-container-lock": "dockerd-container-lock",

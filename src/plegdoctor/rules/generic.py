@@ -92,7 +92,12 @@ MECHANISMS: tuple[Mechanism, ...] = (
     _m("ttrpc", C.SHIM_HANG, "waits for a shim to answer a ttrpc call", kinds={"ttrpc-call"}),
     _m("shim", C.SHIM_HANG, "is inside the shim", processes={"containerd-shim"}),
     _m("docker-api", C.DOCKERD_LOCK, "waits for dockerd to answer a Docker API call", kinds={"http-call"}),
-    _m("bbolt-lock", C.BBOLT_LOCK_CONTENTION, "queues on bbolt's writer lock", tags_any={"bbolt-writer"}),
+    _m(
+        "bbolt-lock",
+        C.BBOLT_LOCK_CONTENTION,
+        "queues on a bbolt metadata DB lock",
+        tags_any={"bbolt-writer", "bbolt-lock"},
+    ),
     _m(
         "status-lock",
         C.CRI_STATUS_LOCK,
@@ -398,20 +403,23 @@ def symptom_path_caught(ctx: RuleContext) -> Iterator[Hit]:
     if not symptoms:
         return
     seen: set[tuple[str, str]] = set()
-    for node, info in (getattr(ga, "infos", None) or {}).items():
-        if not info.symptom and "kubelet-relist" not in info.tags:
-            continue
+    waits_by_node = {(w.dump, w.goroutine): w for w in getattr(ga, "waits", None) or ()}
+    # the stalled path itself first, then any runtime goroutine held in a named lock, call or syscall
+    ordered = sorted(
+        (getattr(ga, "infos", None) or {}).items(),
+        key=lambda item: not (item[1].symptom or "kubelet-relist" in item[1].tags),
+    )
+    for node, info in ordered:
+        on_path = info.symptom or "kubelet-relist" in info.tags
         if str(info.kind) in ("running", "idle", "io"):
+            continue
+        if not on_path and not _named_wait(info, ga.dumps[node[0]].process):
             continue
         g = ga.goroutine(node)
         if g is None:
             continue
         dump = ga.dumps[node[0]]
-        w = None
-        for cand in ga.waits or ():
-            if (cand.dump, cand.goroutine) == node:
-                w = cand
-                break
+        w = waits_by_node.get(node)
         if w is not None and w.holder is not None:
             continue  # the engine's chain follows it to the holder; the signature rules read that
         m = mechanism_of(info.tags, str(info.kind), dump.process, info.syscall)
@@ -422,7 +430,10 @@ def symptom_path_caught(ctx: RuleContext) -> Iterator[Hit]:
             continue
         seen.add(key)
         site = min(info.site, len(g.stack) - 1) if g.stack else None
-        what = (info.cri_method and f"CRI {info.cri_method}") or "the kubelet relist"
+        if on_path:
+            what = (info.cri_method and f"CRI {info.cri_method}") or "the kubelet relist"
+        else:
+            what = f"a {dump.process} goroutine"
         link = ChainLink(
             kind=str(info.kind),
             process=dump.process,
@@ -437,7 +448,24 @@ def symptom_path_caught(ctx: RuleContext) -> Iterator[Hit]:
         )
         chain = Chain(links=(link,), blocked=0, max_wait_minutes=g.wait_minutes, score=0.0)
         title = f"{what} ({dump.process}) is caught in the dump while the node stalls: it {m.text}"
-        yield Hit(title=title, evidence=(*chain_refs(chain), *symptoms[:2]), weight=0.5, chain=chain, cls=m.cls)
+        # on the stalled path the dump shows the stall's own call; elsewhere in the runtime, a
+        # goroutine held in a named lock or call during the stall is likelier than not its cause
+        weight = 0.5 if on_path else 0.4
+        yield Hit(title=title, evidence=(*chain_refs(chain), *symptoms[:2]), weight=weight, chain=chain, cls=m.cls)
+
+
+def _named_wait(info: Any, process: str) -> bool:
+    """A runtime goroutine whose wait is on something the knowledge names: a known lock
+    (status, bbolt, metadata, shim Init, dockerd container, CRI-O), an RPC call, or a syscall
+    of a named subsystem (fsync, umount)."""
+    if process not in RUNTIMES:
+        return False
+    kind = str(info.kind)
+    if kind in _LOCK_KINDS:
+        return info.lock is not None
+    if kind in _CALL_KINDS:
+        return True
+    return kind in _SYSCALL_KINDS and bool(info.tags & {"fsync", "fdatasync", "umount", "bbolt-writer"})
 
 
 @rule(
