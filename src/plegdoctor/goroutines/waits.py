@@ -52,6 +52,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from plegdoctor.goroutines.model import CONTAINERD, DOCKERD, KUBELET, SHIM, Goroutine, Loc
+from plegdoctor.goroutines.names import canonical_func
 
 
 class WaitKind(StrEnum):
@@ -373,7 +374,9 @@ _role_cache: dict[str, FuncRole] = {}
 def func_role(name: str) -> FuncRole:
     role = _role_cache.get(name)
     if role is None:
-        role = _compute_role(name)
+        # classification sees the canonical import path (vendor/, /v2, stevvooe/ttrpc
+        # folded: goroutines/names.py); displayed frames keep the original text
+        role = _compute_role(canonical_func(name))
         _role_cache[name] = role
     return role
 
@@ -539,6 +542,14 @@ HOLD_RULES: tuple[HoldRule, ...] = (
         "write",
         0.6,
         "bbolt DB.Batch runs its calls in a writable transaction",
+    ),
+    HoldRule(
+        "github.com/cri-o/cri-o/internal/oci.(*runtimeOCI).StopContainer",
+        "crio-stop-lock",
+        "write",
+        0.7,
+        "CRI-O's runtimeOCI.StopContainer holds the container's stop lock while it waits out the stop timeout "
+        "(WaitOnStopTimeout; cri-o#8030, fixed by cri-o#8300)",
     ),
     HoldRule(
         "metadata.(*DB).GarbageCollect",
@@ -816,6 +827,7 @@ _LOCK_TAG = {
     "dockerd-container-lock": "dockerd-container-lock",
     "crio-container-lock": "crio-container-lock",
     "storage-lock": "storage-lock",
+    "crio-stop-lock": "crio-stop-lock",
 }
 
 

@@ -99,6 +99,20 @@ MECHANISMS: tuple[Mechanism, ...] = (
         tags_any={"bbolt-writer", "bbolt-lock"},
     ),
     _m(
+        "crio-stop-lock",
+        C.RUNTIME_LOCK_CONTENTION,
+        "holds CRI-O's per-container stop lock while it waits out the stop timeout (later stops of that container "
+        "queue behind it)",
+        tags_any={"crio-stop-lock"},
+    ),
+    _m(
+        "storage-lock",
+        C.RUNTIME_LOCK_CONTENTION,
+        "queues on a containers/storage lock (CRI-O's image and layer store)",
+        tags_any={"storage-lock"},
+        kinds=_LOCK_KINDS,
+    ),
+    _m(
         "status-lock",
         C.CRI_STATUS_LOCK,
         "queues on a CRI container/sandbox status lock",

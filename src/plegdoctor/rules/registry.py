@@ -373,13 +373,16 @@ def _lone_waits(ga: Any, chains: list[Chain]) -> list[Chain]:
     in_chain = {(lk.process, lk.pid, lk.goroutine) for c in chains for lk in c.links}
     out: list[Chain] = []
     for w in waits:
-        if str(w.kind) not in _LONE_KINDS:
+        kind = str(w.kind)
+        if kind not in _LONE_KINDS and kind not in ("select", "grpc-handler"):
             continue
         node = (w.dump, w.goroutine)
         g = ga.goroutine(node)
         info = getattr(ga, "infos", {}).get(node)
         if g is None or info is None:
             continue
+        if kind in ("select", "grpc-handler") and not (info.symptom or any(t.startswith("cri:") for t in info.tags)):
+            continue  # a select of hours is how loops idle; inside a CRI handler it is a stalled call
         dump = ga.dumps[w.dump]
         if (dump.process, dump.pid, g.id) in in_chain:
             continue
