@@ -22,6 +22,7 @@ import re
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import DiskStat, Ref, quote
+from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.psi import header_of, split_series
 
 if TYPE_CHECKING:
@@ -51,14 +52,15 @@ def parse(source: Source, ctx: ParseContext) -> None:
     last_block = -1
     snapshots = 0
     any_ts = False
+    unread = Unread(ctx.report)
     for line in split_series(source, ctx):
         m = _LINE.match(line.text)
         if not m:
-            ctx.report.unparsed += 1
+            unread(line.lineno, line.raw)
             continue
         counters = [int(x) for x in m.group(4).split()]
         if len(counters) not in (11, 15, 17):
-            ctx.report.unparsed += 1  # 2.6-era short partition lines
+            unread(line.lineno, line.raw)  # 2.6-era short partition lines
             continue
         device = m.group(3)
         if line.block != last_block or device in seen_in_snapshot:
@@ -89,6 +91,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
             )
         )
         ctx.report.records += 1
+    unread.warn()
     if snapshots > 1 and not any_ts:
         ctx.report.warn(
             f"{snapshots} diskstats snapshots without times: rates (util, w/s) cannot be derived; "

@@ -44,7 +44,9 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from plegdoctor.kernelnames import waits_in
 from plegdoctor.model import Event, EventKind, HungTask, Ref, quote
+from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.psi import parse_stamp
 
 if TYPE_CHECKING:
@@ -60,6 +62,11 @@ _SYSLOG = re.compile(
     r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))? "
     r"\S+ kernel: ?(.*)$"
 )
+_MONO_HOST = re.compile(r"^\[\s*(\d+\.\d+)\] \S+ kernel: ?(.*)$")
+_SHORT_FULL = re.compile(
+    r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)"
+    r"(?: ([A-Z]{2,5}|[+-]\d{4}))? \S+ kernel: ?(.*)$"
+)
 _ISO_HOST = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?) \S+ kernel: ?(.*)$")
 _ISO_DMESG = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})) (.*)$")
 _DMESG_X = re.compile(r"^[a-z]+\s*:[a-z]+\s*: ?(.*)$")
@@ -72,10 +79,14 @@ _HUMAN = re.compile(
 )
 
 _INFO = re.compile(r"INFO: task (.+):(\d+) blocked for more than (\d+) seconds\.")
-_TASK_NEW = re.compile(r"^task:(\S+)\s+state:(\S)\s+stack:\s*\d+\s+pid:\s*(\d+)")
+_TASK_NEW = re.compile(r"^task:(\S(?:[^\n]{0,40}?\S)?)\s+state:(\S)\s+stack:\s*\d+\s+pid:\s*(\d+)")
 _TASK_OLD = re.compile(r"^(\S.*?)\s+([DRSTtZXxKWPI])\s+(?:[0-9a-f]{8,16}\s+)?\d+\s+(\d+)\s+(\d+)\s+0x[0-9a-f]+\s*$")
 _CALL_TRACE = re.compile(r"^Call Trace:\s*$")
-_FRAME = re.compile(r"^(?:\[<[0-9a-f]+>\]\s+)?(\? )?([A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[[\w-]+\])?\s*$")
+_FRAME = re.compile(
+    r"^(?:\[<[0-9a-f]+>\]\s+)?(\? )?([A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[[\w-]+(?: [0-9a-f]+)?\])?\s*$"
+)
+_ADDR_FRAME = re.compile(r"^(?:\[<[0-9a-f]+>\]\s+)?(?:\? )?0x[0-9a-f]+\s*$")  # an address the unwinder could not name
+_WORKQUEUE = re.compile(r"^Workqueue: (\S+) (\S+)(?: \((.{1,80})\))?")
 _REG = re.compile(
     r"^(?:RIP|RSP|RAX|RBX|RCX|RDX|RSI|RDI|RBP|R\d{1,2}|Code|FS|GS|CS|DS|ES|CR\d|DR\d|EFLAGS|"
     r"<TASK>|</TASK>|<IRQ>|</IRQ>|<NMI>|</NMI>|<EOI>)(?=\W|$)"
@@ -94,10 +105,14 @@ _NETDEV = re.compile(r"unregister_netdevice: waiting for (\S+) to become free\. 
 _INCOMPAT = re.compile(r"overlayfs: overlay with incompat feature '(\w+)' cannot be mounted")
 
 
-def _split_prefix(line: str, ctx: ParseContext, mtime: float | None) -> tuple[datetime | None, float | None, str]:
-    """(wall time, monotonic seconds, message) of one kernel log line."""
+def split_prefix(line: str, ctx: ParseContext, mtime: float | None) -> tuple[datetime | None, float | None, str, bool]:
+    """(wall time, monotonic seconds, message, whether a kernel-log prefix was recognised)."""
     ts: datetime | None = None
     text = line
+    prefixed = False
+    m = _MONO_HOST.match(text)
+    if m:  # journalctl -k -o short-monotonic: `[ 1234.567890] host kernel: msg`
+        text = f"[{m.group(1)}] {m.group(2)}"
     m = _SYSLOG.match(text)
     if m:
         micro = int((m.group(6) or "0").ljust(6, "0"))
@@ -105,9 +120,19 @@ def _split_prefix(line: str, ctx: ParseContext, mtime: float | None) -> tuple[da
             _MONTHS[m.group(1)], int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), micro, mtime
         )
         text = m.group(7)
+        prefixed = True
+    elif (mf := _SHORT_FULL.match(text)) is not None:  # journalctl -o short-full
+        zone = mf.group(3) or ""
+        zone = zone if zone == "UTC" or zone[:1] in "+-" else ""  # other abbreviations: the --tz zone
+        ts = parse_stamp(f"{mf.group(1)}T{mf.group(2)}{zone if zone != 'UTC' else 'Z'}", ctx)
+        if ts is not None:
+            ctx.time.learn(ts)
+        text = mf.group(4)
+        prefixed = True
     else:
         m = _ISO_HOST.match(text) or _ISO_DMESG.match(text)
         if m:
+            prefixed = True
             ts = parse_stamp(m.group(1), ctx)
             if ts is not None:
                 ctx.time.learn(ts)
@@ -116,12 +141,14 @@ def _split_prefix(line: str, ctx: ParseContext, mtime: float | None) -> tuple[da
         m = rx.match(text)
         if m:
             text = m.group(1)
+            prefixed = True
             break
     mono: float | None = None
     m = _MONO.match(text)
     if m:
         mono = float(m.group(1))
         text = m.group(2)
+        prefixed = True
         if ts is None and ctx.options.get("boot_time") is not None:
             ts = datetime.fromtimestamp(float(ctx.options["boot_time"]) + mono, UTC)
     else:
@@ -140,7 +167,8 @@ def _split_prefix(line: str, ctx: ParseContext, mtime: float | None) -> tuple[da
             except ValueError:
                 ts = None
             text = m.group(7)
-    return ts, mono, text
+            prefixed = True
+    return ts, mono, text, prefixed
 
 
 def sniff(lines: list[str]) -> float:
@@ -170,6 +198,11 @@ def sniff(lines: list[str]) -> float:
     return 0.4 if ratio >= 0.5 else 0.0
 
 
+MAX_HUNG_TASKS = 2_000  # hung-task reports kept per file (a storm repeats the same tasks)
+MAX_FRAMES = 64  # frames kept per trace (the innermost ones say where the task waits)
+MAX_EVENTS = 5_000  # other kernel events kept per file
+
+
 class _Block:
     """A hung-task report being assembled."""
 
@@ -185,6 +218,7 @@ class _Block:
         "state",
         "syscall",
         "ts",
+        "workqueue",
     )
 
     def __init__(self, ts: datetime | None, comm: str, pid: int, seconds: int | None, ref: Ref) -> None:
@@ -199,73 +233,95 @@ class _Block:
         self.in_trace = False
         self.syscall: int | None = None
         self.header_lines = 0
+        self.workqueue: str | None = None
 
 
 def _func_name(raw: str) -> str:
     return raw.split(".", 1)[0] if "." in raw else raw
 
 
+class _Counts:
+    __slots__ = ("dropped_events", "dropped_tasks", "events", "tasks")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.tasks = 0
+        self.dropped_events = 0
+        self.dropped_tasks = 0
+
+
 def parse(source: Source, ctx: ParseContext) -> None:
     block: _Block | None = None
     warned_mono = False
+    unread = Unread(ctx.report)
+    counts = _Counts()
+    foreign_trace = False  # inside a Call Trace that is not a hung-task report (an oops, a WARN)
 
     def finish() -> None:
         nonlocal block
         if block is None:
             return
-        frames = block.frames if block.frames else block.guessed
+        b, block = block, None
+        if counts.tasks >= MAX_HUNG_TASKS:
+            counts.dropped_tasks += 1
+            return
+        counts.tasks += 1
+        frames = b.frames if b.frames else b.guessed
+        stack = tuple(name for name, _ in frames)
         hung = HungTask(
-            ts=block.ts,
-            comm=block.comm,
-            pid=block.pid,
-            seconds=block.seconds,
-            kernel_stack=tuple(name for name, _ in frames),
-            ref=block.ref,
-            state=block.state,
-            syscall_nr=block.syscall,
+            ts=b.ts,
+            comm=b.comm,
+            pid=b.pid,
+            seconds=b.seconds,
+            kernel_stack=stack,
+            ref=b.ref,
+            state=b.state,
+            syscall_nr=b.syscall,
             stack_refs=tuple(ref for _, ref in frames),
         )
         ctx.evidence.hung_tasks.append(hung)
-        ctx.evidence.events.append(
-            Event(
-                block.ts,
-                EventKind.HUNG_TASK,
-                "kernel",
-                block.ref,
-                {"comm": block.comm, "pid": block.pid, "seconds": block.seconds, "stack": list(hung.kernel_stack)},
-            )
-        )
+        attrs: dict[str, object] = {"comm": b.comm, "pid": b.pid, "seconds": b.seconds, "stack": list(stack)}
+        where = waits_in(stack)
+        if where is not None:
+            attrs["waits_in"] = where.function
+            attrs["hint"] = where.hint
+            attrs["meaning"] = where.meaning
+        if b.workqueue:
+            attrs["workqueue"] = b.workqueue
+        ctx.evidence.events.append(Event(b.ts, EventKind.HUNG_TASK, "kernel", b.ref, attrs))
         ctx.report.records += 1
-        block = None
 
     for lineno, raw in source.lines(lambda n: ctx.report.warn(f"line {n} too long, skipped")):
         if not raw.strip():
             continue
-        ts, mono, text = _split_prefix(raw.rstrip(), ctx, source.mtime)
+        ts, mono, text, prefixed = split_prefix(raw.rstrip(), ctx, source.mtime)
         if ts is None and mono is not None and not warned_mono:
             ctx.time.note("kernel log has only seconds-since-boot stamps; use `dmesg -T` or journalctl -k for times")
             warned_mono = True
         body = text.strip()
         ref = Ref(source.display, lineno, quote(raw))
 
-        m = _INFO.search(body)
-        if m:
-            finish()
-            block = _Block(ts, m.group(1), int(m.group(2)), int(m.group(3)), ref)
-            continue
+        if "blocked for more than" in body:
+            m = _INFO.search(body)
+            if m:
+                finish()
+                foreign_trace = False
+                block = _Block(ts, m.group(1), int(m.group(2)), int(m.group(3)), ref)
+                continue
         if block is not None and block.in_trace:
             mf = _FRAME.match(body)
             if mf:
-                entry = (_func_name(mf.group(2)), ref)
-                block.guessed.append(entry)
-                if not mf.group(1):
-                    block.frames.append(entry)
+                if len(block.guessed) < MAX_FRAMES:
+                    entry = (_func_name(mf.group(2)), ref)
+                    block.guessed.append(entry)
+                    if not mf.group(1):
+                        block.frames.append(entry)
                 continue
             mr = _ORIG_RAX.search(body)
             if mr:
                 block.syscall = int(mr.group(1), 16)
                 continue
-            if _REG.match(body):
+            if _REG.match(body) or _ADDR_FRAME.match(body):
                 continue
             finish()  # the trace ended; this line is read below as a fresh one
         elif block is not None:
@@ -280,28 +336,74 @@ def parse(source: Source, ctx: ParseContext) -> None:
             if mo and mo.group(3) == str(block.pid):
                 block.state = mo.group(2)
                 continue
+            mw = _WORKQUEUE.match(body)
+            if mw:
+                block.workqueue = body[len("Workqueue: ") :][:120]
+                continue
             if _CALL_TRACE.match(body):
                 block.in_trace = True
                 continue
             if _STACK_WORDS.match(body):
                 continue  # raw stack words printed by very old kernels before Call Trace
-            if block.header_lines > MAX_HEADER_LINES:
+            if block.header_lines > MAX_HEADER_LINES or not prefixed:
                 finish()  # no Call Trace came: keep the report without a stack
             else:
                 # e.g. the 6.x "blocked on a mutex likely owned by task ..." line: keep going
-                _classify_event(body, ts, ref, ctx)
+                _event(body, ts, ref, ctx, counts)
                 continue
         mt = _TASK_NEW.match(body)
         if mt:
             # a D-state task dump without the INFO line (sysrq-w "Show Blocked State")
+            foreign_trace = False
             block = _Block(ts, mt.group(1), int(mt.group(3)), None, ref)
             block.state = mt.group(2)
             continue
-        _classify_event(body, ts, ref, ctx)
+        if _event(body, ts, ref, ctx, counts):
+            foreign_trace = False
+            continue
+        if _CALL_TRACE.match(body):
+            foreign_trace = True  # an oops or WARN splat: its frames are read, not kept
+            continue
+        is_frame = bool(_FRAME.match(body) or _ADDR_FRAME.match(body) or _REG.match(body))
+        if is_frame and foreign_trace:
+            continue
+        foreign_trace = False
+        if not prefixed or is_frame:
+            # no kernel-log prefix (a pasted note, an excerpt gap), or trace frames whose task
+            # line is not in the evidence: nothing can be attributed
+            unread(lineno, raw)
     finish()
+    if counts.dropped_tasks:
+        ctx.report.warn(f"{counts.dropped_tasks} hung-task report(s) beyond the first {MAX_HUNG_TASKS} not kept")
+    if counts.dropped_events:
+        ctx.report.warn(f"{counts.dropped_events} kernel event(s) beyond the first {MAX_EVENTS} not kept")
+    unread.warn()
 
 
-def _classify_event(body: str, ts: datetime | None, ref: Ref, ctx: ParseContext) -> bool:
+def _event(body: str, ts: datetime | None, ref: Ref, ctx: ParseContext, counts: _Counts) -> bool:
+    """Read one kernel message as an event (NFS, netdev, OOM, I/O error, overlay); bounded."""
+    if counts.events >= MAX_EVENTS:
+        if _classify_event(body, ts, ref, None):
+            counts.dropped_events += 1
+            return True
+        return False
+    if _classify_event(body, ts, ref, ctx):
+        counts.events += 1
+        return True
+    return False
+
+
+def _classify_event(body: str, ts: datetime | None, ref: Ref, ctx: ParseContext | None) -> bool:
+    """Append the event a kernel message is (None `ctx`: only say whether it is one)."""
+    if ctx is None:
+        return bool(
+            _NFS.search(body)
+            or _NETDEV.search(body)
+            or _OOM.search(body)
+            or _INCOMPAT.search(body)
+            or "I/O error" in body
+            or "critical medium error" in body
+        )
     m = _NFS.search(body)
     if m:
         if m.group(2) == "OK":

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import DiskSample, Ref, quote
+from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.psi import parse_stamp
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
     reports = 0
     report_index = 0  # index of the report the current Device block belongs to
     in_cpu = False
+    unread = Unread(ctx.report)
     for lineno, raw in source.lines(lambda n: ctx.report.warn(f"line {n} too long, skipped")):
         text = raw.strip()
         if not text:
@@ -115,17 +117,17 @@ def parse(source: Source, ctx: ParseContext) -> None:
             report_index = reports
             continue
         if columns is None:
-            ctx.report.unparsed += 1
+            unread(lineno, raw)
             continue
         parts = text.split()
         if len(parts) != len(columns) + 1:
-            ctx.report.unparsed += 1
+            unread(lineno, raw)
             continue
         values = {col: _num(v) for col, v in zip(columns, parts[1:], strict=True)}
         util = values.get("%util")
         w_s = values.get("w/s")
         if util is None or w_s is None:
-            ctx.report.unparsed += 1
+            unread(lineno, raw)
             continue
         wkb = values.get("wkB/s")
         if wkb is None and values.get("wsec/s") is not None:
@@ -153,5 +155,6 @@ def parse(source: Source, ctx: ParseContext) -> None:
             )
         )
         ctx.report.records += 1
+    unread.warn()
     if reports >= 1:
         ctx.report.inferred.append("the first iostat report of a run averages since boot (no start time)")

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import Meminfo, Ref, quote
+from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.psi import key_lines, split_series
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
     dirty_ref: Ref | None = None
     ts: datetime | None = None
     block = -1
+    unread = Unread(ctx.report)
 
     def flush() -> None:
         if "Dirty" in current and dirty_ref is not None:
@@ -61,7 +63,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
     for line in split_series(source, ctx):
         m = _LINE.match(line.text)
         if not m:
-            ctx.report.unparsed += 1
+            unread(line.lineno, line.raw)
             continue
         key = m.group(1)
         if line.block != block or key in current:
@@ -75,3 +77,4 @@ def parse(source: Source, ctx: ParseContext) -> None:
         if key == "Dirty":
             dirty_ref = Ref(source.display, line.lineno, quote(line.raw))
     flush()
+    unread.warn()

@@ -12,7 +12,9 @@ Accepted variants (fixtures under tests/fixtures/node/mounts/):
   super-block options, where overlay prints `volatile` (mountinfo-overlay.txt);
 - `mount` command output: `source on target type fstype (options)` (mount-cmd-output.txt).
 
-Helpers used by the config audit: `is_volatile`, `overlay_dirs`, `mount_for`.
+Helpers used by the config audit and rules: `is_volatile`, `overlay_dirs`, `mount_for`,
+`is_network` (NFS, CIFS/SMB, Ceph, GlusterFS, sshfs, ... : `NETWORK_FSTYPES`). Lines that
+match no variant are counted as unread, with one warning naming the first.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import Mount, Ref, quote
+from plegdoctor.parsers._unread import Unread
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
@@ -35,6 +38,39 @@ _CMD = re.compile(r"^(.+?) on (.+?) type (\S+) \(([^)]*)\)$")
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
 VOLATILE_SPELLINGS = ("volatile", "fsync=volatile")
+# filesystems whose operations wait on a remote server (a hard NFS mount waits forever)
+NETWORK_FSTYPES = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "ceph",
+        "fuse.ceph",
+        "fuse.ceph-fuse",
+        "glusterfs",
+        "fuse.glusterfs",
+        "fuse.sshfs",
+        "sshfs",
+        "9p",
+        "lustre",
+        "fuse.s3fs",
+        "fuse.rclone",
+        "fuse.juicefs",
+        "fuse.davfs2",
+        "davfs",
+        "afs",
+        "beegfs",
+        "gpfs",
+    }
+)
+MAX_MOUNTS = 50_000
+
+
+def is_network(mount: Mount) -> bool:
+    """True for a mount of a network filesystem (NFS, CIFS/SMB, Ceph, GlusterFS, sshfs, ...)."""
+    return mount.fstype in NETWORK_FSTYPES
 
 
 def unescape(field: str) -> str:
@@ -112,14 +148,22 @@ def sniff(lines: list[str]) -> float:
 
 
 def parse(source: Source, ctx: ParseContext) -> None:
+    unread = Unread(ctx.report)
+    dropped = 0
     for lineno, raw in source.lines(lambda n: ctx.report.warn(f"line {n} too long, skipped")):
         text = raw.strip()
         if not text or text.startswith("#"):
             continue
         parsed = parse_line(text)
         if parsed is None:
-            ctx.report.unparsed += 1
+            unread(lineno, raw)
+            continue
+        if ctx.report.records >= MAX_MOUNTS:
+            dropped += 1
             continue
         src, target, fstype, options = parsed
         ctx.evidence.mounts.append(Mount(src, target, fstype, options, Ref(source.display, lineno, quote(raw))))
         ctx.report.records += 1
+    if dropped:
+        ctx.report.warn(f"{dropped} mount(s) beyond the first {MAX_MOUNTS} not kept")
+    unread.warn()

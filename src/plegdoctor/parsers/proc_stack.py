@@ -11,9 +11,16 @@ Accepted variants (fixtures under tests/fixtures/node/proc_stack/):
   (keys in any order, all but pid optional, `cmd=` takes the rest of the line)
   (proc-stacks-collector.txt);
 - `tail -n +1 /proc/*/stack` with `==> /proc/3658/stack <==` headers (proc-stacks-tail.txt);
-- `grep . /proc/*/stack` with `/proc/3658/stack:` prefixes (proc-stacks-grep.txt).
+- `grep . /proc/*/stack` with `/proc/3658/stack:` prefixes (proc-stacks-grep.txt);
+- a terminal paste where each stack follows its command at a shell prompt,
+  `root@node:~# cat /proc/14378/stack` or `$ sudo cat /proc/14378/task/14380/stack`
+  (the prompt line gives the pid; other lines of the session are counted as unread).
 
-Function names only, innermost first, `.isra.0`-style suffixes removed.
+Function names only, innermost first, `.isra.0`-style suffixes removed; at most MAX_FRAMES
+per task and MAX_TASKS tasks per file. When no header gave the wait channel, `wchan` is the
+first frame that is not a scheduler or generic wait helper (plegdoctor.kernelnames), which
+is how the kernel computes wchan itself. Lines that are none of the above are counted as
+unread (one warning names the first).
 """
 
 from __future__ import annotations
@@ -21,18 +28,23 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from plegdoctor.kernelnames import waits_in
 from plegdoctor.model import Ref, TaskState, quote
+from plegdoctor.parsers._unread import Unread
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
     from plegdoctor.inputs import Source
 
 KIND = "proc-stack"
+MAX_FRAMES = 64
+MAX_TASKS = 20_000
 
 _FRAME = re.compile(
     r"^(?:(/proc/(\d+)(?:/task/\d+)?/stack):)?\[<[0-9a-fx]+>\] ([A-Za-z_][\w.]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?"
 )
 _TAIL = re.compile(r"^==> .*?/proc/(\d+)(?:/task/\d+)?/stack <==$")
+_PROMPT = re.compile(r"^\S{0,80}?[#$>] ?(?:sudo )?(?:cat|tail -n \+1|head -\d+) /proc/(\d+)(?:/task/(\d+))?/stack\s*$")
 _COLLECTOR = re.compile(r"^#\s*(?:pleg-doctor proc-stack\s+)?pid=(\d+)\b(.*)$")
 _KV = re.compile(r"(\w+)=(\S*)")
 _PID_IN_NAME = re.compile(
@@ -74,10 +86,21 @@ class _Task:
 def parse(source: Source, ctx: ParseContext) -> None:
     current: _Task | None = None
     default_pid = _pid_from_name(source.display)
+    unread = Unread(ctx.report)
+    kept = 0
+    dropped = 0
 
     def finish() -> None:
-        nonlocal current
+        nonlocal current, kept, dropped
         if current is not None and (current.frames or current.state):
+            if kept >= MAX_TASKS:
+                dropped += 1
+                current = None
+                return
+            kept += 1
+            if current.wchan is None and current.frames:
+                where = waits_in(current.frames)
+                current.wchan = where.function if where is not None else None
             ctx.evidence.tasks.append(
                 TaskState(
                     pid=current.pid,
@@ -117,6 +140,11 @@ def parse(source: Source, ctx: ParseContext) -> None:
             finish()
             current = _Task(int(m.group(1)), ref)
             continue
+        m = _PROMPT.match(text)
+        if m:
+            finish()
+            current = _Task(int(m.group(2) or m.group(1)), ref)
+            continue
         m = _FRAME.match(text)
         if m:
             if m.group(2) is not None and (current is None or current.pid != int(m.group(2))):
@@ -128,10 +156,14 @@ def parse(source: Source, ctx: ParseContext) -> None:
                     default_pid = -1
                 current = _Task(default_pid, ref)
             name = m.group(3)
-            current.frames.append(name.split(".", 1)[0])
+            if len(current.frames) < MAX_FRAMES:
+                current.frames.append(name.split(".", 1)[0])
             continue
         if text.startswith("#"):
             ctx.report.inferred.append(text.lstrip("# ")[:200])  # a collector remark, e.g. "no D-state tasks found"
             continue
-        ctx.report.unparsed += 1
+        unread(lineno, raw)
     finish()
+    if dropped:
+        ctx.report.warn(f"{dropped} task(s) beyond the first {MAX_TASKS} not kept")
+    unread.warn()

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import MetricSample, Ref, quote
+from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.psi import header_of, split_series
 
 if TYPE_CHECKING:
@@ -95,10 +96,11 @@ def sniff(lines: list[str]) -> float:
 
 def parse(source: Source, ctx: ParseContext) -> None:
     keep_all = bool(ctx.options.get("all_metrics"))
+    unread = Unread(ctx.report)
     for line in split_series(source, ctx):
         m = _SAMPLE.match(line.text)
         if not m:
-            ctx.report.unparsed += 1
+            unread(line.lineno, line.raw)
             continue
         name = m.group(1)
         if not keep_all and not name.startswith(PREFIXES):
@@ -106,7 +108,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
         labels = parse_labels(m.group(2)) if m.group(2) else {}
         value = parse_value(m.group(3))
         if labels is None or value is None:
-            ctx.report.unparsed += 1
+            unread(line.lineno, line.raw)
             continue
         ts = line.ts
         if m.group(4) is not None:
@@ -116,3 +118,4 @@ def parse(source: Source, ctx: ParseContext) -> None:
             MetricSample(name, labels, value, ts, Ref(source.display, line.lineno, quote(line.raw)))
         )
         ctx.report.records += 1
+    unread.warn()

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import PressureSample, Ref, quote
+from plegdoctor.parsers._unread import Unread
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
@@ -268,12 +269,15 @@ def parse(source: Source, ctx: ParseContext) -> None:
     pending: dict[tuple[str, str, int], dict[str, _Line]] = {}
     order: list[tuple[str, str, int]] = []
     warned_unknown = False
+    unread = Unread(ctx.report)
 
     def flush(key: tuple[str, str, int]) -> None:
         item = pending.pop(key)
         some = item.get("some")
         if some is None:
-            ctx.report.unparsed += 1  # a `full` line without its `some` line
+            full_only = item.get("full")
+            if full_only is not None:  # a `full` line without its `some` line
+                unread(full_only[1].line, full_only[1].text)
             return
         full = item.get("full")
         s_vals, s_ref, s_ts = some
@@ -299,7 +303,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
     for line in split_series(source, ctx):
         m = _PSI_LINE.match(line.text)
         if not m:
-            ctx.report.unparsed += 1
+            unread(line.lineno, line.raw)
             continue
         res, scope = default_res, default_scope
         for candidate in (m.group("path"), line.name):
@@ -333,3 +337,4 @@ def parse(source: Source, ctx: ParseContext) -> None:
     for key in order:
         if key in pending:
             flush(key)
+    unread.warn()

@@ -11,7 +11,12 @@ line followed by its output (versions-containerd-1.7.24-debian13.txt, the header
   version);
 - `crictl version`: `RuntimeName: containerd` + `RuntimeVersion: 1.7.24`;
 - `runc --version`: `runc version 1.1.5+ds1` (`go: go1.19.8` is runc's own Go, not kept);
-- `uname -a` (`Linux <host> <release> ...`) or `uname -r` (a bare release after `$ uname -r`);
+- `uname -a` (`Linux <host> <release> #...`), `uname -r` (a bare release after `$ uname -r`),
+  `/proc/version` (`Linux version <release> (...)`), and a bare kernel release line anywhere
+  outside another command's output (`5.10.0-28-amd64`, `6.1.0-18-cloud-amd64`,
+  `4.18.0-477.27.1.el8_8.x86_64`): major 3 or more (or 2.6), and three numbers or a
+  `-`/`+` suffix, so `1.7.24` (containerd) or `2.0` are never taken for a kernel
+  (versions-bare-kernel-release.txt, versions-uname-a-aws.txt);
 - `kubelet --version`: `Kubernetes v1.28.2`;
 - `go version -m <containerd>`: `/usr/bin/containerd: go1.20.8`;
 - pleg-doctor's collector (`versions.txt` of a bundle): `name: value` lines, e.g.
@@ -19,7 +24,9 @@ line followed by its output (versions-containerd-1.7.24-debian13.txt, the header
   `containerd_go: go1.19.8`, `runc: runc version 1.1.5`, `kubelet: Kubernetes v1.28.2`
   (versions-collector.txt).
 
-The first value found for each component wins.
+The first value found for each component wins. Lines that are none of these and not a
+known detail of them (`commit:`, `Revision:`, other `key: value` lines, `#` comments) are
+counted as unread, with one warning naming the first.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import re
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import Ref, Versions, quote
+from plegdoctor.parsers._unread import Unread
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
@@ -40,6 +48,10 @@ _CONTAINERD = re.compile(r"^containerd (?:github\.com/containerd/containerd(?:/v
 _RUNC = re.compile(r"^runc version (\S+)")
 _UNAME_A = re.compile(r"^Linux \S+ (\d+\.\d+\S*) #")
 _RELEASE = re.compile(r"^(\d+\.\d+(?:\.\d+)?[-+._~\w]*)$")
+_PROC_VERSION = re.compile(r"^Linux version (\d+\.\d+\S*) ")
+_BARE_KERNEL = re.compile(r"^((?:[3-9]|[1-9]\d)\.\d+(?:\.\d+(?:[-+][\w.+~-]*)?|[-+][\w.+~-]*)|2\.6\.\d+\S*)$")
+# detail lines of known command outputs, and `key: value` lines of the collector we do not keep
+_DETAIL = re.compile(r"^(?:#|[\w .()-]{1,40}:(?:\s|$)|[\w-]+ github\.com/|\S+:$)")
 _KUBELET = re.compile(r"^Kubernetes (v\d+\.\d+\.\d+\S*)$")
 _VERSION = re.compile(r"^\s*Version:\s+(v?\d+\.\d+\S*)")
 _GO = re.compile(r"^\s*Go version:\s+(go\d+\.\d+\S*)")
@@ -58,6 +70,11 @@ def sniff(lines: list[str]) -> float:
             score = max(score, 0.85)
         elif _CMD.match(ln) and re.search(r"--version|\bversion\b|uname", ln):
             score = max(score, 0.5)
+        elif _UNAME_A.match(ln.strip()) or _PROC_VERSION.match(ln.strip()):
+            score = max(score, 0.6)
+    data = [ln.strip() for ln in lines if ln.strip()]
+    if score == 0.0 and 0 < len(data) <= 5 and _BARE_KERNEL.match(data[0]):
+        score = 0.5  # a `uname -r` output saved on its own
     return score
 
 
@@ -67,6 +84,8 @@ def parse(source: Source, ctx: ParseContext) -> None:
     command = ""
     block = ""  # "client"/"server" inside `ctr version`
     cri_runtime = ""
+
+    unread = Unread(ctx.report)
 
     def keep(key: str, value: str, lineno: int, raw: str) -> None:
         if key not in found:
@@ -104,7 +123,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
         if m:
             keep("runc", m.group(1), lineno, raw)
             continue
-        m = _UNAME_A.match(stripped)
+        m = _UNAME_A.match(stripped) or _PROC_VERSION.match(stripped)
         if m:
             keep("kernel", m.group(1), lineno, raw)
             continue
@@ -136,6 +155,13 @@ def parse(source: Source, ctx: ParseContext) -> None:
         if "uname" in command and _RELEASE.match(stripped):
             keep("kernel", stripped, lineno, raw)
             continue
+        if (not command or "uname" in command or "kernel" in command) and _BARE_KERNEL.match(stripped):
+            keep("kernel", stripped, lineno, raw)  # a bare `uname -r` line pasted without its command
+            continue
+        if keyed or _DETAIL.match(stripped):
+            continue
+        unread(lineno, raw)
+    unread.warn()
     if not found:
         ctx.report.warn("no version line recognised")
         return

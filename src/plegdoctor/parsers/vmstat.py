@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import Ref, quote
+from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.psi import key_lines, parse_stamp, split_series
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
     ts: datetime | None = None
     block = -1
     seen: set[str] = set()
+    unread = Unread(ctx.report)
 
     def flush() -> None:
         if current and ref is not None:
@@ -86,7 +88,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
     for line in split_series(source, ctx):
         m = _LINE.match(line.text)
         if not m:
-            ctx.report.unparsed += 1
+            unread(line.lineno, line.raw)
             continue
         key = m.group(1)
         if line.block != block or key in seen:
@@ -100,10 +102,12 @@ def parse(source: Source, ctx: ParseContext) -> None:
             if key == "nr_dirty":
                 ref = Ref(source.display, line.lineno, quote(line.raw))
     flush()
+    unread.warn()
 
 
 def _parse_command(source: Source, ctx: ParseContext) -> None:
     columns: list[str] = []
+    unread = Unread(ctx.report)
     for lineno, raw in source.lines():
         text = raw.strip()
         if not text or _CMD_HEAD1.match(text):
@@ -113,7 +117,7 @@ def _parse_command(source: Source, ctx: ParseContext) -> None:
             continue
         parts = text.split()
         if not columns or len(parts) < len(columns) or not parts[0].isdigit():
-            ctx.report.unparsed += 1
+            unread(lineno, raw)
             continue
         values = dict(zip(columns, parts, strict=False))
         ts = None
@@ -130,7 +134,8 @@ def _parse_command(source: Source, ctx: ParseContext) -> None:
                 "cpu_wa": int(values["wa"]),
             }
         except (KeyError, ValueError):
-            ctx.report.unparsed += 1
+            unread(lineno, raw)
             continue
         ctx.evidence.vmstat.append((ts, counters, Ref(source.display, lineno, quote(raw))))
         ctx.report.records += 1
+    unread.warn()

@@ -1,4 +1,9 @@
-"""PD6xx: kernel evidence (hung-task traces, task states and kernel stacks)."""
+"""PD6xx: kernel evidence (hung-task traces, task states and kernel stacks).
+
+Where a stuck task waits is named by plegdoctor.kernelnames (the first frame that is not a
+scheduler or generic wait helper, with its class hint: io-wait, fsync, syncfs, nfs, freezer,
+srcu, netdev, cgroup); the rules below match those hints and their own signature frames.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from plegdoctor.model import Ref, RootCauseClass, Severity
+from plegdoctor.kernelnames import KernelWait, waits_in
+from plegdoctor.model import EventKind, Ref, RootCauseClass, Severity
 from plegdoctor.rules import fixes
 from plegdoctor.rules.registry import Hit, RuleContext, rule
 from plegdoctor.rules.signals import fmt_seconds, kernel_stack_has, link, step_hit
@@ -50,6 +56,12 @@ FSYNC_PATH = (
     "sync_inodes_sb",
 )
 BLOCK_IO = (
+    "xfs_buf_iowait",
+    "xfs_buf_lock",
+    "submit_bio_wait",
+    "dm_wait_for_completion",
+    "folio_wait_writeback",
+    "wait_on_page_writeback",
     "io_schedule",
     "blk_mq_get_tag",
     "wait_on_page_bit",
@@ -94,6 +106,10 @@ CGROUP = (
 )
 
 
+# hints PD603 leaves to their own rules even when an I/O frame is also on the stack
+_OTHER_SUBSYSTEMS = ("nfs", "netdev", "cgroup", "freezer", "srcu", "syncfs")
+
+
 @dataclass(frozen=True, slots=True)
 class Stuck:
     """A kernel-side stuck task from either a hung-task trace or a task sample."""
@@ -105,21 +121,71 @@ class Stuck:
     wchan: str | None
     ref: Ref
     source: str  # hung-task | task
+    workqueue: str | None = None  # `Workqueue: writeback wb_workfn (flush-254:1)` of a kworker
+    frame_refs: tuple[Ref, ...] = ()  # the trace's frame lines, innermost first (hung-task reports)
 
     def describe(self) -> str:
         how = f"blocked {fmt_seconds(self.seconds)}" if self.seconds else "in D state"
-        return f"{self.comm}:{self.pid} {how}"
+        who = f"{self.comm}:{self.pid}"
+        if self.workqueue:
+            who += f" ({self.workqueue.split(' (', 1)[0]} worker)"
+        return f"{who} {how}"
+
+    @property
+    def where(self) -> KernelWait | None:
+        """Where the task waits (kernelnames: first non-helper frame and its class hint)."""
+        w = waits_in(self.stack)
+        if w is None and self.wchan:
+            w = waits_in((self.wchan,))
+        return w
+
+    @property
+    def hint(self) -> str | None:
+        w = self.where
+        return w.hint if w is not None else None
 
     @property
     def top_frame(self) -> str:
-        """The innermost kernel function (offset stripped), else the wait channel."""
-        return self.stack[0].split("+", 1)[0] if self.stack else (self.wchan or "?")
+        """Where the task waits: the first meaningful kernel function (scheduler and wait
+        helpers skipped), else the wait channel, else the innermost frame."""
+        w = self.where
+        if w is not None:
+            return w.function
+        return self.wchan or (self.stack[0].split("+", 1)[0] if self.stack else "?")
+
+    def refs(self) -> tuple[Ref, ...]:
+        """The task's line, and the frame line where it waits when the trace has one."""
+        w = self.where
+        if w is not None and w.at < len(self.frame_refs):
+            return (self.ref, self.frame_refs[w.at])
+        return (self.ref,)
+
+    @property
+    def where_text(self) -> str:
+        w = self.where
+        return w.describe() if w is not None else self.top_frame
 
 
 def stuck_tasks(ctx: RuleContext) -> list[Stuck]:
     def compute() -> list[Stuck]:
+        workqueues = {
+            (e.ref.path, e.ref.line): str(e.attrs["workqueue"])
+            for e in ctx.evidence.events
+            if e.kind == EventKind.HUNG_TASK and e.attrs.get("workqueue")
+        }
         out = [
-            Stuck(h.comm, h.pid, h.seconds, h.kernel_stack, None, h.ref, "hung-task") for h in ctx.evidence.hung_tasks
+            Stuck(
+                h.comm,
+                h.pid,
+                h.seconds,
+                h.kernel_stack,
+                None,
+                h.ref,
+                "hung-task",
+                workqueues.get((h.ref.path, h.ref.line)),
+                h.stack_refs,
+            )
+            for h in ctx.evidence.hung_tasks
         ]
         for t in ctx.evidence.tasks:
             if t.state.startswith("D"):
@@ -129,7 +195,13 @@ def stuck_tasks(ctx: RuleContext) -> list[Stuck]:
     return ctx.memo("stuck_tasks", compute)  # type: ignore[no-any-return]
 
 
-def _match(s: Stuck, names: tuple[str, ...]) -> str | None:
+def _match(s: Stuck, names: tuple[str, ...], hints: tuple[str, ...] = ()) -> str | None:
+    """The function by which a stuck task matches a signature: a frame of `names`, its wait
+    channel, or where it waits when that has one of the class `hints`."""
+    if hints:
+        w = s.where
+        if w is not None and w.hint in hints:
+            return w.function
     fn = kernel_stack_has(s.stack, *names)
     if fn:
         return fn
@@ -148,9 +220,10 @@ def _stuck_hit(
     """A hit for stuck tasks (each with the kernel function it matched): the first four as
     evidence, the first two as chain steps "<task> <what> (<function>)"."""
     steps = (
-        link("kernel", "kernel", f"{s.describe()} {what} ({fn})", (s.ref,), tags=tags, pid=s.pid) for s, fn in found[:2]
+        link("kernel", "kernel", f"{s.describe()} {what} ({fn})", s.refs(), tags=tags, pid=s.pid, function=fn)
+        for s, fn in found[:2]
     )
-    return step_hit(title, weight, *steps, evidence=(s.ref for s, _ in found[:4]), **extra)
+    return step_hit(title, weight, *steps, evidence=(r for s, _ in found[:4] for r in s.refs()), **extra)
 
 
 def _more(found: list[Any], what: str = "more") -> str:
@@ -279,35 +352,46 @@ def runtime_hung_in_fsync(ctx: RuleContext) -> Iterator[Hit]:
         "The disk does not keep up: find the writers (iotop -ao, pidstat -d 1), move them or cap them with "
         "io.max, lower dirty limits (vm.dirty_bytes=256MiB, vm.dirty_background_bytes=64MiB)."
     ),
-    references=(HUNG_TASK_DOC,),
+    references=(HUNG_TASK_DOC, "https://github.com/NixOS/nixpkgs/issues/144787"),
 )
 def tasks_hung_in_block_io(ctx: RuleContext) -> Iterator[Hit]:
     """Detects hung-task traces or D-state stacks waiting for block I/O (`io_schedule`,
-    `blk_mq_get_tag`, `balance_dirty_pages`, `wait_on_page_bit`, journal/writeback waits) in
-    processes that are not the runtime (PD602 covers those).
+    `blk_mq_get_tag`, `balance_dirty_pages`, `wait_on_page_bit`, `xfs_buf_iowait`,
+    journal/writeback waits: where the task waits has the `io-wait` or `fsync` hint of
+    plegdoctor.kernelnames) in processes that are not the runtime (PD602 covers those),
+    writeback kworkers included.
 
     Why it matters: several unrelated processes blocked on I/O for minutes means the disk is
     saturated; the runtime's own flushes wait in the same queue.
 
-    Example evidence::
+    Example evidence (NixOS/nixpkgs#144787, `dmesg -T`)::
 
-        INFO: task java:30211 blocked for more than 120 seconds.
-         io_schedule+0x12/0x40
-         balance_dirty_pages+0x...
+        [Fri Nov  5 21:02:26 2021] INFO: task kworker/u64:5:325 blocked for more than 122 seconds.
+        [Fri Nov  5 21:02:26 2021] task:kworker/u64:5   state:D stack:    0 pid:  325 ppid:     2 flags:0x00004000
+        [Fri Nov  5 21:02:26 2021] Workqueue: writeback wb_workfn (flush-254:1)
+        [Fri Nov  5 21:02:26 2021]  schedule_timeout+0xff/0x140
+        [Fri Nov  5 21:02:26 2021]  __wait_for_common+0xae/0x160
+        [Fri Nov  5 21:02:26 2021]  xfs_buf_iowait+0x1f/0xa0 [xfs]
 
-    Fix: find the heavy writers; cap or move them.
+    Fix: find the heavy writers; cap or move them; if the disk is idle, the device itself
+    (or its driver, a device-mapper target) is not completing I/O: check its errors.
     """
     found = [
         (s, fn)
         for s in stuck_tasks(ctx)
-        if not _is_runtime(s.comm) and (fn := _match(s, BLOCK_IO + FSYNC_PATH)) and not _match(s, OVL_SYNC)
+        if not _is_runtime(s.comm)
+        and (fn := _match(s, BLOCK_IO + FSYNC_PATH, ("io-wait", "fsync")))
+        and not _match(s, OVL_SYNC)
+        and s.hint not in _OTHER_SUBSYSTEMS
     ]
     if not found:
         return
     s0, fn0 = found[0]
+    w0 = s0.where
+    what = w0.describe() if w0 is not None and w0.function == fn0 else fn0
     yield _stuck_hit(
         found,
-        f"{len(found)} task(s) hung on block I/O, e.g. {s0.describe()} in {fn0}",
+        f"{len(found)} task(s) hung on block I/O, e.g. {s0.describe()} in {what}",
         0.35 + min(0.15, 0.05 * (len(found) - 1)),
         "waiting for the disk",
         ("io-wait",),
@@ -387,6 +471,8 @@ def hung_task_cgroup(ctx: RuleContext) -> Iterator[Hit]:
 
 
 _KNOWN = OVL_SYNC + SYNC_FS + FSYNC_PATH + BLOCK_IO + NETDEV + CGROUP
+# hints a more specific rule covers (PD601-PD605, PD607, PD608, PD311)
+_COVERED_HINTS = ("io-wait", "fsync", "syncfs", "nfs", "netdev", "cgroup", "freezer", "srcu")
 _NETFS = ("nfs_", "nfs4_", "rpc_wait", "__rpc_", "cifs_", "smb2_", "ceph_", "fuse_")
 
 
@@ -411,6 +497,10 @@ def runtime_task_d_state(ctx: RuleContext) -> Iterator[Hit]:
     Why it matters: a task in uninterruptible sleep cannot be interrupted or killed; if it is
     the runtime or a process the runtime waits for, the CRI call above it hangs.
 
+    Where the task waits is its first kernel frame that is not a scheduler or generic wait
+    helper (`__schedule`, `schedule_timeout`, `__wait_for_common`, `rwsem_down_*`,
+    `mutex_lock`...), as the kernel's own wchan is computed.
+
     Example evidence: `ps -eo pid,stat,wchan:32,comm` showing `containerd-shim  D
     some_kernel_function`, or `INFO: task containerd:...` with an unfamiliar stack.
 
@@ -419,14 +509,112 @@ def runtime_task_d_state(ctx: RuleContext) -> Iterator[Hit]:
     found = [
         s
         for s in stuck_tasks(ctx)
-        if _is_runtime(s.comm) and not _match(s, _KNOWN) and not _match(s, _NETFS) and (s.stack or s.wchan)
+        if _is_runtime(s.comm)
+        and not _match(s, _KNOWN)
+        and not _match(s, _NETFS)
+        and s.hint not in _COVERED_HINTS
+        and (s.stack or s.wchan)
     ]
     if not found:
         return
     s0 = found[0]
     yield step_hit(
-        f"{s0.describe()} in {s0.top_frame}{_more(found, 'more runtime task(s)')}",
+        f"{s0.describe()} in {s0.where_text}{_more(found, 'more runtime task(s)')}",
         0.4 + (0.05 if s0.source == "hung-task" else 0.0),
-        *(link("kernel", "kernel", f"{s.describe()} in {s.top_frame}", (s.ref,)) for s in found[:2]),
-        evidence=(s.ref for s in found[:4]),
+        *(link("kernel", "kernel", f"{s.describe()} in {s.where_text}", s.refs(), pid=s.pid) for s in found[:2]),
+        evidence=(r for s in found[:4] for r in s.refs()),
+    )
+
+
+@rule(
+    "PD607",
+    "runtime-task-frozen",
+    title="A runtime process is frozen in the kernel (cgroup freezer)",
+    severity=Severity.CRITICAL,
+    cls=C.RUNTIME_FROZEN,
+    fix=(
+        "Thaw the cgroup the runtime process is in (cgroup v2: echo 0 > <cgroup>/cgroup.freeze; v1: echo "
+        "THAWED > <cgroup>/freezer.state) and find who froze it (a `runc pause`/`ctr task pause` left behind, "
+        "a backup or checkpoint agent, a systemd unit freeze); never run containerd or the shim inside a "
+        "cgroup a tool may freeze."
+    ),
+    references=("https://docs.kernel.org/admin-guide/cgroup-v2.html#core-interface-files", HUNG_TASK_DOC),
+)
+def runtime_task_frozen(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects a runtime process (containerd, shim, runc, kubelet, dockerd, CRI-O) whose kernel
+    stack waits in the freezer (`__refrigerator`, `do_freezer_trap`): a hung-task report, a
+    sysrq-w dump or /proc/<pid>/stack.
+
+    Why it matters: a frozen task does not run at all until its cgroup is thawed. A frozen
+    shim never answers containerd's ttrpc calls; a frozen containerd never answers the
+    kubelet; the relist then waits for its whole timeout every time. Frozen *workload*
+    tasks are normal (a paused container) and do not fire this rule.
+
+    Example evidence (/proc/<pid>/stack of the shim)::
+
+        # pid=3658 comm=containerd-shim state=D
+        [<0>] __refrigerator+0x4c/0x130
+        [<0>] get_signal+0x7d7/0x8a0
+        [<0>] arch_do_signal_or_restart+0x2e/0x260
+
+    Fix: thaw the cgroup; find and stop what froze it.
+    """
+    found = [(s, fn) for s in stuck_tasks(ctx) if _is_runtime(s.comm) and (fn := _match(s, (), ("freezer",)))]
+    if not found:
+        return
+    s0, fn0 = found[0]
+    yield _stuck_hit(
+        found,
+        f"{s0.describe()} is frozen ({fn0}){_more(found, 'more runtime task(s)')}",
+        0.65 + (0.05 if len(found) > 1 else 0.0),
+        "frozen by the cgroup freezer",
+        ("frozen",),
+    )
+
+
+@rule(
+    "PD608",
+    "hung-task-rcu-grace-period",
+    title="Tasks hang waiting for an RCU/SRCU grace period",
+    severity=Severity.WARNING,
+    cls=C.KERNEL_D_STATE,
+    fix=(
+        "An RCU or SRCU grace period does not end: a CPU or a reader is stuck (look for `rcu_sched "
+        "detected stalls` / `rcu: INFO:` and soft-lockup messages in dmesg, and for the task holding the SRCU "
+        "read side). Upgrade the kernel; the node usually needs a reboot."
+    ),
+    references=("https://docs.kernel.org/RCU/stallwarn.html", HUNG_TASK_DOC),
+)
+def hung_task_rcu_grace_period(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects hung-task traces or D-state stacks whose wait is an RCU or SRCU grace period:
+    `__synchronize_srcu`, `synchronize_srcu`, `synchronize_rcu`, `rcu_barrier` (after the
+    scheduler and completion helpers `schedule_timeout`, `wait_for_completion`,
+    `__wait_rcu_gp`).
+
+    Why it matters: network namespace teardown, mount and cgroup operations, and KVM wait
+    for a grace period; when one never ends (a stalled CPU, a reader that never leaves its
+    SRCU section) runc, the shim and CNI plugins block in D state inside those operations
+    and the CRI calls above them hang. A runtime process among the tasks weighs more.
+
+    Example evidence::
+
+        INFO: task exe:1990875 blocked for more than 120 seconds.
+         schedule_timeout+0x1e6/0x330
+         wait_for_completion+0x10a/0x170
+         __wait_rcu_gp+0x117/0x140
+         synchronize_rcu+0x6f/0x80
+
+    Fix: find the stalled CPU or reader (RCU stall warnings); kernel upgrade; reboot.
+    """
+    found = [(s, fn) for s in stuck_tasks(ctx) if (fn := _match(s, (), ("srcu",)))]
+    if not found:
+        return
+    s0, fn0 = found[0]
+    runtime = any(_is_runtime(s.comm) for s, _ in found)
+    yield _stuck_hit(
+        found,
+        f"{s0.describe()} waits for a grace period ({fn0}){_more(found, 'more task(s)')}",
+        0.45 + (0.1 if runtime else 0.0),
+        "waiting for an RCU/SRCU grace period",
+        ("rcu",),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from plegdoctor.model import EventKind, MetricSample, Ref, RootCauseClass, Severity
 from plegdoctor.rules.registry import Hit, RuleContext, rule
@@ -429,3 +430,268 @@ def too_many_containers(ctx: RuleContext) -> Iterator[Hit]:
         evidence=refs,
         facts={"containers": containers[0] if containers else None},
     )
+
+
+# -- PD130/PD131: the relist itself misbehaves (panics, runs twice) -------------------------------
+
+K8S_88779 = "https://github.com/kubernetes/kubernetes/issues/88779"
+_RELIST_FUNCS = (
+    "k8s.io/kubernetes/pkg/kubelet/pleg.(*GenericPLEG).relist",
+    "k8s.io/kubernetes/pkg/kubelet/pleg.(*GenericPLEG).Relist",
+    "k8s.io/kubernetes/pkg/kubelet/pleg.(*GenericPLEG).updateCache",
+)
+_PANIC_FRAMES = (
+    "panic",
+    "runtime.gopanic",
+    "runtime.sigpanic",
+    "runtime.panicmem",
+    "runtime.throw",
+    "runtime.fatalthrow",
+    "runtime.fatal",
+    "k8s.io/apimachinery/pkg/util/runtime.HandleCrash",
+    "k8s.io/apimachinery/pkg/util/runtime.logPanic",
+    "k8s.io/apimachinery/pkg/util/runtime.handleCrash",
+)
+_PANIC_MESSAGES = ("Observed a panic", "panic:", "Recovered from panic", "fatal error:")
+
+
+def _relist_frame(funcs: tuple[str, ...], names: tuple[str, ...] = _RELIST_FUNCS) -> int | None:
+    """Index of the first (innermost) frame of a stack that is one of `names`, or None."""
+    for i, f in enumerate(funcs[:200]):
+        if f in names:
+            return i
+    return None
+
+
+@rule(
+    "PD130",
+    "panic-in-relist",
+    title="The kubelet panicked inside the PLEG relist",
+    severity=Severity.CRITICAL,
+    cls=C.KUBELET_INTERNAL,
+    fix=(
+        "A kubelet bug, not the runtime: read the panic message and the relist frame it names, search "
+        "kubernetes issues for it and upgrade the kubelet to a release that fixes it (e.g. the EventedPLEG nil "
+        "pointer of kubernetes #122475 and #128654). Meanwhile disable the feature gate involved (EventedPLEG) "
+        "or remove the pod/container state that triggers it."
+    ),
+    references=(
+        K8S_88779,
+        "https://github.com/kubernetes/kubernetes/pull/122475",
+        "https://github.com/kubernetes/kubernetes/issues/128654",
+    ),
+)
+def panic_in_relist(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects a panic whose stack is in the PLEG relist: a kubelet log line `Observed a
+    panic` / `panic:` / `fatal error:` whose stack (the structured `stacktrace=<...>` value)
+    names `pleg.(*GenericPLEG).relist`, `Relist` or `updateCache`, or a kubelet goroutine in a
+    dump that is panicking (`panic`, `runtime.gopanic`, `runtime.throw`, `HandleCrash`,
+    `logPanic` frames) above one of those relist frames.
+
+    Why it matters: apimachinery's `HandleCrash` logs `Observed a panic` and, by default,
+    re-panics, so a panic in the relist takes the kubelet down; after the restart PLEG reports
+    `pleg has yet to be successful` until a relist completes, and a relist that panics on
+    every pass (a nil pod status, a concurrent map write) keeps the node NotReady. Where the
+    panic is recovered (older `Run` loops), the kubelet carries on with a relist that never
+    finished (kubernetes #88779). The runtime is not at fault.
+
+    A panic elsewhere in the kubelet (volume manager, status manager) does not fire this
+    rule: only a stack through the relist does.
+
+    Example evidence (kubelet log, kubernetes #122475)::
+
+        E1225 16:02:37.233866 22154 generic.go:453] "PLEG: Write status" err="rpc error: ..."
+        E1225 16:02:37.234031 22154 runtime.go:79] Observed a panic: "invalid memory address or nil
+        pointer dereference" (runtime error: invalid memory address or nil pointer dereference)
+        goroutine 412 [running]:
+        k8s.io/apimachinery/pkg/util/runtime.logPanic(...)
+        panic({0x3c0e2a0, 0x6b7f1b0})
+        k8s.io/kubernetes/pkg/kubelet/pleg.(*GenericPLEG).updateCache(...)
+        k8s.io/kubernetes/pkg/kubelet/pleg.(*GenericPLEG).Relist(...)
+
+    Fix: upgrade the kubelet past the fix for that panic; disable the feature gate involved.
+
+    References: kubernetes #88779 (relist panics on concurrent map access), #122475 and
+    #128654 (nil pointer panics on the relist path with EventedPLEG).
+    """
+    for rec in ctx.evidence.log_records:
+        if rec.process != "kubelet" or not rec.msg.startswith(_PANIC_MESSAGES):
+            continue
+        text = rec.msg + " " + " ".join(str(v) for v in rec.fields.values())
+        if "GenericPLEG" not in text or not any(f.rsplit(".", 1)[-1] in text for f in _RELIST_FUNCS):
+            continue
+        pos = {f: text.find(f) for f in _RELIST_FUNCS if f in text} or {
+            f: text.find(f.rsplit(".", 1)[-1] + "(") for f in _RELIST_FUNCS if f.rsplit(".", 1)[-1] + "(" in text
+        }
+        fn = min(pos, key=lambda f: pos[f]).rsplit("/", 1)[-1]  # the innermost relist frame of the stack
+        yield step_hit(
+            f"kubelet panicked in the relist ({fn}): {rec.msg[:120]}",
+            0.65 + (0.05 if stalls(ctx) else 0.0),
+            link("log", "kubelet", f"panic in {fn}: {rec.msg[:160]}", (rec.ref,), tags=("kubelet-relist", "panic")),
+            evidence=(rec.ref,),
+        )
+        return
+    for dump in ctx.evidence.dumps:
+        for g in getattr(dump, "goroutines", ()):
+            funcs = tuple(loc[0] for loc in g.stack)
+            at = _relist_frame(funcs)
+            if at is None:
+                continue
+            panic_at = next(
+                (i for i, f in enumerate(funcs[:at]) if f in _PANIC_FRAMES or f.startswith(_PANIC_FRAMES[7:])), None
+            )
+            if panic_at is None:
+                continue
+            fn = funcs[at].rsplit("/", 1)[-1]
+            refs = (dump.ref(g), dump.ref(g, panic_at), dump.ref(g, at))
+            process = dump.process if dump.process != "unknown" else "kubelet"
+            yield step_hit(
+                f"{process} goroutine {g.id} panics inside the relist ({fn})",
+                0.6 + (0.05 if stalls(ctx) else 0.0),
+                link(
+                    "goroutine",
+                    process,
+                    f"goroutine {g.id} [{g.state}] panics ({funcs[panic_at]}) in {fn}",
+                    refs,
+                    tags=("kubelet-relist", "panic"),
+                    goroutine=g.id,
+                    pid=dump.pid,
+                    function=funcs[at],
+                ),
+                evidence=refs,
+            )
+            return
+
+
+@rule(
+    "PD131",
+    "concurrent-relists",
+    title="Two PLEG relists run at the same time",
+    severity=Severity.CRITICAL,
+    cls=C.KUBELET_INTERNAL,
+    fix=(
+        "The relist is not safe to run twice at once (its pod records are an unlocked map): the kubelet "
+        "started its PLEG loop twice, typically after a panic in Kubelet.Run was recovered and Run was "
+        "called again (kubernetes #88779, fixed by #89055 in 1.18 and its cherry picks). Upgrade the "
+        "kubelet; restart it to clear the state now."
+    ),
+    references=(K8S_88779, "https://github.com/kubernetes/kubernetes/pull/89277"),
+)
+def concurrent_relists(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects two relists executing at once: two kubelet goroutines of one dump inside
+    `pleg.(*GenericPLEG).relist`/`Relist` (neither waiting to take a lock in the relist's own
+    frame, which would mean the relists are serialized), or a kubelet log whose
+    `GenericPLEG: Relisting` ticks come closer together than one relist period allows.
+
+    Why it matters: the relist loop runs with a sliding 1 s period (`wait.Until`), so a
+    single loop can neither overlap itself nor log two relists less than a period apart. Two
+    loops mean the PLEG was started twice; their relists race on the pod records map, which
+    ends in `fatal error: concurrent map read and map write` inside the relist or in
+    corrupted pod state, and the node goes NotReady (kubernetes #88779).
+
+    The log form needs at least 10 consecutive tick intervals in one file, of which at least
+    3, and a fifth, are shorter than 0.5 s but not zero (identical stamps are a duplicated
+    log, not a second loop).
+
+    Example evidence (a kubelet dump)::
+
+        goroutine 1201 [select]:
+        k8s.io/kubernetes/pkg/kubelet/pleg.(*GenericPLEG).relist(0xc000788960)
+        created by k8s.io/kubernetes/pkg/kubelet/pleg.(*GenericPLEG).Start
+        goroutine 3377 [running]:
+        k8s.io/kubernetes/pkg/kubelet/pleg.podRecords.setCurrent(...)
+        k8s.io/kubernetes/pkg/kubelet/pleg.(*GenericPLEG).relist(0xc000788960)
+
+    Fix: upgrade the kubelet (one PLEG loop per process); restart it now.
+
+    References: kubernetes #88779 (panic in Kubelet.Run creates parallel Run goroutines
+    calling relist concurrently), #89277 (cherry pick of the fix #89055).
+    """
+    for dump in ctx.evidence.dumps:
+        inside: list[tuple[Any, int]] = []
+        for g in getattr(dump, "goroutines", ()):
+            funcs = tuple(loc[0] for loc in g.stack)
+            at = _relist_frame(funcs, _RELIST_FUNCS[:2])  # the relist loop itself, not updateCache workers
+            if at is None:
+                continue
+            waiting_lock = (
+                g.state in ("sync.Mutex.Lock", "semacquire", "sync.RWMutex.Lock")
+                and any(f.startswith("sync.") for f in funcs[:at])
+                and all(f.startswith(("sync.", "internal/sync.", "runtime.")) for f in funcs[:at])
+            )
+            if waiting_lock:
+                continue
+            inside.append((g, at))
+            if len(inside) >= 8:
+                break
+        if len(inside) < 2:
+            continue
+        (g1, a1), (g2, a2) = inside[0], inside[1]
+        refs = (dump.ref(g1, a1), dump.ref(g2, a2))
+        process = dump.process if dump.process != "unknown" else "kubelet"
+        ids = ", ".join(str(g.id) for g, _ in inside[:4])
+        yield step_hit(
+            f"{len(inside)} {process} goroutines are inside the relist at once (goroutines {ids})",
+            0.6,
+            *(
+                link(
+                    "goroutine",
+                    process,
+                    f"goroutine {g.id} [{g.state}] in {g.stack[a][0].rsplit('/', 1)[-1]}",
+                    (dump.ref(g, a),),
+                    tags=("kubelet-relist", "concurrent-relist"),
+                    goroutine=g.id,
+                    pid=dump.pid,
+                )
+                for g, a in inside[:2]
+            ),
+            evidence=refs,
+        )
+        return
+    yield from _close_ticks(ctx)
+
+
+def _close_ticks(ctx: RuleContext) -> Iterator[Hit]:
+    series = ctx.evidence.relists
+    n = len(series)
+    if n < 11:
+        return
+    for src in range(len(series.sources)):
+        intervals = 0
+        short = 0
+        first = -1
+        prev = -1
+        for i in range(n):
+            if series.src[i] != src:
+                continue
+            if prev >= 0:
+                dt = series.ts[i] - series.ts[prev]
+                intervals += 1
+                if 0.0 < dt < 0.5:
+                    short += 1
+                    if first < 0:
+                        first = i
+            prev = i
+        if intervals < 10 or short < 3 or short < intervals / 5:
+            continue
+        refs = tuple(_tick_ref(series, j) for j in (first - 1, first))
+        detail = f"{short} of {intervals} relist intervals are shorter than 0.5 s: two relist loops interleave"
+        yield step_hit(
+            f"kubelet relists overlap: {detail}",
+            0.5,
+            link("relist-ticks", "kubelet", detail, refs, tags=("kubelet-relist", "concurrent-relist")),
+            evidence=refs,
+            facts={"short_intervals": short, "intervals": intervals},
+        )
+        return
+
+
+def _tick_ref(series: Any, index: int) -> Ref:
+    """A relist tick's line; its time stands in for the text when the series did not keep it."""
+    ref: Ref = series.ref(index)
+    if ref.text:
+        return ref
+    from datetime import UTC, datetime
+
+    when = datetime.fromtimestamp(series.ts[index], UTC).strftime("%H:%M:%S.%f")
+    return Ref(ref.path, ref.line, f"GenericPLEG: Relisting (tick at {when} UTC)")
