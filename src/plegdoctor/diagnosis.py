@@ -77,13 +77,24 @@ DEEPER: dict[RootCauseClass, tuple[RootCauseClass, ...]] = {
         C.CNI_HANG,
         C.RUNTIME_LOCK_CONTENTION,
         C.DISK_IO_PRESSURE,
+        C.SYSTEMD_DBUS_HANG,
+        C.RUNTIME_KNOWN_BUG,
     ),
-    C.BBOLT_LOCK_CONTENTION: (C.FSYNC_IO_PRESSURE,),
-    C.RUNTIME_LOCK_CONTENTION: (C.FSYNC_IO_PRESSURE, C.BBOLT_LOCK_CONTENTION),
-    C.SHIM_HANG: (C.OVERLAY_UMOUNT_SYNC, C.RUNC_HANG, C.NETWORK_STORAGE_HANG, C.KERNEL_D_STATE, C.CNI_HANG),
+    C.BBOLT_LOCK_CONTENTION: (C.FSYNC_IO_PRESSURE, C.RUNTIME_KNOWN_BUG),
+    C.RUNTIME_LOCK_CONTENTION: (C.FSYNC_IO_PRESSURE, C.BBOLT_LOCK_CONTENTION, C.RUNTIME_KNOWN_BUG),
+    C.SHIM_HANG: (
+        C.OVERLAY_UMOUNT_SYNC,
+        C.RUNC_HANG,
+        C.NETWORK_STORAGE_HANG,
+        C.KERNEL_D_STATE,
+        C.CNI_HANG,
+        C.SYSTEMD_DBUS_HANG,
+        C.RUNTIME_KNOWN_BUG,
+    ),
+    C.RUNC_HANG: (C.SYSTEMD_DBUS_HANG, C.NETWORK_STORAGE_HANG, C.KERNEL_D_STATE),
     C.DISK_IO_PRESSURE: (C.FSYNC_IO_PRESSURE, C.OVERLAY_UMOUNT_SYNC),
     C.KERNEL_D_STATE: (C.NETWORK_STORAGE_HANG, C.OVERLAY_UMOUNT_SYNC),
-    C.DOCKERD_LOCK: (C.NETWORK_STORAGE_HANG, C.KERNEL_D_STATE, C.OVERLAY_UMOUNT_SYNC),
+    C.DOCKERD_LOCK: (C.NETWORK_STORAGE_HANG, C.KERNEL_D_STATE, C.OVERLAY_UMOUNT_SYNC, C.RUNTIME_KNOWN_BUG),
     C.TOO_MANY_CONTAINERS: (
         C.FSYNC_IO_PRESSURE,
         C.BBOLT_LOCK_CONTENTION,
@@ -270,6 +281,7 @@ SIGNATURE: dict[RootCauseClass, frozenset[str]] = {
     C.RUNTIME_LOCK_CONTENTION: frozenset({"metadata-wlock"}),
     C.SHIM_HANG: frozenset({"shim:Delete", "shim:Update", "shim:State", "shim-init-mutex"}),
     C.KERNEL_D_STATE: frozenset({"netdev", "cgroup"}),
+    C.SYSTEMD_DBUS_HANG: frozenset({"systemd-dbus"}),
 }
 
 
@@ -636,7 +648,8 @@ def _flusher(tags: set[str]) -> str:
 _MECHANISM: dict[RootCauseClass, str] = {
     C.BBOLT_LOCK_CONTENTION: "requests queued on containerd's metadata DB (bbolt) writer lock, whose holder is slow "
     "or not visible",
-    C.RUNTIME_LOCK_CONTENTION: "containerd goroutines queued on an internal lock held by a slow goroutine",
+    C.RUNTIME_LOCK_CONTENTION: "runtime goroutines (containerd, CRI-O) queued on an internal lock held by a slow "
+    "goroutine",
     C.SHIM_HANG: "containerd waited on a shim call that did not return",
     C.RUNC_HANG: "a runc invocation did not return",
     C.DOCKERD_LOCK: "dockerd operations queued on a container lock",
