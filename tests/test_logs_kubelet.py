@@ -177,3 +177,23 @@ def test_year_rollover_keeps_order(tmp_path):
         kubelet_log.parse(src, ParseContext(ev, InputReport(src.display, "kubelet-log"), TimeContext(year=2023)))
     a, b = ticks(ev)
     assert (b - a).total_seconds() == pytest.approx(1.0) and b.year == 2024
+
+
+def test_a_message_quoted_without_its_klog_header_is_read_without_a_time():
+    """Issue threads quote the kubelet's message alone (containerd#5274): it is a symptom, with
+    no place on the time axis, and no line is left unread."""
+    assert sniff((FIX / "kubelet-bare-message.log").read_bytes())[0] == kubelet_log.KIND
+    ev, ctx = parse("kubelet-bare-message.log")
+    (e,) = events(ev, EventKind.PLEG_UNHEALTHY)
+    assert e.ts is None and e.attrs["last_seen_seconds"] == pytest.approx(471.835147826)
+    assert ctx.report.unparsed == 0 and ctx.report.records == 1
+
+
+def test_prose_that_mentions_pleg_is_not_a_bare_message(tmp_path):
+    p = tmp_path / "notes.log"
+    p.write_text("we saw PLEG is not healthy: pleg was last seen active 3m0s ago on node 3\n")
+    ev = Evidence()
+    for src in iter_sources([str(p)]):
+        ctx = ParseContext(ev, InputReport(src.display, kubelet_log.KIND), TimeContext())
+        kubelet_log.parse(src, ctx)
+    assert not events(ev, EventKind.PLEG_UNHEALTHY)

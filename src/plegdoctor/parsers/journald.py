@@ -398,6 +398,8 @@ def _head_sample_check(head: bytes, dispatcher: Dispatcher) -> int:
             ('time="', "level=", "\t", "        ", " >", "Log file ", "Running on", "Binary:", "Log line format")
         ):
             continue
+        if msg.startswith(kubelet_log.BARE_MESSAGES):
+            continue  # a kubelet message quoted without its header is read (with no time)
         if dispatcher.default is None and ("INFO: task" in msg or msg.startswith("[")):
             continue
         bad += 1

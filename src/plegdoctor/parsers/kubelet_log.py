@@ -105,6 +105,17 @@ _DU_TOOK = re.compile(r"(?:du and find|`du`|disk usage and inodes count) on foll
 _NODE_EVENT = re.compile(r"(NodeNotReady|NodeReady)")
 
 
+# kubelet messages pasted without their klog header (issue threads quote the message alone):
+# read with no time, so they count as symptoms but place nothing on the time axis
+BARE_MESSAGES = (
+    "skipping pod synchronization - ",
+    "Skipping pod synchronization",
+    "PLEG is not healthy: ",
+    "Node became not ready: ",
+    "GenericPLEG: ",
+)
+
+
 def sniff(lines: list[str]) -> float:
     """kubelet klog lines (framed by journald with a kubelet identifier, or bare), or
     kubelet JSON logging."""
@@ -119,7 +130,7 @@ def sniff(lines: list[str]) -> float:
                 continue
             text = line[frame.end :]
         is_json = text.startswith("{") and '"caller"' in text and '"ts"' in text
-        if KLOG_RE.match(text) or text.startswith("Log file created at:") or is_json:
+        if KLOG_RE.match(text) or text.startswith(("Log file created at:", *BARE_MESSAGES)) or is_json:
             klog += 1
     if not seen:
         return 0.0
@@ -354,6 +365,11 @@ class KubeletHandler:
         if m is None:
             if msg.startswith("Log file created at:") or msg.startswith("Running on machine:"):
                 self._klog_file_header(msg)
+                return
+            if msg.startswith(BARE_MESSAGES):
+                self.records += 1
+                message, fields, form = split_body(msg)
+                self._classify(lineno, text, None, KLOG_SEVERITY["E"], 0, message, fields, form, msg)
                 return
             self.unparsed += 1
             return
