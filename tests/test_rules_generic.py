@@ -85,11 +85,23 @@ def test_pd802_quiet_on_two_fresh_waiters(tmp_path: Path) -> None:
 # -- PD803 symptom path caught --------------------------------------------------------------
 
 
-def test_pd803_fires_on_dockershim_sandbox_status_in_cni_while_pleg_unhealthy() -> None:
+def test_pd803_fires_on_a_bbolt_writer_waiter_caught_during_a_relist_gap() -> None:
+    # containerd#8698: a 42 s relist gap, and one containerd goroutine caught in beginRWTx
+    case = "containerd-8698-relist-gap-taskexit-bbolt-umount-kubelet_init"
+    hits = assert_fires("PD803", _case(case, "containerd-goroutines.txt", "kubelet.log"))
+    assert hits[0].root_cause == C.BBOLT_LOCK_CONTENTION
+    assert hits[0].chain.links[0].goroutine == 1723
+    assert any("Relisting" in r.text for r in hits[0].evidence)
+
+
+def test_pd803_yields_to_the_cni_signature_rule_on_the_same_wait() -> None:
+    # kubernetes#98044: the dockershim's PodSandboxStatus in CNI code while PLEG is unhealthy;
+    # PD420 (the CNI signature) explains the same goroutine, so the generic finding is dropped
     files = _case("k8s-98044-relist-podsandboxstatus-cni-lock-debug1", "kubelet-goroutines-grep.txt", "kubelet.log")
-    hits = assert_fires("PD803", files)
-    assert hits[0].root_cause == C.CNI_HANG
-    assert any("PLEG is not healthy" in r.text for r in hits[0].evidence)
+    dg = diagnose(files)
+    codes = {f.code for f in dg.findings}
+    assert "PD420" in codes and "PD803" not in codes
+    assert dg.root_causes[0].cls == C.CNI_HANG
 
 
 def test_pd803_quiet_on_the_same_dump_without_a_stall() -> None:
@@ -143,8 +155,19 @@ def test_pd805_fires_on_runc_waiting_minutes_for_systemd(tmp_path: Path) -> None
     assert dg.root_causes[0].cls == C.SYSTEMD_DBUS_HANG
 
 
-def test_pd805_quiet_on_a_fresh_dbus_call_with_no_stall(tmp_path: Path) -> None:
-    assert_quiet("PD805", {"runc-goroutines.txt": _DBUS.format(minutes="")}, tmp_path)
+_KUBELET_CM = """k8s.io/kubernetes/pkg/kubelet/cm.(*cgroupManagerImpl).Create(0xc000a1e0c0, 0xc0012c4000)
+\t/workspace/src/k8s.io/kubernetes/pkg/kubelet/cm/cgroup_manager_linux.go:472 +0x2d2
+"""
+
+
+def test_pd805_quiet_on_a_fresh_dbus_call_of_the_kubelet_with_no_stall(tmp_path: Path) -> None:
+    """SYNTHETIC look-alike: the kubelet's cgroup manager (runc's libcontainer systemd code,
+    vendored) in a D-Bus call that has not waited a minute, on a node with no stall."""
+    dump = _DBUS.format(minutes="").replace(
+        "main.main()\n\t/go/src/github.com/opencontainers/runc/main.go:150 +0x1a\n", _KUBELET_CM
+    )
+    assert "cgroupManagerImpl" in dump
+    assert_quiet("PD805", {"kubelet-goroutines.txt": dump}, tmp_path)
 
 
 # -- PD806 known runtime bug ------------------------------------------------------------------
@@ -206,3 +229,15 @@ def test_every_class_is_defined_with_its_remediation_in_docs_and_rules_output() 
         assert f"| `{cls}` | {meaning} |" in docs
     assert "CRI-O" in CLASS_DEFINITIONS[RootCauseClass.CRI_STATUS_LOCK][0]
     assert "CRI-O" in CLASS_DEFINITIONS[RootCauseClass.RUNTIME_LOCK_CONTENTION][0]
+
+
+def test_pd805_fires_on_a_hung_runc_with_its_dbus_connection_open() -> None:
+    # runc#1959: SIGQUIT dump of a hung docker-runc; only godbus's reader/writer goroutines survive
+    files = _case("runc-1959-systemd-dbus-usesystemd-hang-ps-sigquit", "runc-goroutines.txt")
+    hits = assert_fires("PD805", files)
+    assert hits[0].root_cause == C.SYSTEMD_DBUS_HANG
+    assert "godbus" in hits[0].title
+
+
+def test_pd805_quiet_on_a_hung_runc_without_dbus() -> None:
+    assert_quiet("PD805", _case("containerd-1882-shim-state-ttrpc-runc-execfifo", "runc-goroutines.txt"))

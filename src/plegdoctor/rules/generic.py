@@ -601,6 +601,40 @@ def systemd_dbus_wait(ctx: RuleContext) -> Iterator[Hit]:
             weight=0.6 if minutes >= LONG_WAIT_MINUTES else 0.45,
             chain=chain,
         )
+    if seen:
+        return
+    # A dump of runc — a CLI that exits in milliseconds, so a dump means it hung — with a live
+    # D-Bus connection: runc was talking to systemd when it stopped (its caller may be cut from
+    # the excerpt; the connection's reader and writer goroutines are what is left).
+    ga = ctx.goroutines
+    for di, dump in enumerate(getattr(ga, "dumps", None) or ()):
+        if dump.process != "runc":
+            continue
+        dbus = [g for g in dump.goroutines if "systemd-dbus" in ga.infos[(di, g.id)].tags]
+        if not dbus:
+            continue
+        g = dbus[0]
+        info = ga.infos[(di, g.id)]
+        site = min(info.site, len(g.stack) - 1) if g.stack else None
+        link = ChainLink(
+            kind=str(info.kind),
+            process="runc",
+            detail=f"runc ({dump.label} goroutine {g.id}) has a D-Bus connection to systemd open while it hangs "
+            f"({plural(len(dbus), 'D-Bus goroutine')})",
+            evidence=(dump.ref(g),) + ((dump.ref(g, site),) if site is not None else ()),
+            goroutine=g.id,
+            pid=dump.pid,
+            function=g.stack[site][0] if site is not None else None,
+            resource="systemd over D-Bus",
+            tags=frozenset(info.tags | {"runc"}),
+        )
+        chain = Chain(links=(link,), blocked=0, max_wait_minutes=None, score=0.0)
+        yield Hit(
+            title=f"runc hangs with a D-Bus connection to systemd open ({plural(len(dbus), 'goroutine')} in godbus)",
+            evidence=chain_refs(chain),
+            weight=0.45,
+            chain=chain,
+        )
 
 
 @rule(

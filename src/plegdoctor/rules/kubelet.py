@@ -316,6 +316,8 @@ def runtime_idle_during_stall(ctx: RuleContext) -> Iterator[Hit]:
         return
     if ctx.evidence.hung_tasks:
         return
+    if _runtime_blocked_on_named_wait(ctx):
+        return  # a runtime goroutine holds in a known lock, call or flush: the runtime is not idle
     refs: list[Ref] = []
     for d in ctx.evidence.dumps:
         r = getattr(d, "ref", None)
@@ -328,6 +330,24 @@ def runtime_idle_during_stall(ctx: RuleContext) -> Iterator[Hit]:
         link("goroutines", "containerd", "containerd dump: no CRI call blocked, no lock chain", refs[:1]),
         evidence=tuple(refs[:2]) + worst.refs[:1],
     )
+
+
+_NAMED_WAIT_KINDS = frozenset({"ttrpc-call", "bbolt-writer", "bbolt-commit-io", "fsync", "fdatasync"})
+
+
+def _runtime_blocked_on_named_wait(ctx: RuleContext) -> bool:
+    """Some runtime goroutine waits on a lock the knowledge names, an RPC to a shim, or a flush
+    (even for under a minute, so it is in no chain of its own)."""
+    ga = ctx.goroutines
+    for w in getattr(ga, "waits", None) or ():
+        dump = ga.dumps[w.dump]
+        if dump.process == "kubelet":
+            continue
+        if str(w.kind) in _NAMED_WAIT_KINDS or (
+            w.lock is not None and str(w.kind) in ("mutex", "rwmutex-read", "rwmutex-write")
+        ):
+            return True
+    return False
 
 
 _CONTAINER_COUNT = ("kubelet_running_containers", "kubelet_running_container_count")
