@@ -30,6 +30,18 @@ TRUNCATED = 4  # the goroutine is incomplete: cut mid-line, or a frame lost its 
 GAP = 8  # an excerpt gap ("...", "### ... ###") inside the goroutine
 ONE_LINE = 16  # came from a one-line (logrus-escaped / JSON) dump: every frame is on one source line
 GP_HEADER = 32  # "goroutine N gp=0x.. m=.. mp=0x.. [...]" header (Go 1.22+, GOTRACEBACK>=system)
+PROFILE = 64  # from a pprof `goroutine?debug=1` record (`N @ 0x..` + `#\t0x..` lines): no id, no state
+HEADERLESS = 128  # stack frames with no `goroutine N [state]:` header above them (a pasted fragment)
+SPACED = 256  # the goroutine's lines are not consecutive in the source (a double-spaced paste)
+
+# Ids of goroutines the dump printed no id for (PROFILE / HEADERLESS) are synthetic and
+# negative: -1, -2, ... in source order, unique within their Dump (real ids are >= 0), so
+# every (dump, id) key of the analysis stays unique. A debug=1 record of N goroutines
+# (`N @ ...`) becomes N goroutines that share one stack (as N identical goroutines of a
+# debug=2 dump would), each with its own synthetic id; their state is "unknown"
+# (UNKNOWN_STATE) and `line` is the record's `N @` line (its `# labels:` line when it has
+# one), or the first frame line of a headerless fragment, so `Dump.ref()` quotes real lines.
+UNKNOWN_STATE = "unknown"
 
 
 class Similarity(IntEnum):
@@ -179,8 +191,17 @@ class Goroutine(NamedTuple):
     def scan(self) -> bool:
         return bool(self.flags & SCAN)
 
+    @property
+    def synthetic_id(self) -> bool:
+        """True when the dump printed no id for this goroutine (PROFILE / HEADERLESS)."""
+        return self.id < 0
+
     def header_text(self) -> str:
-        """The header line as Go prints it (used to quote evidence)."""
+        """The header line as Go prints it (used to quote evidence); for goroutines without
+        one (pprof debug=1 records, headerless fragments) a description that says so."""
+        if self.id < 0:
+            what = "pprof debug=1 record" if self.flags & PROFILE else "stack fragment without a goroutine header"
+            return f"{what} (synthetic id {self.id}, state unknown):"
         parts = [self.state + (" (scan)" if self.flags & SCAN else "")]
         if self.wait_minutes is not None:
             parts.append(f"{self.wait_minutes} minutes")
@@ -190,11 +211,15 @@ class Goroutine(NamedTuple):
 
     def frame_line(self, index: int) -> int:
         """Source line of frame `index`'s function line: exact for one-line dumps and
-        unbroken raw dumps, else the header line."""
-        if self.flags & ONE_LINE:
+        unbroken raw dumps, pprof debug=1 records and headerless fragments, else the header
+        line."""
+        flags = self.flags
+        if flags & (ONE_LINE | GAP | TRUNCATED | SPACED):
             return self.line
-        if self.flags & (GAP | TRUNCATED):
-            return self.line
+        if flags & PROFILE:  # one `#\t0x..` line per frame
+            return self.line + index + (0 if flags & HEADERLESS else 1)
+        if flags & HEADERLESS:  # `line` is the first function line
+            return self.line + 2 * index
         return self.line + 1 + 2 * index
 
     def signature(self, level: Similarity) -> tuple[Any, ...]:
@@ -222,6 +247,10 @@ CONTAINERD = "containerd"
 SHIM = "containerd-shim-runc-v2"
 KUBELET = "kubelet"
 DOCKERD = "dockerd"
+SHIM_V1 = "containerd-shim"  # containerd 1.0-1.x v1 shim (`linux/shim`, `runtime/v1/shim`)
+RUNC = "runc"
+CRIO = "crio"
+CRI_DOCKERD = "cri-dockerd"
 UNKNOWN_PROCESS = "unknown"
 
 MAX_PROBLEMS_KEPT = 200
@@ -231,9 +260,9 @@ MAX_PROBLEMS_KEPT = 200
 class Dump:
     """One goroutine dump of one process at one time.
 
-    `process` is containerd | containerd-shim-runc-v2 | kubelet | dockerd | unknown (or
-    a journald identifier); `process_source` says how it was learnt ("log fields",
-    "journald prefix", "file name", "frames", "caller"). `sandbox` is the shim's
+    `process` is containerd | containerd-shim-runc-v2 | containerd-shim | runc | crio |
+    kubelet | dockerd | cri-dockerd | unknown (or a journald identifier); `process_source`
+    says how it was learnt ("log fields", "journald prefix", "file name", "frames", "caller"). `sandbox` is the shim's
     container/sandbox id (from the logrus `path=` field) when known. `problems` holds
     the first MAX_PROBLEMS_KEPT unparsable lines; `problem_count` counts them all.
     """

@@ -10,7 +10,11 @@ Accepted variants (each has a fixture under tests/fixtures/logs/):
   (attributed to process `containerd-shim` with the shim pid and sandbox id);
 - goroutine dumps (SIGUSR1) logged as ONE message `=== BEGIN goroutine stack dump ===\\n...
   === END goroutine stack dump ===`, by containerd, a shim or (older) dockerd, including
-  dumps that journald cut into LineMax (48K) pieces, which are joined again.
+  dumps that journald cut into LineMax (48K) pieces, which are joined again;
+- raw goroutine text the daemon printed line by line to stderr (SIGQUIT/SIGABRT, a
+  panic), each line journald-framed (`dockerd[1748]: goroutine 82255 [semacquire]:`):
+  from a `goroutine N [state]:` line to the next logrus record of the same pid, handed to
+  plegdoctor.goroutines.parse with each line's own number.
 
 Events (model.EventKind): UPDATE_RESOURCES_START/END, TASK_EXIT_FAILED, TASK_DELETE_FAILED,
 PULL_START/END, STOP_CONTAINER_START/END, STOP_SANDBOX_START/END, GOROUTINE_DUMP and
@@ -24,16 +28,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from plegdoctor.model import Event, EventKind, LogRecord, Ref, quote
 from plegdoctor.parsers._logcommon import (
     LOGRUS_LEVELS,
     WARNING_PLUS,
+    StampResolver,
     head_frames,
     parse_iso,
+    parse_journal_frame,
     parse_logrus_text,
     process_of_ident,
     to_utc,
@@ -146,11 +152,17 @@ class ContainerdHandler:
         # journald LineMax pieces of one long message, keyed by the frame's pid
         self.pending: dict[int | None, tuple[int, str, list[str], int]] = {}
         self.dump_failures = 0
+        # raw goroutine text printed line by line, per pid: (first prefix, line numbers, lines, size)
+        self.raw: dict[int | None, tuple[str, list[int], list[str], int]] = {}
 
     # ---- pieces of long lines (journald LineMax) -----------------------------------
 
     def feed(self, lineno: int, prefix: str, payload: str, frame_pid: int | None = None) -> None:
         """One line's message (journald prefix split off as `prefix`)."""
+        if (frame_pid in self.raw or payload.startswith("goroutine ")) and self._raw_line(
+            lineno, prefix, payload, frame_pid
+        ):
+            return
         pend = self.pending.get(frame_pid)
         if pend is not None:
             if payload.startswith('time="') or (payload.startswith('{"') and '"level"' in payload[:200]):
@@ -187,6 +199,62 @@ class ContainerdHandler:
     def finish(self) -> None:
         for key in list(self.pending):
             self._flush_pending(key, complete=False)
+        for key in list(self.raw):
+            self._close_raw(key)
+
+    # ---- raw goroutine text, one journald line per dump line ---------------------------
+
+    def _raw_line(self, lineno: int, prefix: str, payload: str, pid: int | None) -> bool:
+        """True when the line belongs to a raw dump (started by a goroutine header)."""
+        raw = self.raw.get(pid)
+        if raw is None:
+            text = payload.rstrip()
+            if not (text.endswith("]:") and " [" in text and text[10:11].isdigit()):
+                return False
+            self.raw[pid] = (prefix, [lineno], [payload], len(payload))
+            return True
+        if payload.startswith(('time="', "level=")) or (payload.startswith("{") and '"msg"' in payload):
+            self._close_raw(pid)  # the next log record: the dump has ended
+            return False
+        first_prefix, numbers, lines, size = raw
+        numbers.append(lineno)
+        lines.append(payload)
+        size += len(payload)
+        self.raw[pid] = (first_prefix, numbers, lines, size)
+        if size > MAX_DUMP_CHARS:
+            self._close_raw(pid)
+        return True
+
+    def _close_raw(self, pid: int | None) -> None:
+        prefix, numbers, lines, _ = self.raw.pop(pid)
+        try:
+            from plegdoctor.goroutines.parse import parse_dump_text
+        except ImportError:
+            return
+        ts = None
+        frame = parse_journal_frame(prefix) if prefix else None
+        if frame is not None:
+            if frame.ts is not None:
+                ts = to_utc(frame.ts, self.ctx.time)
+            elif frame.local is not None:
+                epoch = StampResolver(self.ctx.time, None).epoch(*frame.local)
+                ts = datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+        try:
+            dumps = parse_dump_text(
+                "\n".join(lines), source=self.path, pid=pid, dump_time=ts, line_map=numbers.__getitem__
+            )
+        except Exception as exc:  # the engine must not take the log parser down
+            self.ctx.report.warn(f"line {numbers[0]}: goroutine dump could not be parsed ({type(exc).__name__}: {exc})")
+            return
+        for d in dumps:
+            if d.process == "unknown":  # frames say nothing: the log's own process
+                d = replace(d, process=self.process, process_source="journald prefix" if prefix else "log")
+            self.ctx.evidence.dumps.append(d)
+            self.records += 1
+            ref = Ref(self.path, d.first_line, quote(prefix + lines[0]))
+            self._event(EventKind.GOROUTINE_DUMP, ts, d.process, ref, pid=d.pid, goroutines=len(d.goroutines))
+        if dumps:
+            self.dumps.append(EmbeddedDump("", self.process, pid, None, None, ts, numbers[0], self.path))
 
     # ---- one complete message -------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Goroutine dumps as evidence (KIND "goroutine-dump"): every framing the goroutine engine
-reads (plegdoctor.goroutines.parse: raw SIGUSR1 / pprof / panic text, logrus one-line
-dumps, JSON lines, journald prefixes, pasted excerpts). Appends `Dump`s to
+reads (plegdoctor.goroutines.parse: raw SIGUSR1 / pprof debug=2 and debug=1 / panic text,
+logrus one-line dumps, JSON lines, journald and time-of-day prefixes, pasted excerpts,
+headerless fragments). Appends `Dump`s to
 `ctx.evidence.dumps`; unparsable lines are counted in `ctx.report.unparsed`.
 
 Sniffing: raw dumps (goroutine headers and frame lines dominate) and files that are only
@@ -14,7 +15,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from plegdoctor.goroutines.parse import BEGIN_MARK, parse_dump_binary
+from plegdoctor.goroutines.parse import BEGIN_MARK, find_header, parse_dump_binary, strip_log_prefix
 from plegdoctor.model import Event, EventKind, Ref
 
 if TYPE_CHECKING:
@@ -23,23 +24,38 @@ if TYPE_CHECKING:
 
 KIND = "goroutine-dump"
 
-_HEADER = re.compile(r"goroutine \d+(?: gp=\S+ m=\S+(?: mp=\S+)?)? \[[^\]]*\]:\s*$")
-_FRAME_FILE = re.compile(r"^\s*\S+\.(?:go|s|c):\d+(?: \+0x[0-9a-f]+)?")
+_FRAME_FILE = re.compile(r"^\s*\S+\.(?:go|s|c):[0-9]+(?: \+0x[0-9a-f]+)?")
+
+
+def _is_header(line: str) -> bool:
+    s = line.rstrip()
+    return "goroutine " in s and s.endswith("]:") and find_header(s) >= 0
 
 
 def sniff(lines: list[str]) -> float:
-    nonblank = [ln for ln in lines[:2000] if ln.strip()]
+    """Raw dumps (headers and frame lines dominate, also behind journald / time-of-day
+    prefixes), pprof debug=1 profiles and their grep excerpts, headerless stack fragments,
+    and files that are only one-line logrus/JSON dumps."""
+    nonblank = [strip_log_prefix(ln) for ln in lines[:2000] if ln.strip()]
     if not nonblank:
         return 0.0
-    headers = sum(1 for ln in nonblank if _HEADER.search(ln))
+    headers = sum(1 for ln in nonblank if _is_header(ln))
     files = sum(1 for ln in nonblank if _FRAME_FILE.match(ln))
     if headers and (headers + 2 * files) / len(nonblank) > 0.5:
         return 0.95
     one_line = sum(1 for ln in nonblank if BEGIN_MARK in ln and "\\n" in ln)
     if one_line and one_line == len(nonblank):
         return 0.95
+    profile = sum(1 for ln in nonblank if ln.startswith("#\t0x") or ln.startswith("# 0x"))
+    if nonblank[0].startswith("goroutine profile: total ") or profile / len(nonblank) > 0.5:
+        return 0.9
+    collapsed = sum(1 for ln in nonblank if ln.startswith("goroutine ") and "]: " in ln and ".go:" in ln)
+    if collapsed / len(nonblank) > 0.5:
+        return 0.9  # one goroutine per line (newlines lost in a paste)
     if headers and files:
         return 0.5  # excerpts pasted between prose (a ticket, an article)
+    if files >= 2 and 2 * files / len(nonblank) > 0.6:
+        return 0.6  # stack fragments without headers
     return 0.0
 
 
