@@ -54,6 +54,8 @@ from typing import NamedTuple
 from plegdoctor.goroutines.model import CONTAINERD, DOCKERD, KUBELET, SHIM, Goroutine, Loc
 from plegdoctor.goroutines.names import canonical_func
 
+_tuple_new = tuple.__new__
+
 
 class WaitKind(StrEnum):
     MUTEX = "mutex"
@@ -627,7 +629,9 @@ def _service_name(type_name: str) -> str:
 
 
 def classify(state: str, stack: tuple[Loc, ...]) -> StackInfo:
-    """Classify one distinct (state, stack)."""
+    """Classify one distinct (state, stack). Function names are read canonical (no `vendor/`,
+    `/v2/`, `stevvooe/ttrpc`), so one table serves every version; frame indexes are kept."""
+    stack = tuple(_tuple_new(type(loc), (canonical_func(loc[0]), *loc[1:])) for loc in stack)
     n = len(stack)
     roles = [func_role(loc[0]) for loc in stack]
     tags: set[str] = set()

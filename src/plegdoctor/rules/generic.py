@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from plegdoctor.goroutines.model import CONTAINERD, CRI_DOCKERD, CRIO, DOCKERD, KUBELET, RUNC, SHIM, SHIM_V1
 from plegdoctor.model import Chain, ChainLink, EventKind, Ref, RootCauseClass, Severity
 from plegdoctor.rules.registry import Hit, RuleContext, rule
 from plegdoctor.rules.signals import chain_refs, events, plural, worst_stall
@@ -32,7 +33,8 @@ C = RootCauseClass
 LONG_WAIT_MINUTES = 1  # Go prints `, N minutes` from one minute on: any printed wait is long for a lock or a call
 CONVOY_MIN = 3  # goroutines on one lock that make a convoy by count alone
 MAX_CONVOY_LINKS = 5
-RUNTIMES = frozenset({"containerd", "containerd-shim", "crio", "dockerd", "cri-dockerd", "kubelet", "runc"})
+SHIMS = frozenset({SHIM, SHIM_V1})
+RUNTIMES = frozenset({CONTAINERD, *SHIMS, CRIO, DOCKERD, CRI_DOCKERD, KUBELET, RUNC})
 
 _LOCK_KINDS = frozenset({"mutex", "rwmutex-read", "rwmutex-write", "bbolt-writer"})
 _CALL_KINDS = frozenset({"ttrpc-call", "grpc-call", "http-call"})
@@ -90,7 +92,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
     _m("runc", C.RUNC_HANG, "is inside runc", tags_any={"runc", "runc-exec-fifo"}),
     _m("runc-process", C.RUNC_HANG, "is runc itself", processes={"runc"}),
     _m("ttrpc", C.SHIM_HANG, "waits for a shim to answer a ttrpc call", kinds={"ttrpc-call"}),
-    _m("shim", C.SHIM_HANG, "is inside the shim", processes={"containerd-shim"}),
+    _m("shim", C.SHIM_HANG, "is inside the shim", processes=SHIMS),
     _m("docker-api", C.DOCKERD_LOCK, "waits for dockerd to answer a Docker API call", kinds={"http-call"}),
     _m(
         "bbolt-lock",
