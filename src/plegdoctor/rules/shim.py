@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from plegdoctor.model import RootCauseClass, Severity
@@ -450,7 +451,7 @@ def cni_hang(ctx: RuleContext) -> Iterator[Hit]:
 @rule(
     "PD421",
     "cni-timeouts-in-log",
-    title="containerd reports CNI setup/teardown timing out",
+    title="The runtime reports CNI setup/teardown timing out",
     severity=Severity.WARNING,
     cls=C.CNI_HANG,
     fix=(
@@ -460,12 +461,18 @@ def cni_hang(ctx: RuleContext) -> Iterator[Hit]:
     references=("https://github.com/containerd/containerd/issues/4604",),
 )
 def cni_timeouts_in_log(ctx: RuleContext) -> Iterator[Hit]:
-    """Detects containerd error records about sandbox networking (`failed to setup network for
-    sandbox`, `failed to destroy network for sandbox`, `plugin type=... failed (add|delete)`)
-    whose error is a timeout or deadline.
+    """Detects containerd, dockerd and kubelet error records of a CNI ADD/DEL that did not
+    return in time: sandbox networking errors (`failed to setup network for sandbox`,
+    `failed to destroy network for sandbox`, `plugin type="calico" failed (add)`, dockershim's
+    `NetworkPlugin cni failed to set up pod` / `failed to teardown pod` / `failed on the status
+    hook`) whose error is a timeout or deadline.
 
     Why it matters: a CNI plugin that hangs makes every sandbox creation and teardown wait;
     log lines are the only trace when no goroutine dump was taken.
+
+    Only CNI evidence counts: a record that merely mentions "cni" (an image
+    `docker.io/calico/cni:v3.26.1` whose pull timed out, a path under `/opt/cni/bin`) is not
+    a CNI call that hung.
 
     Example evidence::
 
@@ -476,12 +483,10 @@ def cni_timeouts_in_log(ctx: RuleContext) -> Iterator[Hit]:
     """
     hits = []
     for rec in ctx.evidence.log_records:
-        if rec.process not in ("containerd", "dockerd"):
+        if rec.process not in ("containerd", "dockerd", "kubelet"):
             continue
-        text = (rec.msg + " " + " ".join(str(v) for v in rec.fields.values())).lower()
-        if "network for sandbox" not in text and "plugin type=" not in text and "cni" not in text:
-            continue
-        if "deadline exceeded" in text or "timed out" in text or "timeout" in text:
+        text = (rec.msg + " " + " ".join(str(v) for v in rec.fields.values())).replace("\\", "")
+        if _CNI_CALL.search(text) and _TIMEOUT.search(text):
             hits.append(rec)
     if not hits:
         return
@@ -494,3 +499,16 @@ def cni_timeouts_in_log(ctx: RuleContext) -> Iterator[Hit]:
         ),
         evidence=(r.ref for r in hits[:5]),
     )
+
+
+# What a CNI ADD/DEL/CHECK that failed looks like in containerd's CRI plugin, cri-dockerd/dockershim
+# and the kubelet (which quotes the runtime's error); an image or path containing "cni" is not one.
+_CNI_CALL = re.compile(
+    r"failed to (?:setup|set up) network for sandbox"
+    r"|failed to destroy network for sandbox"
+    r"|failed to (?:setup|set up|tear down|teardown) (?:the )?network for sandbox"
+    r'|plugin type="[^"]+"(?: name="[^"]*")? failed \((?:add|delete|del|check|status)\)'
+    r"|networkplugin cni failed (?:to set up pod|to teardown pod|on the status hook)",
+    re.IGNORECASE,
+)
+_TIMEOUT = re.compile(r"deadline exceeded|timed out|\btimeout\b", re.IGNORECASE)

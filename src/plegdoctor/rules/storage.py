@@ -260,6 +260,13 @@ def kubelet_du_slow(ctx: RuleContext) -> Iterator[Hit]:
     )
 
 
+# CRI calls the relist and the kubelet's runtime health check make: a timeout of one of these
+# means the runtime itself did not answer (ExecSync, PullImage, stats calls time out for their own reasons)
+_RELIST_PATH_CALLS = frozenset(
+    {"ListContainers", "ListPodSandbox", "ContainerStatus", "PodSandboxStatus", "Status", "Version"}
+)
+
+
 @rule(
     "PD306",
     "cri-deadline-exceeded",
@@ -287,12 +294,18 @@ def cri_deadline_exceeded(ctx: RuleContext) -> Iterator[Hit]:
         E0602 05:50:07.2 1679 remote_runtime.go:390] "ListContainers with filter from runtime service failed"
         err="rpc error: code = DeadlineExceeded desc = context deadline exceeded"
 
+    Not counted: calls off the relist's path. An `ExecSync` that hits DeadlineExceeded is a
+    probe command that outlived its `timeoutSeconds` (`failed to exec in container: timeout 1s
+    exceeded`), not a runtime that stopped answering; image pulls, exec and stats calls
+    likewise.
+
     Fix: collect containerd goroutines and disk pressure while it happens.
     """
     evs = [
         e
         for e in events(ctx, EventKind.CRI_CALL_FAILED, EventKind.RELIST_ERROR)
         if "deadline" in str(e.attrs.get("code", "")).lower() + str(e.attrs.get("error", "")).lower()
+        and (str(e.kind) == str(EventKind.RELIST_ERROR) or e.attrs.get("method") in _RELIST_PATH_CALLS)
     ]
     if not evs:
         return
