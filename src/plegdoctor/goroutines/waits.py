@@ -241,6 +241,16 @@ _CRI_SERVER = re.compile(
     r"|\*criImageService|\*CRIImageService)\)\.([A-Z]\w*)$"
 )
 # CRI servers other than containerd's: the kubelet's in-process dockershim (<= 1.23), cri-dockerd, CRI-O
+# a ttrpc client call in progress (dispatch/Call; createStream and the channel send when an
+# excerpt stops before them)
+_TTRPC_CLIENT_FRAMES = frozenset(
+    {
+        "github.com/containerd/ttrpc.(*Client).dispatch",
+        "github.com/containerd/ttrpc.(*Client).Call",
+        "github.com/containerd/ttrpc.(*Client).createStream",
+        "github.com/containerd/ttrpc.(*Client).send",
+    }
+)
 _OTHER_CRI_SERVER = re.compile(
     r"(?:k8s\.io/kubernetes/pkg/kubelet/dockershim|github\.com/Mirantis/cri-dockerd/core)\.\(\*dockerService\)"
     r"\.([A-Z]\w*)$|github\.com/cri-o/cri-o/server\.\(\*Server\)\.([A-Z]\w*)$"
@@ -747,10 +757,10 @@ def classify(state: str, stack: tuple[Loc, ...]) -> StackInfo:
             kind = WaitKind.IDLE
     # 3. RPC clients
     funcs = [loc[0] for loc in stack]
-    if (
-        "github.com/containerd/ttrpc.(*Client).dispatch" in funcs
-        or "github.com/containerd/ttrpc.(*Client).Call" in funcs
-    ):
+    if any(f in _TTRPC_CLIENT_FRAMES for f in funcs):
+        if kind == WaitKind.IO and "github.com/containerd/ttrpc.(*channel).send" in funcs:
+            # the request cannot even be written: the shim does not read its socket (ttrpc#174)
+            tags.add("ttrpc-send-blocked")
         last = max(j for j, f in enumerate(funcs) if f.startswith("github.com/containerd/ttrpc."))
         if last + 1 < n:
             m = _TTRPC_STUB.search(funcs[last + 1])

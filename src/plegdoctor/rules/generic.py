@@ -91,6 +91,13 @@ MECHANISMS: tuple[Mechanism, ...] = (
     _m("bbolt-io", C.FSYNC_IO_PRESSURE, "is committing a bbolt transaction to disk", kinds={"bbolt-commit-io"}),
     _m("runc", C.RUNC_HANG, "is inside runc", tags_any={"runc", "runc-exec-fifo"}),
     _m("runc-process", C.RUNC_HANG, "is runc itself", processes={"runc"}),
+    _m(
+        "ttrpc-send-blocked",
+        C.SHIM_HANG,
+        "cannot write its ttrpc request to the shim's socket (the shim does not read it; the client's send lock is "
+        "held meanwhile)",
+        tags_any={"ttrpc-send-blocked"},
+    ),
     _m("ttrpc", C.SHIM_HANG, "waits for a shim to answer a ttrpc call", kinds={"ttrpc-call"}),
     _m("shim", C.SHIM_HANG, "is inside the shim", processes=SHIMS),
     _m("docker-api", C.DOCKERD_LOCK, "waits for dockerd to answer a Docker API call", kinds={"http-call"}),
