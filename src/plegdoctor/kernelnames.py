@@ -293,3 +293,21 @@ def hint_of(stack: Iterable[str]) -> str | None:
     """The class hint of where a kernel stack waits (None when unknown)."""
     w = waits_in(stack)
     return w.hint if w is not None else None
+
+
+PS_WCHAN_WIDTH = 6  # `ps -l` prints WCHAN in 6 columns: `refrig` is `__refrigerator`
+
+
+def expand_wchan(wchan: str) -> str:
+    """A wait channel as `ps -l` truncates it, made whole when exactly one function of the
+    table (leading underscores aside) starts with it: `refrig` -> `__refrigerator`. Any other
+    value is returned as given."""
+    w = wchan.strip()
+    if len(w) != PS_WCHAN_WIDTH or lookup(w) is not None:
+        return wchan
+    matches = {
+        pattern
+        for pattern, _, _ in KERNEL_WAITS
+        if not pattern.endswith(("*", "_")) and pattern.lstrip("_").startswith(w.lstrip("_"))
+    }
+    return matches.pop() if len(matches) == 1 else wchan

@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from plegdoctor.kernelnames import expand_wchan
 from plegdoctor.model import CgroupFreeze, ProcCgroup, Ref, TaskState, quote
 
 if TYPE_CHECKING:
@@ -60,6 +61,13 @@ _STATUS_KEYS = ("Name", "State", "Tgid", "Pid", "PPid", "TracerPid")
 # `ps -ef` without its header: UID PID PPID C STIME TTY TIME CMD
 _EF = re.compile(r"^\s*(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+((?:\d+-)?\d+:\d\d(?::\d\d)?)\s+(.+)$")
 _EF_COLS = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+# `ps -elf` / `ps -el` without their header (a `| grep` cut it): F S UID PID PPID C PRI NI ADDR
+# SZ WCHAN [STIME] TTY TIME CMD; the state and the (truncated) wait channel are what matter
+_ELF = re.compile(
+    r"^\s*(\d{1,3})\s+([RSDTtZIXWPK])\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(-?\d+)\s+(-?\d+|-)\s+(\S+)\s+(\d+|-)"
+    r"\s+(\S+)\s+(?:(\S+)\s+)?(\S+)\s+((?:\d+-)?\d+:\d\d(?::\d\d)?)\s+(.+)$"
+)
+_ELF_COLS = ["F", "S", "UID", "PID", "PPID", "C", "PRI", "NI", "ADDR", "SZ", "WCHAN", "STIME", "TTY", "TIME", "CMD"]
 
 
 def _columns(line: str) -> list[str] | None:
@@ -91,6 +99,8 @@ def sniff(lines: list[str]) -> float:
         return 0.0
     if sum(1 for ln in head if _EF.match(ln)) >= max(1, 0.8 * len(head)):
         return 0.5  # headerless `ps -ef`
+    if sum(1 for ln in head if _ELF.match(ln)) >= max(1, 0.8 * len(head)):
+        return 0.6  # headerless `ps -el`/`ps -elf`
     files = sum(1 for ln in head if _file_of(ln) is not None)
     if files and any(_PROC_FILE.search(_file_of(ln) or "") or _FREEZE_FILE.search(_file_of(ln) or "") for ln in head):
         return 0.9
@@ -144,6 +154,8 @@ def _task_from_row(row: dict[str, str], ref: Ref) -> TaskState | None:
     cmd = next((row[c] for c in _CMD_COLS if c in row), "")
     comm = row.get("COMM") or row.get("UCOMM") or comm_from_cmd(cmd)
     wchan = row.get("WCHAN")
+    if wchan:
+        wchan = expand_wchan(wchan)
     ppid = row.get("PPID")
     return TaskState(
         pid=task_id,
@@ -361,6 +373,14 @@ def parse(source: Source, ctx: ParseContext) -> None:
             ctx.evidence.tasks.append(task)
             ctx.report.records += 1
             continue
+        el = _ELF.match(text) if reader.file is None else None
+        if el is not None:
+            row = {c: v for c, v in zip(_ELF_COLS, el.groups(), strict=True) if v is not None}
+            task = _task_from_row(row, Ref(source.display, lineno, quote(raw)))
+            if task is not None:
+                ctx.evidence.tasks.append(task)
+                ctx.report.records += 1
+                continue
         ef = _EF.match(text) if reader.file is None else None
         if ef is not None:
             task = _task_from_row(
