@@ -628,7 +628,11 @@ def _sentence(cls: RootCauseClass, findings: list[Finding], facts: _Facts) -> st
         if "PD110" in codes:
             idle = " while containerd's dump shows no blocked CRI call" if "PD111" in codes else ", not in a CRI call"
             return f"the kubelet's relist goroutine was stuck inside the kubelet{idle}"
-        return "containerd's dump shows no blocked CRI call during the stall: the relist is likely stuck in the kubelet"
+        if "PD111" in codes:
+            return (
+                "containerd's dump shows no blocked CRI call during the stall: the relist is likely stuck in the kubelet"
+            )
+        return "kubelet goroutines waited on a lock or channel inside the kubelet"
     if cls == C.CNI_HANG and "PD420" not in codes:
         return "CNI ADD/DEL calls timed out"
     return _MECHANISM.get(cls, str(cls))

@@ -907,8 +907,20 @@ def _header_start(s: str) -> int:
 find_header = _header_start
 
 
+def _unglue_fence(line: str) -> str:
+    """A markdown fence glued to the first pasted line (```` ```Dec 29 02:14:19 host kubelet[1]:
+    goroutine ...````): the line without the fence, when what follows is a log prefix or a
+    goroutine header; any other fence line is returned as it is (and skipped as a fence)."""
+    rest = line.lstrip("`~")
+    if rest.startswith("goroutine ") or _JOURNAL_PREFIX.match(rest) or _TOD_PREFIX.match(rest):
+        return rest
+    return line
+
+
 def strip_log_prefix(line: str) -> str:
     """`line` without a journald/syslog or time-of-day prefix (for sniffers)."""
+    if line[:3] in ("```", "~~~"):
+        line = _unglue_fence(line)
     c = line[:1]
     if c and (c in "JFMASOND<" or c.isdigit()):
         m = _JOURNAL_PREFIX.match(line)
@@ -1100,6 +1112,8 @@ class _Framer:
     def feed_line(self, lineno: int, text: str) -> None:
         if text.endswith("\r"):
             text = text[:-1]
+        if text[:3] in ("```", "~~~"):
+            text = _unglue_fence(text)
         key: Any = None
         meta = self.meta
         c = text[:1]

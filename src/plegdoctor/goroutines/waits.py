@@ -349,6 +349,8 @@ _TAG_MARKERS: tuple[tuple[str, str], ...] = (
     ("pkg/kubelet/pleg.", "kubelet-pleg"),
     # the dockershim's network plugin manager: per-pod network lock, then the CNI plugin
     ("pkg/kubelet/dockershim/network.(*PluginManager).", "cni"),
+    ("k8s.io/kubernetes/pkg/kubelet/network.(*PluginManager).", "cni"),  # kubelet <= 1.10
+    ("k8s.io/kubernetes/pkg/kubelet/network/cni.", "cni"),
     ("pkg/kubelet/dockershim/network/cni.", "cni"),
     ("github.com/Mirantis/cri-dockerd/network.(*PluginManager).", "cni"),
     ("github.com/Mirantis/cri-dockerd/network/cni.", "cni"),
