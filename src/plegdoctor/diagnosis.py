@@ -630,7 +630,8 @@ def _sentence(cls: RootCauseClass, findings: list[Finding], facts: _Facts) -> st
             return f"the kubelet's relist goroutine was stuck inside the kubelet{idle}"
         if "PD111" in codes:
             return (
-                "containerd's dump shows no blocked CRI call during the stall: the relist is likely stuck in the kubelet"
+                "containerd's dump shows no blocked CRI call during the stall: "
+                "the relist is likely stuck in the kubelet"
             )
         return "kubelet goroutines waited on a lock or channel inside the kubelet"
     if cls == C.CNI_HANG and "PD420" not in codes:
