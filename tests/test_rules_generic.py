@@ -241,3 +241,19 @@ def test_pd805_fires_on_a_hung_runc_with_its_dbus_connection_open() -> None:
 
 def test_pd805_quiet_on_a_hung_runc_without_dbus() -> None:
     assert_quiet("PD805", _case("containerd-1882-shim-state-ttrpc-runc-execfifo", "runc-goroutines.txt"))
+
+
+def test_pd801_names_a_stat_blocked_46_minutes_a_hung_filesystem() -> None:
+    # kubernetes#100178: `HH:MM:SS kubelet[pid]:` prefixes; fstatat for 46 minutes (callers cut)
+    case = "k8s-100178-syncloop-islikelynotmountpoint-fstatat-nfs-time-only-prefix"
+    hits = assert_fires("PD801", _case(case, "kubelet-goroutines.txt"))
+    assert hits[0].root_cause == C.NETWORK_STORAGE_HANG
+    assert "46 min" in hits[0].title
+
+
+def test_pd310_fires_on_dockerd_mounting_a_volume_with_mount_options() -> None:
+    # moby#26612: dockerd goroutine 195 in mount(2) from the local volume driver (an NFS volume)
+    hits = assert_fires(
+        "PD310", _case("moby-26612-dockerd-nfs-volume-mount-syscall-journald-split-line", "dockerd-goroutines.txt")
+    )
+    assert "mount(2)" in hits[0].title and hits[0].chain.links[0].goroutine == 195

@@ -264,6 +264,10 @@ PROCESS_MARKERS: tuple[ProcessMarker, ...] = (
     ProcessMarker("github.com/docker/docker/daemon", DOCKERD, 5),
     ProcessMarker("github.com/docker/docker/api/server", DOCKERD, 3),
     ProcessMarker("github.com/docker/docker/container.(*", DOCKERD, 2),
+    # dockerd's own volume drivers and its build tree (`/usr/src/docker/.gopath/src/...` in docker's
+    # packaging): no other binary has them unvendored
+    ProcessMarker("github.com/docker/docker/volume/local.(*", DOCKERD, 3),
+    ProcessMarker("/docker/.gopath/src/github.com/docker/docker/", DOCKERD, 2, "path"),
     ProcessMarker("github.com/moby/moby/cmd/dockerd", DOCKERD, 10),
     ProcessMarker("github.com/moby/moby/daemon", DOCKERD, 5),
     ProcessMarker("github.com/moby/moby/api/server", DOCKERD, 3),

@@ -39,6 +39,9 @@ RUNTIMES = frozenset({CONTAINERD, *SHIMS, CRIO, DOCKERD, CRI_DOCKERD, KUBELET, R
 _LOCK_KINDS = frozenset({"mutex", "rwmutex-read", "rwmutex-write", "bbolt-writer"})
 _CALL_KINDS = frozenset({"ttrpc-call", "grpc-call", "http-call"})
 _SYSCALL_KINDS = frozenset({"syscall", "fsync", "fdatasync", "bbolt-commit-io"})
+_FS_METADATA_SYSCALLS = frozenset(
+    {"newfstatat", "fstatat", "stat", "lstat", "statx", "statfs", "fstatfs", "getdents64", "getdents", "openat"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,15 @@ MECHANISMS: tuple[Mechanism, ...] = (
         tags_any={"fsync", "fdatasync", "syscall:sync"},
     ),
     _m("bbolt-io", C.FSYNC_IO_PRESSURE, "is committing a bbolt transaction to disk", kinds={"bbolt-commit-io"}),
+    _m(
+        "fs-metadata-hung",
+        C.NETWORK_STORAGE_HANG,
+        "is in a filesystem metadata call (stat, statfs, getdents) that has not returned for minutes: a "
+        "filesystem that does not answer, most often a hung network mount (a dead local disk shows I/O errors "
+        "in dmesg)",
+        kinds={"syscall"},
+        syscalls=_FS_METADATA_SYSCALLS,
+    ),
     _m("runc", C.RUNC_HANG, "is inside runc", tags_any={"runc", "runc-exec-fifo"}),
     _m("runc-process", C.RUNC_HANG, "is runc itself", processes={"runc"}),
     _m(
@@ -191,6 +203,14 @@ def _long_wait_counts(chain: Chain) -> bool:
         if (lk.wait_minutes or 0) < LONG_WAIT_MINUTES:
             continue
         if lk.kind in _LOCK_KINDS or lk.kind in _CALL_KINDS:
+            return True
+        if lk.kind in _SYSCALL_KINDS and (
+            _syscall(lk) in _FS_METADATA_SYSCALLS
+            or lk.kind != "syscall"
+            or lk.tags & {"fsync", "fdatasync", "umount", "runc", "cni", "nfs", "network-fs"}
+        ):
+            # minutes on a filesystem call or a flush: it has not returned (a sleep, a poll or a
+            # child wait of minutes is how some programs idle)
             return True
         if lk.kind in ("chan", "select", "cond", "waitgroup") and lk.tags & {"symptom", "kubelet-relist"}:
             return True

@@ -350,6 +350,10 @@ _FS_WRAPPERS: tuple[tuple[str, str], ...] = (
     ("os.Lstat", "lstat"),
     ("os.ReadDir", "getdents64"),
     ("os.(*File).readdir", "getdents64"),
+    # mount(2) of a network filesystem waits for its server (docker's local volume driver, volume plugins)
+    ("syscall.mount", "mount"),
+    ("syscall.Mount", "mount"),
+    ("golang.org/x/sys/unix.Mount", "mount"),
 )
 # amd64 trap numbers of the same syscalls (`syscall.Syscall(0x89, ...)` = statfs)
 _FS_TRAPS = {
@@ -363,6 +367,7 @@ _FS_TRAPS = {
     0x2: "open",
     0xD9: "getdents64",
     0x4E: "getdents",
+    0xA5: "mount",
 }
 _SYSCALL_FRAMES = (
     "syscall.Syscall",
@@ -394,6 +399,10 @@ _MOUNT_CALLERS: tuple[tuple[str, str], ...] = (
     ("k8s.io/kubernetes/pkg/util/mount.", "mount point check"),
     ("k8s.io/kubernetes/pkg/volume/util/fs.", "volume filesystem stats"),
     ("k8s.io/kubernetes/pkg/volume/", "a volume plugin"),
+    (
+        "github.com/docker/docker/volume/local.(*localVolume).mount",
+        "docker's local volume driver (a volume with mount options)",
+    ),
     ("k8s.io/kubernetes/pkg/kubelet.(*Kubelet).getMountedVolumePathListFromDisk", "the kubelet's volume dir scan"),
     ("k8s.io/kubernetes/pkg/kubelet.(*Kubelet).cleanupOrphanedPodDirs", "the kubelet's orphaned pod dir cleanup"),
     ("k8s.io/kubernetes/pkg/kubelet.(*Kubelet).podVolumesExist", "the kubelet's pod volume check"),
@@ -401,6 +410,8 @@ _MOUNT_CALLERS: tuple[tuple[str, str], ...] = (
 )
 # frames naming a network volume plugin: the stat is on a network filesystem by construction
 _NETWORK_VOLUME = (
+    # docker's local driver mounts only volumes created with mount options (type=nfs|cifs, o=addr=...)
+    "github.com/docker/docker/volume/local.(*localVolume).mount",
     "pkg/volume/nfs.",
     "pkg/volume/cephfs.",
     "pkg/volume/glusterfs.",
@@ -655,7 +666,8 @@ def runtime_waits_on_network_fs(ctx: RuleContext) -> Iterator[Hit]:
         )
         why = "" if (w.minutes or 0) >= 1 or w.path else " (network storage is in the evidence)"
         yield step_hit(
-            f"{detail}: a stat of a mount that does not return{why}",
+            f"{detail}: a {'mount' if w.syscall == 'mount' else 'stat'} of a network filesystem that does not "
+            f"return{why}",
             weight,
             gl,
             *extra_links,
