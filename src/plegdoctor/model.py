@@ -187,6 +187,7 @@ class EventKind(StrEnum):
     NFS_OK = "nfs-ok"  # attrs: server
     IO_ERROR = "io-error"  # attrs: device, msg
     OOM_KILL = "oom-kill"  # attrs: pid, comm, cgroup (bool)
+    CPU_LOCKUP = "cpu-lockup"  # watchdog soft/hard lockup, RCU stall; attrs: what, cpu, seconds, comm, pid
     NETDEV_WAIT = "netdev-wait"  # "unregister_netdevice: waiting for X to become free"; attrs: device, usage
     OVERLAY_VOLATILE_INCOMPAT = "overlay-volatile-incompat"  # remount of a volatile overlay refused
     # dockerd

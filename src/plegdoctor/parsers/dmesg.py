@@ -101,6 +101,13 @@ _SKIP_IN_HEADER = re.compile(
 _NFS = re.compile(r"nfs: server (\S+) (not responding, still trying|not responding, timed out|OK)")
 _IO_ERROR = re.compile(r"(?:\bdev(?:ice)? |\((?:device )?)([a-z][\w-]*)\)?[,:]")
 _OOM = re.compile(r"(Memory cgroup out of memory|Out of memory): Kill(?:ed)? process (\d+) \(([^)]*)\)")
+# the watchdog: a CPU held in the kernel (soft: no scheduling for >20 s; hard: no interrupts),
+# and RCU stalls; the kernel, not a process, is stuck
+_LOCKUP = re.compile(
+    r"(?:watchdog: )?BUG: soft lockup - CPU#(\d+) stuck for (\d+)s! \[(.{1,64}):(\d+)\]"
+    r"|Watchdog detected hard LOCKUP on cpu (\d+)"
+    r"|rcu: INFO: rcu_(?:sched|preempt|bh) (?:detected )?(?:self-detected )?stall"
+)
 _NETDEV = re.compile(r"unregister_netdevice: waiting for (\S+) to become free\. Usage count = (-?\d+)")
 _INCOMPAT = re.compile(r"overlayfs: overlay with incompat feature '(\w+)' cannot be mounted")
 
@@ -358,6 +365,14 @@ def parse(source: Source, ctx: ParseContext) -> None:
             block = _Block(ts, mt.group(1), int(mt.group(3)), None, ref)
             block.state = mt.group(2)
             continue
+        mo = _TASK_OLD.match(body) if prefixed else None
+        if mo and mo.group(2) == "D":
+            # the same in the old task-line format (`docker D ffff88021fc12ec0 0 10467 1 0x00000000`),
+            # e.g. a hung-task report whose INFO line was cut from the excerpt
+            foreign_trace = False
+            block = _Block(ts, mo.group(1).strip(), int(mo.group(3)), None, ref)
+            block.state = "D"
+            continue
         if _event(body, ts, ref, ctx, counts):
             foreign_trace = False
             continue
@@ -401,6 +416,7 @@ def _classify_event(body: str, ts: datetime | None, ref: Ref, ctx: ParseContext 
             or _NETDEV.search(body)
             or _OOM.search(body)
             or _INCOMPAT.search(body)
+            or _LOCKUP.search(body)
             or "I/O error" in body
             or "critical medium error" in body
         )
@@ -413,6 +429,23 @@ def _classify_event(body: str, ts: datetime | None, ref: Ref, ctx: ParseContext 
             ctx.evidence.events.append(
                 Event(ts, EventKind.NFS_NOT_RESPONDING, "kernel", ref, {"server": m.group(1), "detail": detail})
             )
+        ctx.report.records += 1
+        return True
+    m = _LOCKUP.search(body)
+    if m:
+        if m.group(1) is not None:
+            attrs: dict[str, object] = {
+                "what": "soft lockup",
+                "cpu": int(m.group(1)),
+                "seconds": int(m.group(2)),
+                "comm": m.group(3),
+                "pid": int(m.group(4)),
+            }
+        elif m.group(5) is not None:
+            attrs = {"what": "hard lockup", "cpu": int(m.group(5))}
+        else:
+            attrs = {"what": "RCU stall"}
+        ctx.evidence.events.append(Event(ts, EventKind.CPU_LOCKUP, "kernel", ref, attrs))
         ctx.report.records += 1
         return True
     m = _NETDEV.search(body)

@@ -618,3 +618,55 @@ def hung_task_rcu_grace_period(ctx: RuleContext) -> Iterator[Hit]:
         "waiting for an RCU/SRCU grace period",
         ("rcu",),
     )
+
+
+@rule(
+    "PD609",
+    "cpu-lockup",
+    title="The kernel's watchdog reports a CPU locked up (soft/hard lockup, RCU stall)",
+    severity=Severity.CRITICAL,
+    cls=C.KERNEL_D_STATE,
+    fix=(
+        "A CPU is held in the kernel: read the full report (RIP, Call Trace, the task named in brackets) to find "
+        "the code path; check the kernel version against known fixes for it (e.g. the EKS 4.14 soft lockups "
+        "fixed in 4.14.198-152.320); the node usually needs a reboot. Meanwhile every process that needs that "
+        "CPU or the lock it holds, the kubelet and the runtime included, stalls."
+    ),
+    references=(
+        "https://docs.kernel.org/admin-guide/lockup-watchdogs.html",
+        "https://docs.kernel.org/RCU/stallwarn.html",
+        "https://github.com/awslabs/amazon-eks-ami/issues/454",
+    ),
+)
+def cpu_lockup(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects the kernel watchdog's `BUG: soft lockup - CPU#5 stuck for 23s! [kworker/u16:2:62]`,
+    `Watchdog detected hard LOCKUP on cpu N` and `rcu: INFO: rcu_sched detected stalls`.
+
+    Why it matters: a soft lockup is a CPU that has not scheduled for 20+ seconds because
+    kernel code loops or spins on a lock; everything that waits for that lock or CPU, the
+    kubelet's relist and the runtime's calls included, waits too, and from user space it
+    looks like a node that stops answering with no cause in any log but the kernel's.
+    Repeated reports weigh more than one.
+
+    Example evidence::
+
+        [  288.053638] watchdog: BUG: soft lockup - CPU#5 stuck for 23s! [kworker/u16:2:62]
+
+    Fix: the kernel path in the report; a kernel upgrade; reboot.
+    """
+    evs = [e for e in ctx.evidence.events if e.kind == EventKind.CPU_LOCKUP]
+    if not evs:
+        return
+    e0 = evs[0]
+    a = e0.attrs
+    what = str(a.get("what", "lockup"))
+    who = f" in {a['comm']}:{a['pid']}" if a.get("comm") else ""
+    cpu = f" CPU#{a['cpu']}" if a.get("cpu") is not None else ""
+    secs = f" for {a['seconds']} s" if a.get("seconds") else ""
+    detail = f"kernel {what}:{cpu} stuck{secs}{who}" + (f" ({len(evs)} reports)" if len(evs) > 1 else "")
+    yield step_hit(
+        detail,
+        0.45 + (0.1 if len(evs) > 1 else 0.0),
+        link("kernel", "kernel", detail, tuple(e.ref for e in evs[:3]), tags=("kernel-lockup",)),
+        evidence=tuple(e.ref for e in evs[:4]),
+    )
