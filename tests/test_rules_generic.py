@@ -257,3 +257,24 @@ def test_pd310_fires_on_dockerd_mounting_a_volume_with_mount_options() -> None:
         "PD310", _case("moby-26612-dockerd-nfs-volume-mount-syscall-journald-split-line", "dockerd-goroutines.txt")
     )
     assert "mount(2)" in hits[0].title and hits[0].chain.links[0].goroutine == 195
+
+
+def test_pd802_fires_on_tens_of_thousands_at_one_lock_site_in_aggregated_stacks() -> None:
+    # moby#22322: `sort | uniq -c` of one-line stacks; no addresses, 65061 at (*State).IsRunning
+    hits = assert_fires(
+        "PD802",
+        _case("moby-22322-dockerd-semacquire-uniq-c-aggregate-state-lock-libnetwork", "semaphore-trace-counts.txt"),
+    )
+    top = max(hits, key=lambda f: f.chain.blocked)
+    assert top.root_cause == C.DOCKERD_LOCK and top.chain.blocked == 65061
+    assert "IsRunning" in top.title
+
+
+def test_pd802_quiet_on_a_few_goroutines_at_one_site_without_addresses(tmp_path: Path) -> None:
+    """SYNTHETIC look-alike: the same one-line stack shape, 12 goroutines: one site is many
+    locks (one per container), so a dozen there is ordinary traffic."""
+    line = (
+        "     12 < sync.runtime_Semacquire sync.(*Mutex).Lock github.com/docker/docker/container.(*State).IsRunning "
+        "github.com/docker/docker/daemon.(*Daemon).ContainerStop\n"
+    )
+    assert_quiet("PD802", {"trace-counts.txt": line}, tmp_path)

@@ -700,8 +700,12 @@ class _Assembler:
             # Pasted excerpts may mix processes (a ticket quoting containerd and a shim):
             # each goroutine with markers of its own goes to that process's dump.
             groups: dict[str, list[Goroutine]] = {}
+            by_stack: dict[int, tuple[str, int]] = {}  # stacks are interned: one inference each
             for g in gs:
-                gp, gscore = _infer_process(loc[0] for loc in g.stack)
+                inferred = by_stack.get(id(g.stack))
+                if inferred is None:
+                    inferred = by_stack[id(g.stack)] = _infer_process(loc[0] for loc in g.stack)
+                gp, gscore = inferred
                 groups.setdefault(gp if gscore > 0 else proc, []).append(g)
             if len(groups) > 1:
                 for i, (gp, members) in enumerate(groups.items()):
@@ -905,6 +909,12 @@ def _header_start(s: str) -> int:
 
 
 find_header = _header_start
+
+
+# `  65061 < sync.runtime_Semacquire sync.(*Mutex).Lock github.com/docker/...`: a count, `<`,
+# then function names separated by single spaces (a trace tool's one-line stacks, aggregated)
+AGGREGATED_STACK = re.compile(r"^\s*(\d{1,9}) < ((?:[\w./*()\-]{1,300} ){1,200}[\w./*()\-]{1,300})\s*$")
+MAX_AGGREGATED_FRAMES = 100
 
 
 def _unglue_fence(line: str) -> str:
@@ -1411,6 +1421,17 @@ class _Framer:
                 asm.scan(collapsed, lineno, lineno)
                 return
         c0 = s[0]
+        if c0.isdigit() and " < " in s:
+            m = AGGREGATED_STACK.match(s)
+            if m is not None:
+                # `sort | uniq -c` of one-line stacks (innermost first, no files): a record of N
+                # goroutines, as a pprof debug=1 record is
+                count = _small_int(m.group(1)) or 1
+                asm.profile_record(lineno, count, headerless=False)
+                for func in m.group(2).split()[:MAX_AGGREGATED_FRAMES]:
+                    asm.scan([func + "()"], lineno, lineno)
+                    asm.flush_pending()
+                return
         if (c0 == "#" or (c0.isdigit() and " @ " in s) or s.startswith("goroutine profile:")) and self._profile_line(
             lineno, s, st, one_line
         ):

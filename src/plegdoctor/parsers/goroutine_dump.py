@@ -15,7 +15,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from plegdoctor.goroutines.parse import BEGIN_MARK, find_header, parse_dump_binary, strip_log_prefix
+from plegdoctor.goroutines.parse import AGGREGATED_STACK, BEGIN_MARK, find_header, parse_dump_binary, strip_log_prefix
 from plegdoctor.model import Event, EventKind, Ref
 
 if TYPE_CHECKING:
@@ -52,6 +52,9 @@ def sniff(lines: list[str]) -> float:
     collapsed = sum(1 for ln in nonblank if ln.startswith("goroutine ") and "]: " in ln and ".go:" in ln)
     if collapsed / len(nonblank) > 0.5:
         return 0.9  # one goroutine per line (newlines lost in a paste)
+    counted = sum(1 for ln in nonblank if AGGREGATED_STACK.match(ln))
+    if counted and counted / len(nonblank) > 0.5:
+        return 0.85  # `sort | uniq -c` of one-line stacks: `65061 < sync.runtime_Semacquire sync.(*Mutex).Lock ...`
     if headers and files:
         return 0.5  # excerpts pasted between prose (a ticket, an article)
     if files >= 2 and 2 * files / len(nonblank) > 0.6:

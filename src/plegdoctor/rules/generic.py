@@ -32,6 +32,7 @@ from plegdoctor.rules.signals import chain_refs, events, plural, worst_stall
 C = RootCauseClass
 LONG_WAIT_MINUTES = 1  # Go prints `, N minutes` from one minute on: any printed wait is long for a lock or a call
 CONVOY_MIN = 3  # goroutines on one lock that make a convoy by count alone
+CONVOY_BY_SITE_MIN = 50  # goroutines at one lock site (no address) that make a convoy
 MAX_CONVOY_LINKS = 5
 SHIMS = frozenset({SHIM, SHIM_V1})
 RUNTIMES = frozenset({CONTAINERD, *SHIMS, CRIO, DOCKERD, CRI_DOCKERD, KUBELET, RUNC})
@@ -362,16 +363,28 @@ def lock_convoy(ctx: RuleContext) -> Iterator[Hit]:
             key = f"lock@{addr}"
         elif w.identity:
             key = "recv:" + "|".join(w.identity)
+        elif g.stack:
+            # no address printed (register ABI, aggregated stacks): the same lock-taking site
+            key = "site:" + g.stack[min(info.site, len(g.stack) - 1)][0]
         else:
             continue
         groups[(w.dump, key)].append((w, g, info))
     for (di, key), members in groups.items():
         minutes = [getattr(g, "wait_minutes", None) or 0 for _, g, _ in members]
-        if len(members) < CONVOY_MIN and not (len(members) >= 2 and max(minutes) >= LONG_WAIT_MINUTES):
+        if key.startswith("site:"):
+            # one site is many locks (one per container, say): only a crowd there is a convoy
+            if len(members) < CONVOY_BY_SITE_MIN:
+                continue
+        elif len(members) < CONVOY_MIN and not (len(members) >= 2 and max(minutes) >= LONG_WAIT_MINUTES):
             continue
         dump = ga.dumps[di]
         members.sort(key=lambda m: (-(getattr(m[1], "wait_minutes", None) or 0), getattr(m[1], "id", 0)))
-        what = key.split("@", 1)[1] if key.startswith("lock@") else "one lock (same receiver)"
+        if key.startswith("lock@"):
+            what = key.split("@", 1)[1]
+        elif key.startswith("site:"):
+            what = f"taken in {key[5:].rsplit('/', 1)[-1]} (one site; the dump prints no lock address)"
+        else:
+            what = "one lock (same receiver)"
         links: list[ChainLink] = []
         tags: set[str] = set()
         for w, g, info in members[:MAX_CONVOY_LINKS]:
