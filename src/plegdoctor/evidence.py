@@ -21,6 +21,7 @@ from plegdoctor.model import (
     InputReport,
     LogRecord,
     Meminfo,
+    MemoryFigures,
     MetricSample,
     Mount,
     NodeLoad,
@@ -93,6 +94,7 @@ class Evidence:
     diskstats: list[DiskStat] = field(default_factory=list)
     disk_samples: list[DiskSample] = field(default_factory=list)
     meminfo: list[Meminfo] = field(default_factory=list)
+    memory: list[MemoryFigures] = field(default_factory=list)  # total/available from top or free
     vmstat: list[tuple[Any, dict[str, int], Ref]] = field(default_factory=list)
     mounts: list[Mount] = field(default_factory=list)
     hung_tasks: list[HungTask] = field(default_factory=list)

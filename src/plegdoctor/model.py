@@ -285,6 +285,21 @@ class Meminfo:
 
 
 @dataclass(frozen=True, slots=True)
+class MemoryFigures:
+    """Total and available memory from a tool's summary (`top`, `free`), when /proc/meminfo's
+    other fields (Dirty, Writeback) are not known. `ts` is None when the tool printed only a
+    time of day."""
+
+    ts: datetime | None
+    mem_total_kb: int
+    mem_available_kb: int | None
+    swap_total_kb: int | None
+    iowait_percent: float | None  # `wa` of top's %Cpu(s) line
+    source: str  # top | free
+    ref: Ref
+
+
+@dataclass(frozen=True, slots=True)
 class Mount:
     source: str
     target: str

@@ -31,6 +31,7 @@ PARSERS: dict[str, str] = {
     "mounts": "plegdoctor.parsers.mounts",
     "dmesg": "plegdoctor.parsers.dmesg",
     "ps": "plegdoctor.parsers.ps",
+    "top": "plegdoctor.parsers.top",
     "proc-stack": "plegdoctor.parsers.proc_stack",
     "containerd-config": "plegdoctor.parsers.runtime_config",
     "versions": "plegdoctor.parsers.versions",

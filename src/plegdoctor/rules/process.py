@@ -747,11 +747,14 @@ def _placed(ctx: RuleContext, ts: datetime | None) -> tuple[bool, str]:
 def _memory_signals(ctx: RuleContext) -> list[_Signal]:
     out: list[_Signal] = []
     worst: tuple[float, _Signal] | None = None
-    for m in ctx.evidence.meminfo:
-        if not m.mem_total_kb or m.mem_available_kb is None:
+    figures = [(m.ts, m.mem_total_kb, m.mem_available_kb, m.ref) for m in ctx.evidence.meminfo] + [
+        (f.ts, f.mem_total_kb, f.mem_available_kb, f.ref) for f in ctx.evidence.memory
+    ]  # /proc/meminfo, and the summaries of top/free
+    for ts, mem_total_kb, mem_available_kb, ref in figures:
+        if not mem_total_kb or mem_available_kb is None:
             continue
-        share = m.mem_available_kb / m.mem_total_kb
-        ok, when = _placed(ctx, m.ts)
+        share = mem_available_kb / mem_total_kb
+        ok, when = _placed(ctx, ts)
         if not ok or share >= MEM_AVAILABLE_LOW:
             continue
         # below 5 % the kernel reclaims in every allocation (direct reclaim stalls the runtime's
@@ -759,8 +762,8 @@ def _memory_signals(ctx: RuleContext) -> list[_Signal]:
         w = 0.55 if share < MEM_AVAILABLE_CRITICAL else 0.4
         sig = _Signal(
             w,
-            f"MemAvailable {m.mem_available_kb // 1024} MiB of {m.mem_total_kb // 1024} MiB ({share:.1%}){when}",
-            m.ref,
+            f"MemAvailable {mem_available_kb // 1024} MiB of {mem_total_kb // 1024} MiB ({share:.1%}){when}",
+            ref,
         )
         if worst is None or share < worst[0]:
             worst = (share, sig)
