@@ -30,6 +30,7 @@ PARSERS: dict[str, str] = {
     "vmstat": "plegdoctor.parsers.vmstat",
     "mounts": "plegdoctor.parsers.mounts",
     "dmesg": "plegdoctor.parsers.dmesg",
+    "terminal-session": "plegdoctor.parsers.terminal",
     "ps": "plegdoctor.parsers.ps",
     "top": "plegdoctor.parsers.top",
     "proc-stack": "plegdoctor.parsers.proc_stack",
@@ -66,8 +67,9 @@ def get(kind: str) -> ModuleType:
     return mod
 
 
-def sniff(head: bytes) -> tuple[str, float]:
-    """Best (kind, score) for an input's first bytes; (`unknown`, 0) if none fits."""
+def sniff(head: bytes, exclude: frozenset[str] = frozenset()) -> tuple[str, float]:
+    """Best (kind, score) for an input's first bytes; (`unknown`, 0) if none fits. Kinds in
+    `exclude` are not tried (the terminal-session reader sniffs its blocks without itself)."""
     if not head:
         return UNKNOWN, 0.0
     if b"\x00" in head[:8192]:
@@ -79,6 +81,8 @@ def sniff(head: bytes) -> tuple[str, float]:
         lines = lines[:-1]  # last line may be cut
     best, best_score = UNKNOWN, 0.0
     for kind, mod in available().items():
+        if kind in exclude:
+            continue
         try:
             score = float(mod.sniff(lines))
         except Exception:  # a sniffer bug must not take the whole run down
