@@ -33,6 +33,7 @@ PARSERS: dict[str, str] = {
     "terminal-session": "plegdoctor.parsers.terminal",
     "ps": "plegdoctor.parsers.ps",
     "top": "plegdoctor.parsers.top",
+    "kube-events": "plegdoctor.parsers.kube_events",
     "proc-stack": "plegdoctor.parsers.proc_stack",
     "containerd-config": "plegdoctor.parsers.runtime_config",
     "versions": "plegdoctor.parsers.versions",

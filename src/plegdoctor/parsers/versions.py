@@ -61,6 +61,10 @@ _KEYED = re.compile(r"^(kernel|containerd|containerd_go|runc|kubelet):\s+(.+)$")
 _CRI_VERSION = re.compile(r"^\s*(?:RuntimeVersion|runtime_version):\s+\"?([^\"\s]+)\"?")
 
 
+_DOCKER_FIELD = re.compile(r"^ {1,4}[A-Za-z][\w /().-]{0,40}:(?:\s+\S.*)?$")
+_DOCKER_COMPONENT = re.compile(r"^ {1,2}(Engine|containerd|runc|docker-init):\s*$")
+
+
 def sniff(lines: list[str]) -> float:
     score = 0.0
     for ln in lines[:200]:
@@ -72,6 +76,8 @@ def sniff(lines: list[str]) -> float:
             score = max(score, 0.5)
         elif _UNAME_A.match(ln.strip()) or _PROC_VERSION.match(ln.strip()):
             score = max(score, 0.6)
+        elif ln.startswith("Server: Docker Engine"):
+            score = max(score, 0.8)  # `docker version`: its Server block names containerd and runc
     data = [ln.strip() for ln in lines if ln.strip()]
     if score == 0.0 and 0 < len(data) <= 5 and _BARE_KERNEL.match(data[0]):
         score = 0.5  # a `uname -r` output saved on its own
@@ -84,6 +90,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
     command = ""
     block = ""  # "client"/"server" inside `ctr version`
     cri_runtime = ""
+    component = ""  # the `docker version` Server block's component (Engine, containerd, runc)
 
     unread = Unread(ctx.report)
 
@@ -112,8 +119,17 @@ def parse(source: Source, ctx: ParseContext) -> None:
                 keep("go", value.split()[0], lineno, raw)
                 continue
             stripped = value
-        if stripped in ("Client:", "Server:"):
-            block = stripped[:-1].lower()
+        if stripped in ("Client:", "Server:") or stripped.startswith(("Client: ", "Server: ")):
+            block = stripped.split(":", 1)[0].lower()
+            component = ""
+            continue
+        mc = _DOCKER_COMPONENT.match(line)
+        if mc and block == "server":
+            component = mc.group(1)  # `docker version`: ` containerd:` then `  Version: 1.4.3`
+            continue
+        mv = _VERSION.match(line)
+        if mv and block == "server" and component in ("containerd", "runc"):
+            keep(component, mv.group(1).lstrip("v"), lineno, raw)
             continue
         m = _CONTAINERD.match(stripped)
         if m:
@@ -160,6 +176,8 @@ def parse(source: Source, ctx: ParseContext) -> None:
             continue
         if keyed or _DETAIL.match(stripped):
             continue
+        if block in ("client", "server") and _DOCKER_FIELD.match(line):
+            continue  # `docker version`'s other fields (API version, Git commit, OS/Arch, ...)
         unread(lineno, raw)
     unread.warn()
     if not found:
