@@ -358,6 +358,8 @@ class CgroupFreeze:
     path: str
     frozen: bool
     ref: Ref
+    state: str = ""  # v1 freezer.state as read (FROZEN, FREEZING, THAWED); "" for v2
+    source: str = ""  # file | strace (read by a traced process)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ PARSERS: dict[str, str] = {
     "ps": "plegdoctor.parsers.ps",
     "top": "plegdoctor.parsers.top",
     "kube-events": "plegdoctor.parsers.kube_events",
+    "strace": "plegdoctor.parsers.strace",
     "proc-stack": "plegdoctor.parsers.proc_stack",
     "containerd-config": "plegdoctor.parsers.runtime_config",
     "versions": "plegdoctor.parsers.versions",

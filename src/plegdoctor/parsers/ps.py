@@ -307,7 +307,9 @@ class _Reader:
             if text not in ("FROZEN", "FREEZING", "THAWED"):
                 return False
             frozen = text in ("FROZEN", "FREEZING")
-        self.ctx.evidence.cgroup_freezes.append(CgroupFreeze(cgroup, frozen, ref))
+            self.ctx.evidence.cgroup_freezes.append(CgroupFreeze(cgroup, frozen, ref, text, "file"))
+            return True
+        self.ctx.evidence.cgroup_freezes.append(CgroupFreeze(cgroup, frozen, ref, "", "file"))
         return True
 
     def finish(self) -> None:

@@ -948,3 +948,56 @@ def runtime_oom_killed(ctx: RuleContext) -> Iterator[Hit]:
         link("memory", "kernel", f"OOM kill of {comm} pid {e.attrs.get('pid')}", (e.ref,), tags=("oom",)),
         evidence=(x.ref for x in found[:4]),
     )
+
+
+@rule(
+    "PD908",
+    "cgroup-stuck-freezing",
+    title="A container's cgroup is stuck in FREEZING: runc waits for a freeze that never completes",
+    severity=Severity.CRITICAL,
+    cls=C.RUNC_HANG,
+    fix=(
+        "Thaw the cgroup (`echo THAWED > <cgroup>/freezer.state`) so the stuck runc (update, pause, exec) returns, "
+        "then upgrade runc: 1.0.0-rc92 with the systemd cgroup driver froze the container on every `runc update` "
+        "and could leave it FREEZING (runc#2753; fixed by runc#2774 and #2791 in 1.0.0-rc93)."
+    ),
+    references=(
+        CGROUP_V1_FREEZER,
+        "https://github.com/opencontainers/runc/issues/2753",
+        "https://github.com/opencontainers/runc/pull/2774",
+        "https://github.com/containerd/containerd/issues/4961",
+    ),
+)
+def cgroup_stuck_freezing(ctx: RuleContext) -> Iterator[Hit]:
+    """Detects a cgroup v1 `freezer.state` read as `FREEZING`: by a traced process polling it
+    (strace of a stuck `runc update`: `read(7, "FREEZING\\n", 512) = 9`), or in a collected
+    freezer.state file.
+
+    Why it matters: FREEZING lasts milliseconds when every task can be frozen; a cgroup that
+    stays FREEZING has a task that does not freeze (D state, a race with a concurrent exec),
+    and runc's freeze loop waits for FROZEN with no deadline, holding up the shim's call and
+    every CRI call queued behind that container. A process seen polling it is that wait.
+
+    Example evidence::
+
+        openat(AT_FDCWD, "/sys/fs/cgroup/freezer/kubepods.slice/.../freezer.state", O_RDONLY|O_CLOEXEC) = 7
+        read(7, "FREEZING\\n", 512)              = 9
+
+    Fix: thaw the cgroup; upgrade runc past the freezer races.
+    """
+    freezing = [f for f in ctx.evidence.cgroup_freezes if f.state == "FREEZING"]
+    if not freezing:
+        return
+    polled = [f for f in freezing if f.source == "strace"]
+    f0 = (polled or freezing)[0]
+    how = "polled by the traced process" if polled else "read from its freezer.state"
+    name = f0.path.rsplit("/", 1)[-1]
+    detail = f"cgroup {name} is FREEZING ({how})"
+    # a traced process polling the state is runc's wait itself; a file snapshot could be a
+    # freeze in progress, so it weighs less
+    yield step_hit(
+        detail,
+        0.55 if polled else 0.4,
+        link("cgroup-freezer", "runc", detail, tuple(f.ref for f in freezing[:2]), tags=("runc", "cgroup")),
+        evidence=tuple(f.ref for f in freezing[:3]),
+    )
