@@ -476,6 +476,7 @@ def _root_cause(
         fixes=tuple(_fixes(ctx, cs, own + folded, scores)),
         references=tuple(_references(own + folded + cs.config)),
         findings=tuple(dict.fromkeys(f.code for f in own + folded + cs.config)),
+        contributing=tuple(c for c in dict.fromkeys(cs.folded_classes) if c != cs.cls),
     )
 
 

@@ -556,6 +556,7 @@ class RootCause:
     fixes: tuple[str, ...]
     references: tuple[str, ...]
     findings: tuple[str, ...] = ()  # codes supporting it
+    contributing: tuple[RootCauseClass, ...] = ()  # shallower classes this one explains (folded in)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -566,4 +567,5 @@ class RootCause:
             "fixes": list(self.fixes),
             "references": list(self.references),
             "findings": list(self.findings),
+            "contributing": [str(c) for c in self.contributing],
         }

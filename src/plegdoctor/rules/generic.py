@@ -234,6 +234,12 @@ def symptom_refs(ctx: RuleContext) -> tuple[Ref, ...]:
     for e in events(ctx, EventKind.CRI_CALL_FAILED):
         if "deadline" in str(e.attrs.get("code", "")).lower() or "deadline" in str(e.attrs.get("error", "")).lower():
             refs.append(e.ref)
+    # a goroutine dump of runc: a CLI that exits in milliseconds was dumped because it hung
+    ga = ctx.goroutines
+    for dump in getattr(ga, "dumps", None) or ():
+        if dump.process == RUNC and dump.goroutines:
+            refs.append(dump.ref(dump.goroutines[0]))
+            break
     if stall is not None and not refs:
         return (Ref("(relist timeline)", 0, f"relist gap of {stall.seconds:.0f} s"),)
     return tuple(dict.fromkeys(refs))[:4]
@@ -503,7 +509,7 @@ def symptom_path_caught(ctx: RuleContext) -> Iterator[Hit]:
             tags=frozenset(info.tags),
         )
         chain = Chain(links=(link,), blocked=0, max_wait_minutes=g.wait_minutes, score=0.0)
-        title = f"{what} ({dump.process}) is caught in the dump while the node stalls: it {m.text}"
+        title = f"{what} ({dump.process}) is caught in the dump while the evidence shows a stall: it {m.text}"
         # on the stalled path the dump shows the stall's own call; elsewhere in the runtime, a
         # goroutine held in a named lock or call during the stall is likelier than not its cause
         weight = 0.5 if on_path else 0.4
