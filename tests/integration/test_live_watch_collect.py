@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import require
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import require
 from plegdoctor import parsers
 from plegdoctor.live.cri.client import CRIClient, container_config, host_network_sandbox_config
 from plegdoctor.live.watch import WatchConfig, Watcher

@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 from conftest import require
-
 from plegdoctor.commands import analyze_paths, demo_dir, render
 
 CHROMIUM_FLAGS = [
