@@ -36,11 +36,16 @@ _OPEN_PATH = re.compile(r'"(/sys/fs/cgroup/[^"]{1,1000}/(freezer\.state|cgroup\.
 _READ = re.compile(r'^(\d{1,6}), "([^"]{0,64})"')
 
 
+def _prefix_end(line: str) -> int:
+    m = _PREFIX.match(line)
+    return m.end() if m else 0
+
+
 def sniff(lines: list[str]) -> float:
     head = [ln for ln in lines[:200] if ln.strip()]
     if not head:
         return 0.0
-    calls = sum(1 for ln in head if _CALL.match(ln, _PREFIX.match(ln).end()))  # type: ignore[union-attr]
+    calls = sum(1 for ln in head if _CALL.match(ln, _prefix_end(ln)))
     return 0.85 if calls >= 3 and calls >= 0.6 * len(head) else 0.0
 
 
