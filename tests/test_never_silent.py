@@ -78,3 +78,11 @@ def test_an_unnamed_long_wait_becomes_unknown_that_quotes_it(tmp_path: Path) -> 
     assert str(top.cls) == "unknown"
     assert any(lk.goroutine == 777 for lk in top.chain)
     assert "42 min" in top.summary
+
+
+def test_next_steps_name_the_runtime_the_dump_is_of() -> None:
+    crio = Path(__file__).resolve().parent / "corpus" / "real" / "crio-9406-stop-oplock-go121-waitreason"
+    dg = diagnose([crio / "crio-goroutines.txt"])
+    steps = " ".join(dg.next_steps)
+    assert "kill -USR1 $(pidof crio)" in steps and "crio-goroutine-stacks" in steps
+    assert "pidof containerd" not in steps

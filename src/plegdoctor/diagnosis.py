@@ -788,6 +788,11 @@ def next_steps(ctx: RuleContext, root_causes: list[RootCause], stall: Any) -> li
             "cat /proc/<pid>/cgroup and that cgroup's cgroup.freeze or freezer.state), then resume it with "
             "kill -CONT <pid> (or thaw the cgroup); a goroutine dump (SIGUSR1) is only written once it runs."
         )
+    elif "crio" in procs:
+        out.append(
+            "Dump CRI-O's goroutines again while the stall lasts: kill -USR1 $(pidof crio), then read "
+            "/tmp/crio-goroutine-stacks-<timestamp>.log (all goroutines: the holder of the lock is in it)."
+        )
     elif "containerd" not in procs:
         out.append(
             "Dump containerd's goroutines while the relist is stalled: kill -USR1 $(pidof containerd), then read "
