@@ -20,7 +20,7 @@ confidence, never the answer to nothing.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -299,6 +299,26 @@ def long_wait(ctx: RuleContext) -> Iterator[Hit]:
         yield Hit(title=title, evidence=chain_refs(chain), weight=_weight(base, chain, minutes), chain=chain, cls=cls)
 
 
+def goroutine_link(
+    dump: Any, g: Any, info: Any, detail: str, resource: str, *, kind: str | None = None, extra_tags: Iterable[str] = ()
+) -> ChainLink:
+    """A chain link for one goroutine of a dump: its header and wait-site lines as evidence,
+    the function it waits in, its wait minutes and its stack's tags (plus `extra_tags`)."""
+    site = min(info.site, len(g.stack) - 1) if g.stack else None
+    return ChainLink(
+        kind=kind or str(info.kind),
+        process=dump.process,
+        detail=detail,
+        evidence=(dump.ref(g),) + ((dump.ref(g, site),) if site is not None else ()),
+        goroutine=g.id,
+        pid=dump.pid,
+        function=g.stack[site][0] if site is not None else None,
+        resource=resource,
+        wait_minutes=g.wait_minutes,
+        tags=frozenset(set(info.tags) | set(extra_tags)),
+    )
+
+
 def _lock_address(g: Any, info: Any) -> str | None:
     """The lock's own address: the first accurate pointer argument among the sync frames at
     the top of the stack (`sync.(*Mutex).Lock(0xc820354f50)`, `runtime_Semacquire(0xc820354f54)`
@@ -403,17 +423,14 @@ def lock_convoy(ctx: RuleContext) -> Iterator[Hit]:
             where = f"{dump.label} goroutine {gid}" + (f", {gm} min" if gm is not None else "")
             taker = func.rsplit("/", 1)[-1] if func else "?"
             links.append(
-                ChainLink(
+                goroutine_link(
+                    dump,
+                    g,
+                    info,
+                    f"{taker} ({where}) waits for lock {what}",
+                    f"lock {what}",
                     kind=str(w.kind),
-                    process=dump.process,
-                    detail=f"{taker} ({where}) waits for lock {what}",
-                    evidence=(dump.ref(g),) + ((dump.ref(g, site),) if site is not None else ()),
-                    goroutine=gid,
-                    pid=dump.pid,
-                    function=func,
-                    resource=f"lock {what}",
-                    wait_minutes=gm,
-                    tags=frozenset(lt | {"convoy"}),
+                    extra_tags=("convoy",),
                 )
             )
         chain = Chain(links=tuple(links), blocked=len(members), max_wait_minutes=max(minutes) or None, score=0.0)
@@ -491,23 +508,11 @@ def symptom_path_caught(ctx: RuleContext) -> Iterator[Hit]:
         if key in seen:
             continue
         seen.add(key)
-        site = min(info.site, len(g.stack) - 1) if g.stack else None
         if on_path:
             what = (info.cri_method and f"CRI {info.cri_method}") or "the kubelet relist"
         else:
             what = f"a {dump.process} goroutine"
-        link = ChainLink(
-            kind=str(info.kind),
-            process=dump.process,
-            detail=f"{what} ({dump.label} goroutine {g.id}) {m.text}",
-            evidence=(dump.ref(g),) + ((dump.ref(g, site),) if site is not None else ()),
-            goroutine=g.id,
-            pid=dump.pid,
-            function=g.stack[site][0] if site is not None else None,
-            resource=m.name,
-            wait_minutes=g.wait_minutes,
-            tags=frozenset(info.tags),
-        )
+        link = goroutine_link(dump, g, info, f"{what} ({dump.label} goroutine {g.id}) {m.text}", m.name)
         chain = Chain(links=(link,), blocked=0, max_wait_minutes=g.wait_minutes, score=0.0)
         title = f"{what} ({dump.process}) is caught in the dump while the evidence shows a stall: it {m.text}"
         # on the stalled path the dump shows the stall's own call; elsewhere in the runtime, a
@@ -567,24 +572,19 @@ def runc_stuck(ctx: RuleContext) -> Iterator[Hit]:
                 continue
             if g.id != 1 and "runc" not in info.tags:
                 continue
-            site = min(info.site, len(g.stack) - 1) if g.stack else None
             fifo = "runc-exec-fifo" in info.tags
             doing = (
                 "waits in exec() to open exec.fifo: the container's init never reached exec"
                 if fifo
                 else f"is blocked ({info.description})"
             )
-            link = ChainLink(
-                kind=str(info.kind),
-                process="runc",
-                detail=f"runc ({dump.label} goroutine {g.id}) {doing}",
-                evidence=(dump.ref(g),) + ((dump.ref(g, site),) if site is not None else ()),
-                goroutine=g.id,
-                pid=dump.pid,
-                function=g.stack[site][0] if site is not None else None,
-                resource="exec.fifo" if fifo else info.description,
-                wait_minutes=g.wait_minutes,
-                tags=frozenset(info.tags | {"runc"}),
+            link = goroutine_link(
+                dump,
+                g,
+                info,
+                f"runc ({dump.label} goroutine {g.id}) {doing}",
+                "exec.fifo" if fifo else info.description,
+                extra_tags=("runc",),
             )
             chain = Chain(links=(link,), blocked=0, max_wait_minutes=g.wait_minutes, score=0.0)
             yield Hit(
@@ -663,19 +663,11 @@ def systemd_dbus_wait(ctx: RuleContext) -> Iterator[Hit]:
             continue
         g = dbus[0]
         info = ga.infos[(di, g.id)]
-        site = min(info.site, len(g.stack) - 1) if g.stack else None
-        link = ChainLink(
-            kind=str(info.kind),
-            process="runc",
-            detail=f"runc ({dump.label} goroutine {g.id}) has a D-Bus connection to systemd open while it hangs "
-            f"({plural(len(dbus), 'D-Bus goroutine')})",
-            evidence=(dump.ref(g),) + ((dump.ref(g, site),) if site is not None else ()),
-            goroutine=g.id,
-            pid=dump.pid,
-            function=g.stack[site][0] if site is not None else None,
-            resource="systemd over D-Bus",
-            tags=frozenset(info.tags | {"runc"}),
+        detail = (
+            f"runc ({dump.label} goroutine {g.id}) has a D-Bus connection to systemd open while it hangs "
+            f"({plural(len(dbus), 'D-Bus goroutine')})"
         )
+        link = goroutine_link(dump, g, info, detail, "systemd over D-Bus", extra_tags=("runc",))
         chain = Chain(links=(link,), blocked=0, max_wait_minutes=None, score=0.0)
         yield Hit(
             title=f"runc hangs with a D-Bus connection to systemd open ({plural(len(dbus), 'goroutine')} in godbus)",
