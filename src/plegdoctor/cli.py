@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> Any:
         exc.show()
         sys.exit(2)
     except UserError as exc:
-        click.echo(f"pleg-doctor: {exc}", err=True)
+        from plegdoctor.report.common import escape_controls  # a file name may carry escapes
+
+        click.echo(f"pleg-doctor: {escape_controls(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("pleg-doctor: interrupted", err=True)

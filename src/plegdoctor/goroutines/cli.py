@@ -77,6 +77,7 @@ def command(dumps: tuple[str, ...], output: str, match: str | None, min_wait: in
     journald, pasted) and print buckets, who waits for whom, and blocking chains."""
     from plegdoctor.goroutines.analysis import analyze
     from plegdoctor.goroutines.render import iter_json, render_html, render_text
+    from plegdoctor.report.common import escape_controls
 
     filter_re = None
     if match:
@@ -88,7 +89,7 @@ def command(dumps: tuple[str, ...], output: str, match: str | None, min_wait: in
     if not parsed:
         raise UserError("no goroutines found: " + "; ".join(reasons or ["no input"]))
     for r in reasons:
-        click.echo(f"pleg-doctor: {r}", err=True)
+        click.echo(f"pleg-doctor: {escape_controls(r)}", err=True)
     analysis = analyze(parsed, similarity=Similarity.parse(similarity))
     if output == "json":
         sys.stdout.buffer.writelines(iter_json(analysis))
@@ -96,4 +97,4 @@ def command(dumps: tuple[str, ...], output: str, match: str | None, min_wait: in
     elif output == "html":
         click.echo(render_html(analysis, filter_re=filter_re, min_wait=min_wait), nl=False)
     else:
-        click.echo(render_text(analysis, filter_re=filter_re, min_wait=min_wait), nl=False)
+        click.echo(escape_controls(render_text(analysis, filter_re=filter_re, min_wait=min_wait)), nl=False)

@@ -58,3 +58,30 @@ def confidence_word(value: float) -> str:
     if value >= 0.5:
         return "medium"
     return "low"
+
+
+# C0 controls but tab and newline, DEL, C1 controls, and the Unicode bidirectional overrides:
+# what a file name or a log line could use to move a terminal's cursor, set its title (OSC),
+# or reorder what a reader sees. Reports show them as visible escapes.
+_CONTROL = {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    for c in (
+        *range(0x00, 0x09),
+        *range(0x0B, 0x20),
+        *range(0x7F, 0xA0),
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+}
+
+
+def escape_controls(value: Any) -> Any:
+    """The document with every control character in its strings shown as an escape
+    (`\\x1b[2J` -> `\\\\x1b[2J`); dicts, lists and tuples are copied, other values returned."""
+    if isinstance(value, str):
+        return value.translate(_CONTROL) if not value.isprintable() else value
+    if isinstance(value, dict):
+        return {escape_controls(k): escape_controls(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_controls(v) for v in value]
+    return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plegdoctor.report.common import confidence_word, fmt_seconds, fmt_time, verdict, where
+from plegdoctor.report.common import confidence_word, escape_controls, fmt_seconds, fmt_time, verdict, where
 
 
 def _code(text: str) -> str:
@@ -17,6 +17,7 @@ def _cell(text: str) -> str:
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
+    doc = escape_controls(doc)
     out: list[str] = []
     tool = doc.get("tool", {})
     out.append(f"## pleg-doctor {tool.get('version', '')}: PLEG stall diagnosis")

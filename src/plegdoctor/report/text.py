@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.padding import Padding
 from rich.text import Text
 
-from plegdoctor.report.common import confidence_word, fmt_seconds, fmt_time, verdict, where
+from plegdoctor.report.common import confidence_word, escape_controls, fmt_seconds, fmt_time, verdict, where
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 MAX_GAPS_SHOWN = 10
@@ -32,7 +32,7 @@ def render_text(doc: dict[str, Any], *, color: bool | None = None, width: int | 
         emoji=False,
         soft_wrap=False,
     )
-    _Writer(console).write(doc)
+    _Writer(console).write(escape_controls(doc))
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
 
