@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -16,6 +17,16 @@ from plegdoctor.testbed.containerd import ContainerdProcess, ContainerdSpec
 from plegdoctor.testbed.registry import RegistryProcess, find_busybox, push_busybox, push_pause
 
 REQUIRE = os.environ.get("PLEG_DOCTOR_REQUIRE_INTEGRATION") == "1"
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `cond` every 0.2 s until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def require(*binaries: str) -> None:

@@ -14,21 +14,11 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from conftest import wait_until
 from plegdoctor.live.watch import WatchConfig, Watcher
 from plegdoctor.testbed.containerd import ContainerdProcess
-
-
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_sigstopped_containerd_is_captured_and_diagnosed_runtime_frozen(

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import require
+from conftest import require, wait_until
 from plegdoctor import parsers
 from plegdoctor.live.cri.client import CRIClient, container_config, host_network_sandbox_config
 from plegdoctor.live.watch import WatchConfig, Watcher
@@ -117,15 +117,6 @@ def value(metrics: dict, name: str, **labels: str) -> float | None:
         if all(lab.get(k) == val for k, val in labels.items()):
             return v
     return None
-
-
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

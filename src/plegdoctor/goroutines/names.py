@@ -13,7 +13,7 @@ module:
   paths (`github.com/google/cadvisor@v0.49.0/`), and renames `github.com/stevvooe/ttrpc`
   to `github.com/containerd/ttrpc`. Anything else is returned unchanged (the same object).
   `canonical_file(path)` does the same to a file path after dropping the build location
-  (`/go/src/`, `/tmp/containerd-build/src/`, `/tmp/cri-containerd-install-deps.XXXX/src/`,
+  (`/go/src/`, `/tmp/containerd-build/src/`, `/tmp/cri-containerd-install-deps.*/src/`,
   `/workspace/<release>/src/...`, `$GOPATH/pkg/mod/`). Both are cached.
 - `infer_process(funcs, files)`: the one registry (`PROCESS_MARKERS`) of import-path markers
   that name the daemon a stack belongs to, applied to canonical names; and
