@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import tarfile
 import tempfile
@@ -30,71 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from plegdoctor import __version__
+from plegdoctor.live.redact import REDACTED, RedactionRefused, redact_line, redactor_for
+
+__all__ = ["MAX_MEMBER", "REDACTED", "SCHEMA", "BundleWriter", "MemberEntry", "redact_line"]
 
 SCHEMA = "pleg-doctor/bundle/v1"
 MAX_MEMBER = 256 << 20  # a member is cut (and says so) beyond this size
-
-REDACTED = "<redacted>"
-# key = value / key: value / "key": "value" where the key names a secret
-_SECRET_KEY = (
-    r"[A-Za-z0-9_.-]*(?:password|passwd|secret|token|api[_-]?key|credential|private[_-]?key|"
-    r"identitytoken|identity_token|registry_token|auth)[A-Za-z0-9_.-]*"
-)
-_KV = re.compile(
-    r"""(?P<k>["']?(?i:""" + _SECRET_KEY + r""")["']?\s*[=:]\s*)"""
-    r"""(?:"(?P<dq>(?:[^"\\]|\\.)*)"|'(?P<sq>[^']*)'|(?P<u>[^\s"',;}\]]+))"""
-)
-_BEARER = re.compile(r"(?i)\b(authorization\s*[:=]\s*)?(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
-# CRI configs printed by containerd: Envs:[]*KeyValue{&KeyValue{Key:FOO,Value:bar,},}
-_CRI_ENV = re.compile(r"(&KeyValue\{Key:[^,}]*,Value:)([^}]*?)(,?\})")
-# JSON env arrays: "env": ["A=b", ...] / "Env":[...]
-_JSON_ENV = re.compile(r'("(?i:env|envs)"\s*:\s*\[)([^\]]*)(\])')
-_ENV_ITEM = re.compile(r'"([^"=]+)=(?:[^"\\]|\\.)*"')
-# URLs with user:password@
-_URL_CRED = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+(@)")
-
-
-def redact_line(line: str) -> tuple[str, int]:
-    """Redact secrets in one line of text; return (line, number of redactions)."""
-    count = 0
-
-    def kv(m: re.Match[str]) -> str:
-        nonlocal count
-        for group, quote in (("dq", '"'), ("sq", "'"), ("u", "")):
-            value = m.group(group)
-            if value is not None:
-                if not value or value == REDACTED or value.lower() in ("bearer", "basic"):
-                    return m.group(0)
-                count += 1
-                return f"{m.group('k')}{quote}{REDACTED}{quote}"
-        return m.group(0)
-
-    def bearer(m: re.Match[str]) -> str:
-        nonlocal count
-        count += 1
-        return f"{m.group(1) or ''}{m.group(2)} {REDACTED}"
-
-    def cri_env(m: re.Match[str]) -> str:
-        nonlocal count
-        count += 1
-        return f"{m.group(1)}{REDACTED}{m.group(3)}"
-
-    def json_env(m: re.Match[str]) -> str:
-        nonlocal count
-        count += 1
-        return m.group(1) + _ENV_ITEM.sub(lambda e: f'"{e.group(1)}={REDACTED}"', m.group(2)) + m.group(3)
-
-    def url(m: re.Match[str]) -> str:
-        nonlocal count
-        count += 1
-        return f"{m.group(1)}{REDACTED}{m.group(2)}"
-
-    line = _CRI_ENV.sub(cri_env, line)
-    line = _JSON_ENV.sub(json_env, line)
-    line = _BEARER.sub(bearer, line)
-    line = _URL_CRED.sub(url, line)
-    line = _KV.sub(kv, line)
-    return line, count
 
 
 @dataclass
@@ -154,27 +94,38 @@ class BundleWriter:
     def add_text(
         self, path: str, kind: str | None, text: str | Iterable[str], *, redact: bool = True, **meta: Any
     ) -> MemberEntry:
-        """Add text (a string or an iterable of lines, newline-terminated or not)."""
+        """Add text (a string or an iterable of lines, newline-terminated or not).
+
+        The text goes through the redactor of its kind (plegdoctor.live.redact.redactor_for):
+        by structure for configs and JSON, line rules for the rest; `redact=False` (goroutine
+        dumps, sample series) still removes known token prefixes and URL userinfo. Lines a
+        producer redacted itself (`RedactedLines`, the ps table's argv) add their count."""
         t0 = time.monotonic()
         entry, dest = self._begin(path, kind, **meta)
         lines: Iterable[str] = text.splitlines(keepends=True) if isinstance(text, str) else text
+        redactor = redactor_for(kind, entry.path, redact)
         h = hashlib.sha256()
         size = 0
-        with open(dest, "wb") as fh:
-            for line in lines:
-                if not line.endswith("\n"):
-                    line += "\n"
-                if redact:
-                    line, n = redact_line(line)
-                    entry.redactions += n
-                data = line.encode("utf-8", "surrogateescape")
-                if size + len(data) > MAX_MEMBER:
-                    entry.truncated = True
-                    entry.note = f"cut at {MAX_MEMBER} bytes"
-                    break
-                fh.write(data)
-                h.update(data)
-                size += len(data)
+        try:
+            with open(dest, "wb") as fh:
+                for line in redactor.lines(ln if ln.endswith("\n") else ln + "\n" for ln in lines):
+                    data = line.encode("utf-8", "surrogateescape")
+                    if size + len(data) > MAX_MEMBER:
+                        entry.truncated = True
+                        entry.note = f"cut at {MAX_MEMBER} bytes"
+                        break
+                    fh.write(data)
+                    h.update(data)
+                    size += len(data)
+        except RedactionRefused as exc:
+            dest.unlink(missing_ok=True)
+            entry.error = str(exc)
+            entry.seconds = round(time.monotonic() - t0, 3)
+            return entry
+        entry.redactions = redactor.count + getattr(text, "redactions", 0)
+        note = getattr(redactor, "note", None)
+        if note:
+            entry.note = f"{entry.note}; {note}" if entry.note else note
         entry.size, entry.sha256 = size, h.hexdigest()
         entry.seconds = round(time.monotonic() - t0, 3)
         return entry

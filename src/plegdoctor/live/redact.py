@@ -1,0 +1,769 @@
+"""Redaction by structure: what a bundle member may not carry off the node.
+
+`collect` runs as root on every node and bundles whatever the node has, so each text member
+goes through a redactor chosen by what the member is (`redactor_for`):
+
+- **argv** (`redact_argv`): element by element, before the command line is joined: the
+  element after a secret-named flag (`--token X`, `--password X`, `--creds user:pw`,
+  `--user user:pw`), `--token=X`, `KEY=VALUE` with a secret-named KEY, and whatever the line
+  rules find in one element (a URL with userinfo, a known token prefix, an `Authorization:`
+  or `Cookie:` header passed with `-H`). `--token-file /path` is a path, not a secret.
+- **TOML** (`redact_toml`, containerd configs): line by line knowing the table each line is
+  in, so every value of a secret-named key or table (`[...registry.configs."r".auth]`) goes,
+  whatever its shape (string, `'''multi-line'''`, array over lines, inline table, number);
+  `username` goes under registry configs. Every line is kept (report line numbers match) and
+  the result is checked by structure: parsed again with tomllib (the runtime_config parser
+  reads it), every secret leaf of the original must now hold the marker, else the member is
+  refused (`ValueNotRedacted`).
+- **JSON** (`redact_json`, CRI inspect/info): parsed, values of secret keys, `env`/`envs`
+  arrays (`"KEY=VALUE"` strings, `{"key": K, "value": V}` objects) redacted; JSON Lines too.
+- **env files** (`EnvRedactor`): `KEY=VALUE` with a secret KEY loses the whole value.
+- **everything else** (`LineRedactor`, logs, ps tables, kubeconfig YAML): streaming, one line
+  at a time with a little state: `key = value` / `"key": "value"` / `key: value` by key name
+  (the key's last word: `db_password`, `identityToken`, `client-key-data`, not
+  `password_file` or `tokenizer`), TOML multi-line strings and arrays, YAML block scalars,
+  space-separated secret flags, URLs with userinfo, `Authorization`/`Cookie`/`Set-Cookie`
+  headers, Go-printed CRI `&KeyValue{Key:..,Value:..}` env, JSON env arrays, PEM blocks
+  across lines (and on one line with `\\n` escapes), and known token prefixes (GitHub, GitLab,
+  Slack, AWS, JWTs, OpenAI, Stripe, Google, npm, PyPI, Docker Hub, Vault, DigitalOcean).
+- **members kept raw** (goroutine dumps, sample series: `redact=False`): `MinimalRedactor`
+  still removes known token prefixes and URL userinfo, the two shapes that can hide anywhere.
+  A goroutine dump has no string values (arguments are words in hex), so nothing else fits.
+
+Every redactor counts what it replaced (`count`); the bundle manifest records it per member.
+Structured redactors read the whole member, up to `MAX_STRUCTURED` bytes; a larger one is
+refused (`TooLargeToRedact`) rather than passed through a weaker redactor.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+REDACTED = "<redacted>"
+MAX_STRUCTURED = 16 << 20  # a TOML/JSON member larger than this is refused, not half-redacted
+
+
+class RedactionRefused(ValueError):
+    """The member cannot be redacted safely: the bundle records this error instead of its text."""
+
+
+class TooLargeToRedact(RedactionRefused):
+    pass
+
+
+# -- which keys name a secret ---------------------------------------------------------------
+# The key's last word decides (db_password, identityToken, X-Auth-Token), so password_file,
+# token-ttl, auth_type or tokenizer are not secrets.
+_EXACT = {
+    "password",
+    "passwd",
+    "passphrase",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "credential",
+    "cred",
+    "auth",
+    "authorization",
+    "cookie",
+    "apikey",
+    "privatekey",
+    "secretkey",
+    "accesskey",
+    "identitytoken",
+    "sessionid",
+}
+_SUFFIXES = ("password", "passwd", "secret", "token")  # identitytoken, registrytoken, dbpassword
+_KEY_QUALIFIERS = {"api", "private", "secret", "access", "encryption", "signing", "ssh", "client", "master", "session"}
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_PLAIN = {"true", "false", "null", "none", "nil", "yes", "no", ""}
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a key, flag or variable name names a secret (by its last word)."""
+    raw = key.strip().strip("\"'").lstrip("-")
+    if raw.lower().endswith("-data") and len(raw) > 5:  # kubeconfig client-key-data, *-data
+        return True
+    words = [w.lower() for w in _WORDS.findall(raw)]
+    if not words:
+        return False
+    last = words[-1]
+    for w in (last, last[:-1] if last.endswith("s") and len(last) > 4 else last):
+        if w in _EXACT or w.endswith(_SUFFIXES):
+            return True
+    return last == "key" and len(words) > 1 and words[-2] in _KEY_QUALIFIERS
+
+
+# -- shapes that are secret wherever they appear ----------------------------------------------
+_TOKENS = re.compile(
+    r"\b(?:"
+    r"gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|github_pat_[A-Za-z0-9_]{20,}"
+    r"|glpat-[A-Za-z0-9_-]{16,}"
+    r"|xox[abposre]-[A-Za-z0-9-]{10,}"
+    r"|(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}"
+    r"|eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"
+    r"|sk-(?:proj-|ant-|live-)?[A-Za-z0-9_-]{20,}"
+    r"|[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"
+    r"|AIza[0-9A-Za-z_-]{35}"
+    r"|npm_[A-Za-z0-9]{36}"
+    r"|pypi-[A-Za-z0-9_-]{40,}"
+    r"|dckr_pat_[A-Za-z0-9_-]{20,}"
+    r"|hv[sbr]\.[A-Za-z0-9_-]{20,}"
+    r"|do[pro]_v1_[a-f0-9]{64}"
+    r")"
+)
+# scheme://user:password@ (password redacted) and scheme://token@ (the whole userinfo)
+_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]{0,30}://)([^/\s:@\"'<>]{1,512})(?::([^@\s/\"'<>]{0,4096}))?@")
+
+
+def _url(m: re.Match[str], counter: list[int]) -> str:
+    user, password = m.group(2), m.group(3)
+    if password is not None:
+        if password in ("", REDACTED):
+            return m.group(0)
+        counter[0] += 1
+        return f"{m.group(1)}{user}:{REDACTED}@"
+    if user == REDACTED:
+        return m.group(0)
+    counter[0] += 1
+    return f"{m.group(1)}{REDACTED}@"
+
+
+def _minimal(line: str, counter: list[int]) -> str:
+    if "://" in line and "@" in line:
+        line = _URL_USERINFO.sub(lambda m: _url(m, counter), line)
+
+    def tok(m: re.Match[str]) -> str:
+        counter[0] += 1
+        return REDACTED
+
+    return _TOKENS.sub(tok, line)
+
+
+# -- the line rules --------------------------------------------------------------------------
+_KEYCHARS = r"[A-Za-z0-9_.-]"
+_HINT = r"(?i:pass|pwd|secret|token|key|cred|auth|cookie|-data|sessionid)"
+_KV = re.compile(
+    r"(?P<k>(?P<q>[\"']?)(?<![A-Za-z0-9_.-])(?P<name>" + _KEYCHARS + r"+)(?P=q)[ \t]*[=:][ \t]*)"
+    r"(?:(?P<ml>'''|\"\"\")(?P<mlv>.*?)(?P<mlc>(?P=ml)|$)"
+    r"|(?P<arr>\[)(?P<arrv>[^\]]*)(?P<arrc>\]|$)"
+    r"|\"(?P<dq>(?:[^\"\\]|\\.)*)\"|'(?P<sq>[^']*)'|(?P<u>[^\s\"',;{}\[\]]+))"
+)
+# --token X (argv joined into one string by ps, a shell history, a log of an exec)
+_FLAG_SPACE = re.compile(r"(?<![\w-])(?P<f>--?[A-Za-z0-9]" + _KEYCHARS + r"*)(?P<s>[ \t]+)(?P<v>[^\s-]\S*)")
+_HINT_ANY = re.compile(_HINT)  # a line without any of these has no key or flag to look at
+_AUTH_HEADER = re.compile(
+    r"(?i)(?P<h>\b(?:proxy-)?authorization[\"']?[ \t]*[:=][ \t]*[\"']?)"
+    r"(?:(?P<scheme>bearer|basic|token|digest|negotiate|aws4-hmac-sha256)[ \t]+)?(?P<v>[^\s\"',;]+)"
+)
+_BEARER = re.compile(r"(?i)\b(?P<scheme>bearer|basic)[ \t]+(?P<v>[A-Za-z0-9._~+/=-]{8,})")
+_COOKIE = re.compile(r"(?i)(?P<h>(?<![\w-])(?:set-)?cookie[\"']?[ \t]*:[ \t]*[\"']?)(?P<v>[^\"\r\n]+)")
+_CRI_ENV = re.compile(r"(&KeyValue\{Key:[^,}]*,Value:)([^}]*?)(,?\})")
+_JSON_ENV = re.compile(r"(\"(?i:env|envs)\"\s*:\s*\[)([^\]]*)(\])")
+_ENV_ITEM = re.compile(r"\"([^\"=]+)=((?:[^\"\\]|\\.)*)\"")
+# private keys (RSA, EC, OPENSSH, PKCS#8, ENCRYPTED, PGP PRIVATE KEY BLOCK); certificates are public
+_PEM_LABEL = r"[A-Z0-9 ]*(?:PRIVATE|SECRET|ENCRYPTED)[A-Z0-9 ]*"
+_PEM_BEGIN = re.compile(r"-----BEGIN (" + _PEM_LABEL + r")-----")
+_PEM_ONE_LINE = re.compile(r"(-----BEGIN (" + _PEM_LABEL + r")-----)(.*?)(-----END \2-----)")
+# base64 runs of a PEM body (not the marker's own letters, not short words of a log prefix)
+_B64_RUN = re.compile(r"(?<![<\w+/])(?:[A-Za-z0-9+/]{16,}={0,2}|[A-Za-z0-9+/]{2,15}={1,2})")
+_QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'[^']*'")
+_YAML_BLOCK = re.compile(r"[|>][-+0-9]*")
+
+
+_POINTER = re.compile(r"0x[0-9a-fA-F]{1,16}")  # Go prints a pointer field (Auth:0xc000123456), not its value
+_SCHEMES = {"bearer", "basic", "token", "digest", "negotiate"}
+
+
+def _skip(value: str) -> bool:
+    """Values that are no secret: already redacted, booleans and nulls, Go pointers."""
+    return value.startswith(REDACTED) or value.lower() in _PLAIN or _POINTER.fullmatch(value) is not None
+
+
+class LineRedactor:
+    """Streaming redactor of text, one line at a time (with the state of open PEM blocks,
+    multi-line TOML strings and arrays, and YAML block scalars)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._until: str | None = None  # closer of an open multi-line secret (''' """ ])
+        self._yaml_indent: int | None = None  # indentation of a secret key whose block scalar is open
+        self._pem = False
+        self._counted = True  # the open multi-line value was counted (counted on its first redacted text)
+
+    # one counter list shared with the module-level helpers
+    def _bump(self, n: int = 1) -> None:
+        self.count += n
+
+    def lines(self, lines: Iterable[str]) -> Iterator[str]:
+        for line in lines:
+            yield self.redact(line)
+
+    def redact(self, line: str) -> str:
+        body, nl = (line[:-1], "\n") if line.endswith("\n") else (line, "")
+        return self._redact(body) + nl
+
+    def _open(self) -> None:
+        self._counted = False
+
+    def _hidden(self, text: str, replacement: str) -> str:
+        """`text` of an open multi-line secret replaced; the value is counted once."""
+        if replacement != text and not self._counted:
+            self._counted = True
+            self.count += 1
+        return replacement
+
+    def _redact(self, line: str) -> str:
+        # open multi-line values first
+        if self._yaml_indent is not None:
+            indent = len(line) - len(line.lstrip(" "))
+            if not line.strip():
+                return line
+            if indent > self._yaml_indent:
+                return self._hidden(line, line[:indent] + REDACTED)
+            self._yaml_indent = None
+        if self._until is not None:
+            i = line.find(self._until)
+            head, rest = (line, "") if i < 0 else (line[:i], line[i:])
+            if i >= 0:
+                self._until = None
+            hidden = REDACTED if head.strip() else head
+            line = self._hidden(head, hidden) + rest
+            if i < 0:
+                return line
+        if self._pem:
+            head, sep, tail = line.partition("-----END ")
+            if sep:
+                self._pem = False
+            return self._hidden(head, _B64_RUN.sub(REDACTED, head)) + sep + tail
+        return self._rules(line)
+
+    def _rules(self, line: str) -> str:
+        counter = [0]
+        if "-----BEGIN " in line:
+            line = self._pem_rules(line, counter)
+        lower = line.lower()
+        if "keyvalue{" in lower:
+            line = _CRI_ENV.sub(lambda m: self._env_sub(m, counter), line)
+        if '"env' in lower:
+            line = _JSON_ENV.sub(lambda m: self._json_env(m, counter), line)
+        if "authorization" in lower:
+            line = _AUTH_HEADER.sub(lambda m: self._header(m, counter), line)
+        if "bearer" in lower or "basic" in lower:
+            line = _BEARER.sub(lambda m: self._bearer(m, counter), line)
+        if "cookie" in lower:
+            line = _COOKIE.sub(lambda m: self._cookie(m, counter), line)
+        line = _minimal(line, counter)
+        if _HINT_ANY.search(line):
+            line = _FLAG_SPACE.sub(lambda m: self._flag(m, counter), line)
+            line = self._kv_scan(line, counter)
+        self.count += counter[0]
+        return line
+
+    def _pem_rules(self, line: str, counter: list[int]) -> str:
+        def one(m: re.Match[str]) -> str:
+            if m.group(3).strip(" \\n") in ("", REDACTED):
+                return m.group(0)
+            counter[0] += 1
+            return f"{m.group(1)}{REDACTED}{m.group(4)}"
+
+        line = _PEM_ONE_LINE.sub(one, line)
+        begins = list(_PEM_BEGIN.finditer(line))
+        m = begins[-1] if begins else None
+        if m is not None and f"-----END {m.group(1)}-----" not in line[m.end() :]:
+            self._pem = True
+            self._open()
+            rest = line[m.end() :]
+            return line[: m.end()] + self._hidden(rest, _B64_RUN.sub(REDACTED, rest))
+        return line
+
+    @staticmethod
+    def _env_sub(m: re.Match[str], counter: list[int]) -> str:
+        if _skip(m.group(2)):
+            return m.group(0)
+        counter[0] += 1
+        return f"{m.group(1)}{REDACTED}{m.group(3)}"
+
+    @staticmethod
+    def _json_env(m: re.Match[str], counter: list[int]) -> str:
+        def item(e: re.Match[str]) -> str:
+            if e.group(2) == REDACTED:
+                return e.group(0)
+            counter[0] += 1
+            return f'"{e.group(1)}={REDACTED}"'
+
+        return m.group(1) + _ENV_ITEM.sub(item, m.group(2)) + m.group(3)
+
+    @staticmethod
+    def _header(m: re.Match[str], counter: list[int]) -> str:
+        if _skip(m.group("v")):
+            return m.group(0)
+        counter[0] += 1
+        scheme = f"{m.group('scheme')} " if m.group("scheme") else ""
+        return f"{m.group('h')}{scheme}{REDACTED}"
+
+    @staticmethod
+    def _bearer(m: re.Match[str], counter: list[int]) -> str:
+        if _skip(m.group("v")):
+            return m.group(0)
+        counter[0] += 1
+        return f"{m.group('scheme')} {REDACTED}"
+
+    @staticmethod
+    def _cookie(m: re.Match[str], counter: list[int]) -> str:
+        if _skip(m.group("v").strip()):
+            return m.group(0)
+        counter[0] += 1
+        return f"{m.group('h')}{REDACTED}"
+
+    @staticmethod
+    def _flag(m: re.Match[str], counter: list[int]) -> str:
+        if not is_secret_key(m.group("f")) or _skip(m.group("v").strip("\"'")):
+            return m.group(0)
+        counter[0] += 1
+        return f"{m.group('f')}{m.group('s')}{REDACTED}"
+
+    def _kv_scan(self, line: str, counter: list[int]) -> str:
+        """Each `key = value` by key name; after a key that is no secret, the scan goes on from
+        its value (`exec: DB_PASSWORD=x` holds a secret key inside the value of `exec`)."""
+        out: list[str] = []
+        pos = last = 0
+        while (m := _KV.search(line, pos)) is not None:
+            if not is_secret_key(m.group("name")):
+                pos = m.end("k")
+                continue
+            out += [line[last : m.start()], self._kv(m, counter, line)]
+            pos = last = m.end()
+        return "".join(out) + line[last:] if out else line
+
+    def _kv(self, m: re.Match[str], counter: list[int], line: str) -> str:
+        k = m.group("k")
+        if m.group("ml") is not None:
+            value = m.group("mlv")
+            if not m.group("mlc"):
+                self._until = m.group("ml")
+                self._open()
+                return f"{k}{m.group('ml')}{self._hidden(value, REDACTED if value.strip() else value)}"
+            if value.startswith(REDACTED):
+                return m.group(0)
+            counter[0] += 1
+            return f"{k}{m.group('ml')}{REDACTED}{m.group('mlc')}"
+        if m.group("arr") is not None:
+            inner = m.group("arrv")
+            n = [0]
+
+            def q(e: re.Match[str]) -> str:
+                s = e.group(0)
+                if s[1:-1].startswith(REDACTED):
+                    return s
+                n[0] += 1
+                return f"{s[0]}{REDACTED}{s[0]}"
+
+            inner = _QUOTED.sub(q, inner)
+            if not m.group("arrc"):
+                self._until = "]"
+                self._open()
+                self._counted = n[0] > 0
+            counter[0] += n[0]
+            return f"{k}[{inner}{m.group('arrc')}"
+        for group, quote in (("dq", '"'), ("sq", "'"), ("u", "")):
+            value = m.group(group)
+            if value is None:
+                continue
+            if _skip(value) or value.lower() in _SCHEMES:
+                return m.group(0)
+            if group == "u" and _YAML_BLOCK.fullmatch(value) and m.end() == len(line.rstrip()):
+                self._yaml_indent = len(line) - len(line.lstrip(" "))
+                self._open()
+                return m.group(0)
+            counter[0] += 1
+            return f"{k}{quote}{REDACTED}{quote}"
+        return m.group(0)
+
+
+def redact_line(line: str) -> tuple[str, int]:
+    """Redact one line on its own (no state carried to a next line); (line, redactions)."""
+    r = LineRedactor()
+    out = r.redact(line)
+    return out, r.count
+
+
+class MinimalRedactor:
+    """For members kept raw (goroutine dumps, sample series): known token prefixes and URL userinfo."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def lines(self, lines: Iterable[str]) -> Iterator[str]:
+        counter = [0]
+        for line in lines:
+            yield _minimal(line, counter)
+            self.count = counter[0]
+
+
+class EnvRedactor(LineRedactor):
+    """`KEY=VALUE` files (env files, /etc/default/*): a secret KEY loses its whole value."""
+
+    _LINE = re.compile(r"^(\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)=)(.*)$")
+
+    def _rules(self, line: str) -> str:
+        m = self._LINE.match(line)
+        if m and is_secret_key(m.group(2)) and not _skip(m.group(3).strip("\"'")):
+            self.count += 1
+            return m.group(1) + REDACTED
+        return super()._rules(line)
+
+
+# -- argv --------------------------------------------------------------------------------------
+_USER_FLAGS = {"-u", "--user", "--proxy-user"}  # curl user:password
+
+
+def redact_argv(argv: Sequence[str]) -> tuple[list[str], int]:
+    """Redact a command line element by element; (argv, redactions)."""
+    out: list[str] = []
+    count = 0
+    pending = False  # the previous element is a secret-named flag (or -u with user:pw next)
+    user_flag = False
+    for arg in argv:
+        if pending:
+            pending = False
+            if not _skip(arg):
+                out.append(REDACTED)
+                count += 1
+                continue
+        if user_flag:
+            user_flag = False
+            if ":" in arg and "://" not in arg:
+                user, _, _ = arg.partition(":")
+                out.append(f"{user}:{REDACTED}")
+                count += 1
+                continue
+        if arg.startswith("-") and not arg.startswith("---"):
+            name, eq, value = arg.partition("=")
+            if is_secret_key(name):
+                if eq:
+                    if _skip(value):
+                        out.append(arg)
+                    else:
+                        out.append(f"{name}={REDACTED}")
+                        count += 1
+                    continue
+                pending = True
+                out.append(arg)
+                continue
+            if name in _USER_FLAGS and not eq:
+                user_flag = True
+                out.append(arg)
+                continue
+        else:
+            key, eq, value = arg.partition("=")
+            if eq and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key) and is_secret_key(key):
+                if _skip(value):
+                    out.append(arg)
+                else:
+                    out.append(f"{key}={REDACTED}")
+                    count += 1
+                continue
+        r = LineRedactor()
+        red = "\n".join(r.redact(part) for part in arg.split("\n"))
+        out.append(red)
+        count += r.count
+    return out, count
+
+
+# -- TOML --------------------------------------------------------------------------------------
+_TOML_HEADER = re.compile(r"^\s*\[\[?\s*(?P<path>(?:[^\]\"'#]|\"(?:[^\"\\]|\\.)*\"|'[^']*')+?)\s*\]\]?\s*(?:#.*)?$")
+_TOML_KEY = re.compile(
+    r"^(?P<prefix>\s*(?P<key>(?:[A-Za-z0-9_-]+|\"(?:[^\"\\]|\\.)*\"|'[^']*')"
+    r"(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"(?:[^\"\\]|\\.)*\"|'[^']*'))*)\s*=\s*)(?P<value>.*)$"
+)
+_TOML_PART = re.compile(r"\"((?:[^\"\\]|\\.)*)\"|'([^']*)'|([A-Za-z0-9_-]+)")
+_REGISTRY_USER = {"username", "user"}
+
+
+class ValueNotRedacted(RedactionRefused):
+    """A structured check found a secret value the redactor left in place (the member is refused)."""
+
+
+def _toml_parts(dotted: str) -> list[str]:
+    return [m.group(1) or m.group(2) or m.group(3) or "" for m in _TOML_PART.finditer(dotted)]
+
+
+def _toml_secret_path(path: Sequence[str]) -> bool:
+    """A value at this key path is secret: a secret-named key or table on the path, or a
+    username under a registry config."""
+    if any(is_secret_key(p) for p in path):
+        return True
+    return bool(path) and path[-1].lower() in _REGISTRY_USER and any("registry" in p.lower() for p in path[:-1])
+
+
+class TomlRedactor(LineRedactor):
+    """TOML line by line, knowing the table each line is in (`[...registry.configs."r".auth]`):
+    every value of a secret-named key or table is redacted whatever its shape (string,
+    '''multi-line''', array over lines, inline table, number), and then the line rules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._table: list[str] = []
+
+    def _rules(self, line: str) -> str:
+        h = _TOML_HEADER.match(line)
+        if h:
+            self._table = _toml_parts(h.group("path"))
+            return line
+        m = _TOML_KEY.match(line)
+        if m and _toml_secret_path([*self._table, *_toml_parts(m.group("key"))]):
+            return m.group("prefix") + self._force(m.group("value"))
+        return super()._rules(line)
+
+    def _force(self, value: str) -> str:
+        v = value.lstrip()
+        lead = value[: len(value) - len(v)]
+        for ml in ("'''", '"""'):
+            if v.startswith(ml):
+                end = v.find(ml, 3)
+                if end >= 0:
+                    if v[3:end].startswith(REDACTED):
+                        return value
+                    self.count += 1
+                    return f"{lead}{ml}{REDACTED}{v[end:]}"
+                self._until = ml
+                self._open()
+                return lead + ml + self._hidden(v[3:], REDACTED if v[3:].strip() else v[3:])
+        if v.startswith(("[", "{")):
+            n = [0]
+            out = _QUOTED.sub(lambda q: self._quoted(q, n), v)
+            self.count += n[0]
+            if v.startswith("[") and "]" not in _QUOTED.sub("", v):
+                self._until = "]"
+                self._open()
+                self._counted = True
+            return lead + out
+        if v[:1] in ("'", '"'):
+            q = _QUOTED.match(v)
+            if q:
+                n = [0]
+                out = self._quoted(q, n)
+                self.count += n[0]
+                return lead + out + v[q.end() :]
+            return value
+        word, _, rest = v.partition(" ")
+        if _skip(word):
+            return value
+        self.count += 1
+        return f'{lead}"{REDACTED}"' + (f" {rest}" if rest else "")
+
+    @staticmethod
+    def _quoted(q: re.Match[str], n: list[int]) -> str:
+        s = q.group(0)
+        if s[1:-1].startswith(REDACTED) or len(s) == 2:
+            return s
+        n[0] += 1
+        return f"{s[0]}{REDACTED}{s[0]}"
+
+    def _redact(self, line: str) -> str:
+        if self._until == "]" and ('"' in line or "'" in line):
+            # an array over lines: its strings, so the document stays TOML
+            head, sep, tail = line.partition("]")
+            n = [0]
+            head = _QUOTED.sub(lambda q: self._quoted(q, n), head)
+            self.count += n[0]
+            if sep:
+                self._until = None
+            return head + sep + tail
+        return super()._redact(line)
+
+
+def _toml_leaves(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _toml_leaves(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _toml_leaves(v, (*path, str(i)))
+    else:
+        yield path, value
+
+
+def redact_toml(text: str) -> tuple[str, int]:
+    """Redact a TOML document by key, keeping every line; ValueError when it is not TOML,
+    ValueNotRedacted when the check of the result finds a secret value left."""
+    try:
+        before = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"not TOML: {exc}") from None
+    r = TomlRedactor()
+    out = "".join(r.lines(text.splitlines(keepends=True)))
+    # the check by structure: every secret leaf of the document is gone from the output
+    try:
+        after = dict(_toml_leaves(tomllib.loads(out), ()))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueNotRedacted(f"redacted TOML no longer parses ({exc})") from None
+    for path, value in _toml_leaves(before, ()):
+        if not _toml_secret_path([p for p in path if not p.isdigit()]) or isinstance(value, bool):
+            continue
+        got = after.get(path)
+        if not (isinstance(got, str) and got.startswith(REDACTED)) and str(value) not in ("", REDACTED):
+            raise ValueNotRedacted(f"value of {'.'.join(path)} not redacted")
+    return out, r.count
+
+
+def _text_value(value: str) -> tuple[str, int]:
+    """Line rules applied to a string value of a non-secret key (URLs, tokens, PEM inside)."""
+    r = LineRedactor()
+    out = "".join(r.lines(value.splitlines(keepends=True)))
+    return out, r.count
+
+
+# -- JSON --------------------------------------------------------------------------------------
+_ENV_KEYS = {"env", "envs", "environment"}
+_ARGV_KEYS = {"args", "argv", "command", "cmd", "cmdline", "entrypoint"}
+
+
+class _JsonWalk:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def secret(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: self.secret(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.secret(v) for v in value]
+        if isinstance(value, bool) or value is None or value == REDACTED or value == "":
+            return value
+        self.count += 1
+        return REDACTED
+
+    def env_item(self, item: Any) -> Any:
+        if isinstance(item, str):
+            key, eq, value = item.partition("=")
+            if eq and value != REDACTED:
+                self.count += 1
+                return f"{key}={REDACTED}"
+            return item
+        if isinstance(item, dict):
+            return {k: (self.secret(v) if k.lower() == "value" else self.walk(v)) for k, v in item.items()}
+        return self.walk(item)
+
+    def walk(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            named = next((value[k] for k in ("key", "name", "Key", "Name") if isinstance(value.get(k), str)), None)
+            for k, v in value.items():
+                if is_secret_key(k):
+                    out[k] = self.secret(v)
+                elif k.lower() in _ENV_KEYS and isinstance(v, list):
+                    out[k] = [self.env_item(i) for i in v]
+                elif k.lower() in _ENV_KEYS and isinstance(v, dict):
+                    out[k] = {ek: self.secret(ev) for ek, ev in v.items()}
+                elif k.lower() == "value" and named is not None and is_secret_key(named):
+                    out[k] = self.secret(v)
+                elif k.lower() in _ARGV_KEYS and isinstance(v, list) and all(isinstance(i, str) for i in v):
+                    out[k], n = redact_argv(v)
+                    self.count += n
+                else:
+                    out[k] = self.walk(v)
+            return out
+        if isinstance(value, list):
+            return [self.walk(v) for v in value]
+        if isinstance(value, str):
+            red, n = _text_value(value)
+            self.count += n
+            return red
+        return value
+
+
+def redact_json(text: str) -> tuple[str, int]:
+    """Redact a JSON document (or JSON Lines) by key; lines that are not JSON get the line rules."""
+    walk = _JsonWalk()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        out: list[str] = []
+        lines = LineRedactor()
+        for line in text.splitlines(keepends=True):
+            try:
+                item = json.loads(line)
+            except ValueError:
+                out.append(lines.redact(line))
+                continue
+            out.append(json.dumps(walk.walk(item), ensure_ascii=False) + ("\n" if line.endswith("\n") else ""))
+        return "".join(out), walk.count + lines.count
+    return json.dumps(walk.walk(doc), indent=2, ensure_ascii=False) + "\n", walk.count
+
+
+# -- choosing a redactor -----------------------------------------------------------------------
+class Redactor(Protocol):
+    count: int
+
+    def lines(self, lines: Iterable[str]) -> Iterator[str]: ...
+
+
+class DocumentRedactor:
+    """A whole-document redactor (TOML, JSON): reads the member (at most MAX_STRUCTURED bytes)."""
+
+    def __init__(self, kind: str, limit: int | None = None) -> None:
+        self.kind = kind
+        self.limit = MAX_STRUCTURED if limit is None else limit
+        self.count = 0
+        self.note: str | None = None
+
+    def lines(self, lines: Iterable[str]) -> Iterator[str]:
+        parts: list[str] = []
+        size = 0
+        for line in lines:
+            size += len(line)
+            if size > self.limit:
+                raise TooLargeToRedact(
+                    f"{self.kind} member larger than {self.limit} bytes: refused (too large to redact by structure)"
+                )
+            parts.append(line)
+        text = "".join(parts)
+        if self.kind == "toml":
+            try:
+                out, n = redact_toml(text)
+            except RedactionRefused:
+                raise
+            except ValueError as exc:
+                # invalid TOML (containerd would not start with it either): the line rules,
+                # which know multi-line strings and arrays, and a note saying so
+                self.note = f"{exc}; redacted line by line"
+                r = LineRedactor()
+                out, n = "".join(r.lines(text.splitlines(keepends=True))), r.count
+        else:
+            out, n = redact_json(text)
+        self.count = n
+        yield from out.splitlines(keepends=True)
+
+
+_TOML_KINDS = {"containerd-config", "toml"}
+_JSON_KINDS = {"json", "cri-json", "cri-inspect", "cri-info", "crictl-inspect"}
+_ENV_KINDS = {"env", "environ"}
+
+
+def redactor_for(kind: str | None, path: str = "", redact: bool = True) -> Redactor:
+    """The redactor of a member, by its kind (a parser KIND) and then its file name."""
+    if not redact:
+        return MinimalRedactor()
+    name = path.lower()
+    if kind in _TOML_KINDS or (kind is None and name.endswith(".toml")):
+        return DocumentRedactor("toml")
+    if kind in _JSON_KINDS or (kind is None and name.endswith(".json")):
+        return DocumentRedactor("json")
+    if kind in _ENV_KINDS or (kind is None and (name.endswith(".env") or "/environ" in name)):
+        return EnvRedactor()
+    return LineRedactor()
+
+
+class RedactedLines(list[str]):
+    """Lines already redacted by their producer (argv in a ps table): carries the count."""
+
+    def __init__(self, lines: Iterable[str] = (), redactions: int = 0) -> None:
+        super().__init__(lines)
+        self.redactions = redactions
