@@ -100,7 +100,8 @@ def main() -> int:
             LineRedactor().redact(text)
             times.append(time.perf_counter() - t0)
         ratio = times[1] / max(times[0], 1e-6)
-        good = ratio <= 6 and times[1] < 10
+        # linear: 4x the input takes at most ~6x the time; under 0.1 s the ratio is timer noise
+        good = (ratio <= 6 or times[1] < 0.1) and times[1] < 10
         total += 1
         ok += good
         print(f"  {name:<12} {times[0]:7.3f} s {times[1]:7.3f} s  ratio {ratio:4.1f}  {'ok' if good else 'OVER'}")
