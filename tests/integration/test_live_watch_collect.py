@@ -81,7 +81,11 @@ def test_collect_cli_on_a_real_node(containerd: ContainerdProcess, images: dict[
     assert members["proc/pressure/io"].startswith("# pleg-doctor sample ")
     assert by_path["config/containerd.toml"]["kind"] == "containerd-config"
     assert "restrict_oom_score_adj = true" in members["config/containerd.toml"]
-    assert "[plugins" in members["config/containerd-config-dump.toml"]
+    assert "config/containerd-config-dump.toml" not in members  # containerd's binary is never run
+    assert manifest["runtime"]["found_by"].startswith("SO_PEERCRED of ")
+    assert {"type": "signal", "pid": containerd.pid, "signal": "SIGUSR1"}.items() <= next(
+        a for a in manifest["actions"] if a["type"] == "signal"
+    ).items()
     assert "containerd: containerd github.com/containerd/containerd" in members["versions.txt"]
     assert f"pid={containerd.pid} tgid={containerd.pid} comm=containerd" in members["tasks/stacks.txt"]
     assert by_path["logs/containerd.log"]["kind"] == "containerd-log"
@@ -219,7 +223,7 @@ def test_watch_keeps_serving_with_missing_socket_and_readonly_capture_dir(
     ro = tmp_path / "ro"
     ro.mkdir()
     # -n: mount(8) writes no utab entry, so it does not create /run/mount
-    subprocess.run(["mount", "-n", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
+    subprocess.run(["mount", "-n", "-t", "tmpfs", "-o", "ro,size=1m,mode=0700", "tmpfs", str(ro)], check=True)
     try:
         cfg = WatchConfig(
             listen="127.0.0.1:0",

@@ -4,33 +4,46 @@ What it reads: kubelet and containerd logs (journalctl --all when there is a jou
 the log file containerd writes to, else well-known files), containerd's goroutine dump (pprof
 on the debug socket when configured, else SIGUSR1 and /tmp/containerd.<pid>.stacks.log), the
 shims' dumps (SIGUSR1 per shim, read back from containerd's log), /proc/pressure, two samples
-of /proc/diskstats, meminfo and vmstat, the mount table, the containerd config (file and
-`containerd config dump`), versions, dmesg, every task's state and wait channel (read from
+of /proc/diskstats, meminfo and vmstat, the mount table, the containerd config (its file and
+the files it `imports`, read through /proc/<pid>/root), versions (read from the binaries' Go
+build info and the CRI Version call), the kernel log (/dev/kmsg), every task's state and wait channel (read from
 /proc/<pid>/task/<tid>/{stat,wchan}; the runtime's tasks always, however many tasks the node
 has), kernel stacks of D-state tasks and of the runtime's tasks, the runtime processes'
 /proc/<pid>/status (TracerPid) and cgroup freezer state, the load average, and the boot time.
 A bundle captured by `watch` also records why (manifest `trigger`, plegdoctor.live.trigger).
 
+What it runs: no binary found through /proc or by a process's name, ever (a pod can name a
+process `kubelet`; running its binary as root would run the pod's code on the host). The only
+commands are fixed system tools at fixed paths (`TRUSTED_TOOLS`: journalctl, and dmesg when
+/dev/kmsg is unreadable). The runtime is the process holding the CRI socket (SO_PEERCRED of a
+connection to it, else the socket inode), not whatever is named containerd; shims must share
+its mount namespace; the kubelet must share PID 1's, and its files are only read.
+
 What it changes on the node: nothing, except the SIGUSR1 dumps it asks for. containerd
 writes its dump file itself (`containerd.<pid>.stacks.log` in its TMPDIR, overwritten at each
-signal); we leave it there, as a manual SIGUSR1 would. Every step has a deadline and records
-its error in the manifest; a hung runtime never blocks the collection.
+signal); we leave it there, as a manual SIGUSR1 would. The manifest's `actions` list every
+command run (argv, exit, seconds), signal sent (pid, signal, why) and socket call (CRI Version,
+ListContainers, pprof, the SO_PEERCRED connect). Every step has a deadline and records its
+error in the manifest; a hung runtime never blocks the collection.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import http.client
 import os
 import re
-import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import tomllib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +55,8 @@ import click
 from plegdoctor.errors import UserError
 from plegdoctor.live.bundle import BundleWriter
 from plegdoctor.live.cri.client import DEFAULT_ENDPOINT, CRIClient, CRIError, socket_path
+from plegdoctor.live.gobinary import binary_version, read_build_info
+from plegdoctor.live.redact import RedactedLines, redact_argv
 from plegdoctor.live.samplers import NodeSampler, RawSample
 from plegdoctor.testbed.procs import ProcInfo, iter_procs, read_proc
 
@@ -89,11 +104,69 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+# -- what collect does on the node ---------------------------------------------------------------
+# The only programs collect runs: fixed system tools at fixed paths. Never a PATH lookup, never
+# a binary found through /proc/<pid>/exe or named after a process.
+TRUSTED_TOOLS: dict[str, tuple[str, ...]] = {
+    "journalctl": ("/usr/bin/journalctl", "/bin/journalctl"),
+    "dmesg": ("/usr/bin/dmesg", "/bin/dmesg"),
+}
+
+
+def trusted_tool(name: str) -> str | None:
+    """The fixed path of system tool `name` when it is installed there, else None."""
+    for path in TRUSTED_TOOLS.get(name, ()):
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+class Actions:
+    """Everything collect did that another process could see (manifest `actions`): each
+    command run (argv, exit, seconds), signal sent (pid, signal, why) and socket call."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def command(self, argv: list[str], exit_code: int | None, seconds: float, **extra: Any) -> None:
+        self.items.append(
+            {"type": "command", "argv": list(argv), "exit": exit_code, "seconds": round(seconds, 3), **extra}
+        )
+
+    def signal(self, pid: int, sig: signal.Signals, why: str, error: str | None = None) -> None:
+        item: dict[str, Any] = {"type": "signal", "pid": pid, "signal": sig.name, "why": why}
+        if error:
+            item["error"] = error
+        self.items.append(item)
+
+    def socket(self, endpoint: str, call: str, seconds: float, error: str | None = None, **extra: Any) -> None:
+        item: dict[str, Any] = {"type": "socket", "endpoint": endpoint, "call": call, "seconds": round(seconds, 3)}
+        if error:
+            item["error"] = error
+        self.items.append({**item, **extra})
+
+    def summary(self) -> list[str]:
+        """One line per kind, for the CLI: exactly what was run, signalled and called."""
+        return summarize_actions(self.items)
+
+
+def summarize_actions(items: list[dict[str, Any]]) -> list[str]:
+    commands = [" ".join(a["argv"]) for a in items if a.get("type") == "command"]
+    signals = [f"{a['signal']} to pid {a['pid']} ({a['why']})" for a in items if a.get("type") == "signal"]
+    calls = [f"{a['call']} on {a['endpoint']}" for a in items if a.get("type") == "socket"]
+    out = []
+    out.append("ran " + ("; ".join(dict.fromkeys(commands)) if commands else "no command"))
+    out.append("sent " + ("; ".join(signals) if signals else "no signal"))
+    out.append("socket calls: " + ("; ".join(dict.fromkeys(calls)) if calls else "none"))
+    return out
+
+
 # -- discovery ---------------------------------------------------------------------------------
-def _unix_inodes(pid: int, path: str) -> set[str]:
+def _listening_inodes(path: str) -> set[str]:
+    """Inodes of the unix sockets bound to `path` (/proc/self/net/unix: the node's with hostNetwork)."""
     out: set[str] = set()
     try:
-        with open(f"/proc/{pid}/net/unix") as fh:
+        with open("/proc/self/net/unix") as fh:
             next(fh, None)
             for line in fh:
                 parts = line.split()
@@ -116,18 +189,67 @@ def _has_socket_inode(pid: int, inodes: set[str]) -> bool:
     return False
 
 
-def find_containerd_pid(endpoint: str = DEFAULT_ENDPOINT) -> int | None:
-    """The containerd serving `endpoint` (by the socket inode it holds); else the only containerd."""
-    candidates = [p for p in iter_procs() if p.comm == "containerd"]
+def socket_peer_pid(path: str, timeout: float = 2.0) -> int | None:
+    """The PID that listens on unix socket `path` (SO_PEERCRED of a connection; nothing is sent)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        creds = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid = struct.unpack("3i", creds)[0]
+    return pid if pid > 0 else None
+
+
+def find_runtime_pid(endpoint: str = DEFAULT_ENDPOINT, actions: Actions | None = None) -> tuple[int | None, str]:
+    """(pid, how it was found) of the process serving the CRI socket `endpoint` - by the
+    socket, never by a process name: SO_PEERCRED of a connection to it, else the one process
+    holding the socket's inode. PID 1 (systemd socket activation) is not the runtime."""
     path = socket_path(endpoint)
-    if path:
-        for p in candidates:
-            inodes = _unix_inodes(p.pid, path)
-            if inodes and _has_socket_inode(p.pid, inodes):
-                return p.pid
-    if len(candidates) == 1 and (path is None or path == socket_path(DEFAULT_ENDPOINT)):
-        return candidates[0].pid
+    if not path:
+        return None, f"{endpoint} is not a unix socket: the runtime process cannot be identified"
+    t0 = time.monotonic()
+    try:
+        pid = socket_peer_pid(path)
+        if actions is not None:
+            actions.socket(path, "connect (SO_PEERCRED; no request sent)", time.monotonic() - t0, peer_pid=pid)
+        if pid == os.getpid():
+            return None, f"{path} is served by this process (pleg-doctor itself), not by a runtime"
+        if pid is not None and pid != 1 and os.path.isdir(f"/proc/{pid}"):
+            return pid, f"SO_PEERCRED of {path}"
+    except OSError as exc:
+        if actions is not None:
+            actions.socket(path, "connect (SO_PEERCRED)", time.monotonic() - t0, error=exc.strerror or str(exc))
+    inodes = _listening_inodes(path)
+    if inodes:
+        me = os.getpid()
+        holders = [p.pid for p in iter_procs() if p.pid not in (1, me) and _has_socket_inode(p.pid, inodes)]
+        if len(holders) == 1:
+            return holders[0], f"holder of the socket inode of {path}"
+        if holders:
+            return None, f"{len(holders)} processes hold {path} ({', '.join(map(str, holders[:5]))}): ambiguous"
+    return None, f"no process found serving {path}"
+
+
+def mount_ns(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def find_kubelet_pid() -> int | None:
+    """A process named kubelet in the node's mount namespace (PID 1's, or ours when PID 1's
+    cannot be read): a pod naming a process kubelet is not it. Only its files are read."""
+    host = mount_ns(1) or mount_ns("self")
+    for p in iter_procs():
+        if p.comm == "kubelet" and host is not None and mount_ns(p.pid) == host:
+            return p.pid
     return None
+
+
+def runtime_program(pid: int) -> str:
+    """The main package of the runtime's binary, read from its Go build info ('' if none)."""
+    info = read_build_info(f"/proc/{pid}/exe")
+    return info.path if info else ""
 
 
 def config_path_of(info: ProcInfo) -> str:
@@ -148,6 +270,52 @@ def in_root(pid: int | None, path: str) -> str:
             os.stat(candidate)
             return candidate
     return path
+
+
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_FILES = 32
+
+
+def _config_imports(text: str) -> list[str]:
+    """The top-level `imports = [...]` of a containerd config (v2+); [] when there is none or it is not TOML."""
+    try:
+        value = tomllib.loads(text).get("imports")
+    except tomllib.TOMLDecodeError:
+        return []
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def containerd_configs(pid: int | None, main: str) -> list[tuple[str, str | None, str | None]]:
+    """(path, text or None, error) of containerd's config file and of the files its `imports`
+    name (globs, relative to the importing file, followed recursively), read through
+    /proc/<pid>/root so the paths are the runtime's. At most MAX_CONFIG_FILES files of
+    MAX_CONFIG_BYTES each; this is what `containerd config dump` would merge, without running it."""
+    root = f"/proc/{pid}/root" if pid is not None and os.path.isdir(f"/proc/{pid}/root") else ""
+    out: list[tuple[str, str | None, str | None]] = []
+    queue, seen = [main], set()
+    while queue and len(out) < MAX_CONFIG_FILES:
+        path = queue.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            with open(root + path, "rb") as fh:
+                data = fh.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            out.append((path, None, f"{path}: {exc.strerror or exc}"))
+            continue
+        if len(data) > MAX_CONFIG_BYTES:
+            out.append((path, None, f"{path}: larger than {MAX_CONFIG_BYTES} bytes, not read"))
+            continue
+        text = data.decode("utf-8", "replace")
+        out.append((path, text, None))
+        for pattern in _config_imports(text):
+            pattern = pattern if pattern.startswith("/") else os.path.join(os.path.dirname(path), pattern)
+            matches = sorted(glob.glob(root + pattern))[:MAX_CONFIG_FILES]
+            queue.extend(m[len(root) :] for m in matches if os.path.isfile(m))
+    if queue:
+        out.append((queue[0], None, f"more than {MAX_CONFIG_FILES} config files: {len(queue)} imports not read"))
+    return out
 
 
 def environ_of(pid: int) -> dict[str, str]:
@@ -223,48 +391,127 @@ def logrus_since(lines: Iterable[str], since: datetime) -> Iterator[str]:
             yield line
 
 
-def run_command(cmd: list[str], timeout: float, max_bytes: int = MAX_LOG_BYTES) -> list[str]:
-    """Run a command with a deadline; its stdout lines (stderr joins the error when it fails)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+@dataclass
+class Tail:
+    """The newest `max_bytes` of a command's output, as lines; `dropped` bytes were cut from the head."""
+
+    lines: list[str]
+    total: int = 0
+    dropped: int = 0
+
+    def note(self) -> str | None:
+        if not self.dropped:
+            return None
+        kept = self.total - self.dropped
+        return f"kept the newest {kept} of {self.total} bytes: {self.dropped} dropped from the head"
+
+
+_TRUSTED_PATHS = frozenset(p for paths in TRUSTED_TOOLS.values() for p in paths)
+
+
+def _tool_env() -> dict[str, str]:
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
+    if "TZ" in os.environ:
+        env["TZ"] = os.environ["TZ"]
+    return env
+
+
+def run_tail(cmd: list[str], timeout: float, max_bytes: int = MAX_LOG_BYTES, actions: Actions | None = None) -> Tail:
+    """Run a trusted tool (TRUSTED_TOOLS, by its fixed path) with a deadline, streaming its
+    stdout and keeping only the newest `max_bytes` (memory stays bounded on any output size).
+    A failed exit raises RuntimeError with the last stderr line; the deadline kills it."""
+    if cmd[0] not in _TRUSTED_PATHS:
+        raise RuntimeError(f"{cmd[0]}: not run (collect runs only {', '.join(sorted(_TRUSTED_PATHS))})")
+    t0 = time.monotonic()
+    chunks: deque[bytes] = deque()
+    kept = total = 0
+    killed = threading.Event()
+    with tempfile.TemporaryFile() as err:
         try:
-            proc = subprocess.run(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
-        except FileNotFoundError:
-            raise RuntimeError(f"{cmd[0]} not found") from None
-        except subprocess.TimeoutExpired:
-            raise StepTimeout(f"{' '.join(cmd)}: no result within {timeout:g}s") from None
-        out.seek(0)
-        data = out.read(max_bytes)
-        if proc.returncode != 0:
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=_tool_env(), close_fds=True
+            )
+        except OSError as exc:
+            if actions is not None:
+                actions.command(cmd, None, time.monotonic() - t0, error=exc.strerror or str(exc))
+            raise RuntimeError(f"{cmd[0]}: {exc.strerror or exc}") from None
+
+        def kill() -> None:
+            killed.set()
+            with contextlib.suppress(OSError):
+                proc.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            while chunk := os.read(proc.stdout.fileno(), 1 << 20):
+                chunks.append(chunk)
+                kept += len(chunk)
+                total += len(chunk)
+                while len(chunks) > 1 and kept - len(chunks[0]) >= max_bytes:
+                    kept -= len(chunks.popleft())
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if actions is not None:
+            actions.command(cmd, None if killed.is_set() else rc, time.monotonic() - t0)
+        if killed.is_set():
+            raise StepTimeout(f"{' '.join(cmd)}: no result within {timeout:g}s (killed)")
+        if rc != 0:
             err.seek(0)
             msg = err.read(400).decode("utf-8", "replace").strip().splitlines()
-            raise RuntimeError(f"{' '.join(cmd[:3])} exited {proc.returncode}: {msg[-1] if msg else ''}")
-    return data.decode("utf-8", "replace").splitlines(keepends=True)
+            raise RuntimeError(f"{' '.join(cmd[:3])} exited {rc}: {msg[-1] if msg else ''}")
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        data = data[-max_bytes:]
+        nl = data.find(b"\n")
+        data = data[nl + 1 :] if nl >= 0 else b""  # drop the partial first line
+    return Tail(data.decode("utf-8", "replace").splitlines(keepends=True), total, total - len(data))
+
+
+def run_command(
+    cmd: list[str], timeout: float, max_bytes: int = MAX_LOG_BYTES, actions: Actions | None = None
+) -> list[str]:
+    """run_tail's lines."""
+    return run_tail(cmd, timeout, max_bytes, actions).lines
 
 
 def journal_available() -> bool:
-    if shutil.which("journalctl") is None:
+    if trusted_tool("journalctl") is None:
         return False
     return any(os.path.isdir(d) and any(os.scandir(d)) for d in ("/var/log/journal", "/run/log/journal"))
 
 
-def journal_lines(unit: str, since: datetime, timeout: float) -> list[str]:
-    lines = run_command(
-        [
-            "journalctl",
-            "-u",
-            unit,
-            "--since",
-            since.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-            "--all",
-            "--no-pager",
-            "-o",
-            "short-iso-precise",
-        ],
-        timeout,
-    )
+def journal_argv(unit: str, since: datetime) -> list[str]:
+    return [
+        trusted_tool("journalctl") or TRUSTED_TOOLS["journalctl"][0],
+        "-u",
+        unit,
+        "--since",
+        since.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+        "--all",
+        "--no-pager",
+        "-o",
+        "short-iso-precise",
+    ]
+
+
+def journal_lines(
+    unit: str, since: datetime, timeout: float, actions: Actions | None = None, max_bytes: int = MAX_LOG_BYTES
+) -> Tail:
+    """The unit's journal since `since`: the newest `max_bytes` (a stall is at the end, not the start)."""
+    tail = run_tail(journal_argv(unit, since), timeout, max_bytes, actions)
+    lines = tail.lines
     if not lines or (len(lines) == 1 and lines[0].startswith("-- No entries --")):
         raise RuntimeError(f"journal has no entries for unit {unit}")
-    return lines
+    return tail
 
 
 @dataclass
@@ -274,7 +521,8 @@ class Task:
     state: str
     comm: str
     wchan: str
-    cmd: str
+    cmd: str  # the command line, redacted element by element before it was joined
+    redactions: int = 0  # how many argv elements were redacted
 
 
 def iter_tasks(limit: int = MAX_TASKS) -> Iterator[Task]:
@@ -286,7 +534,8 @@ def iter_tasks(limit: int = MAX_TASKS) -> Iterator[Task]:
         runtime = proc.comm.startswith(RUNTIME_COMMS)
         if n >= limit and not runtime:
             continue
-        cmd = " ".join(proc.cmdline) or f"[{proc.comm}]"
+        argv, redactions = redact_argv(proc.cmdline)
+        cmd = " ".join(argv) or f"[{proc.comm}]"
         try:
             tids = [int(e.name) for e in os.scandir(f"/proc/{proc.pid}/task") if e.name.isdigit()]
         except OSError:
@@ -305,7 +554,7 @@ def iter_tasks(limit: int = MAX_TASKS) -> Iterator[Task]:
                 wchan = Path(f"/proc/{proc.pid}/task/{tid}/wchan").read_text().strip() or "-"
             except OSError:
                 wchan = "-"
-            yield Task(proc.pid, tid, state, comm, "-" if wchan == "0" else wchan, cmd)
+            yield Task(proc.pid, tid, state, comm, "-" if wchan == "0" else wchan, cmd, redactions)
             n += 1
             if n >= limit and not runtime:
                 break
@@ -313,10 +562,11 @@ def iter_tasks(limit: int = MAX_TASKS) -> Iterator[Task]:
 
 def ps_table(tasks: list[Task]) -> list[str]:
     """`ps -eLo pid,tid,stat,wchan:32,comm,cmd`-like table (read by plegdoctor.parsers.ps)."""
-    lines = [f"{'PID':>7} {'TID':>7} STAT {'WCHAN':<32} {'COMMAND':<16} CMD\n"]
+    lines = RedactedLines([f"{'PID':>7} {'TID':>7} STAT {'WCHAN':<32} {'COMMAND':<16} CMD\n"])
     for t in tasks:
         comm = t.comm.replace(" ", "_") or "-"
         lines.append(f"{t.pid:>7} {t.tid:>7} {t.state:<4} {t.wchan[:32]:<32} {comm:<16} {t.cmd}\n")
+        lines.redactions += t.redactions
     return lines
 
 
@@ -412,10 +662,11 @@ def boot_time() -> float | None:
 
 def task_stacks(tasks: list[Task]) -> list[str]:
     """Kernel stacks of D-state tasks and of the runtime's tasks, in the collector format of parsers.proc_stack."""
-    lines: list[str] = []
+    lines = RedactedLines()
     for t in tasks:
         if t.state != "D" and not is_runtime_task(t):
             continue
+        lines.redactions += t.redactions  # t.cmd is redacted already (iter_tasks)
         try:
             stack = Path(f"/proc/{t.pid}/task/{t.tid}/stack").read_text()
         except OSError as exc:
@@ -429,35 +680,41 @@ def task_stacks(tasks: list[Task]) -> list[str]:
     return lines
 
 
-def dmesg_lines(timeout: float) -> list[str]:
-    errors: list[str] = []
-    for cmd in (["dmesg", "--time-format", "iso"], ["dmesg"]):
+def dmesg_lines(timeout: float, actions: Actions | None = None) -> list[str]:
+    """The kernel log from /dev/kmsg; `dmesg` (by its fixed path) only when /dev/kmsg gives nothing."""
+    lines = kmsg_lines()
+    if lines:
+        return lines
+    errors = ["/dev/kmsg unreadable or empty"]
+    dmesg = trusted_tool("dmesg")
+    if dmesg is None:
+        raise RuntimeError("; ".join([*errors, f"no dmesg at {' or '.join(TRUSTED_TOOLS['dmesg'])}"]))
+    for cmd in ([dmesg, "--time-format", "iso"], [dmesg]):
         try:
-            return run_command(cmd, timeout)
+            return run_command(cmd, timeout, actions=actions)
         except (RuntimeError, StepTimeout) as exc:
             errors.append(str(exc))
-    return kmsg_lines() or _raise(RuntimeError("; ".join(errors)))
+    raise RuntimeError("; ".join(errors))
 
 
-def _raise(exc: Exception) -> Any:
-    raise exc
-
-
-def kmsg_lines(limit: int = 20000) -> list[str]:
-    """Read /dev/kmsg without blocking; `<prio>,seq,usec,flags;msg` -> `[sec.usec] msg`."""
-    out: list[str] = []
+def kmsg_lines(limit: int = 20000, max_records: int = 2_000_000) -> list[str]:
+    """Read /dev/kmsg without blocking, keeping the newest `limit` records;
+    `<prio>,seq,usec,flags;msg` -> `[sec.usec] msg`."""
+    out: deque[str] = deque(maxlen=limit)
     try:
         fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
-        return out
+        return []
     try:
-        while len(out) < limit:
+        for _ in range(max_records):
             try:
                 rec = os.read(fd, 8192).decode("utf-8", "replace")
             except BlockingIOError:
                 break
             except OSError:
                 continue  # EPIPE: records overwritten while reading
+            if not rec:
+                break
             head, _, msg = rec.partition(";")
             parts = head.split(",")
             if len(parts) >= 3 and parts[2].isdigit():
@@ -465,59 +722,59 @@ def kmsg_lines(limit: int = 20000) -> list[str]:
                 out.append(f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}] {msg.splitlines()[0] if msg else ''}\n")
     finally:
         os.close(fd)
-    return out
+    return list(out)
 
 
-def go_build_version(path: str) -> str:
-    """Go version from a Go binary's build info (`\\xff Go buildinf:` header), '' if not found."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(64 << 20)
-    except OSError:
-        return ""
-    i = data.find(b"\xff Go buildinf:")
-    if i < 0:
-        return ""
-    flags = data[i + 15]
-    if flags & 2:  # Go >= 1.18: inline varint-prefixed strings after the 32-byte header
-        pos = i + 32
-        length, shift = 0, 0
-        while pos < len(data):
-            b = data[pos]
-            pos += 1
-            length |= (b & 0x7F) << shift
-            if not b & 0x80:
-                break
-            shift += 7
-        return data[pos : pos + length].decode("utf-8", "replace")
-    m = re.search(rb"go1\.\d+(?:\.\d+)?", data[i : i + 4096])
-    return m.group(0).decode() if m else ""
+RUNC_PATHS = (
+    "/usr/local/sbin/runc",
+    "/usr/local/bin/runc",
+    "/usr/sbin/runc",
+    "/usr/bin/runc",
+    "/sbin/runc",
+    "/bin/runc",
+)
 
 
-def same_file(a: str, b: str) -> bool:
-    try:
-        sa, sb = os.stat(a), os.stat(b)
-    except OSError:
-        return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+def _binary_lines(name: str, path: str, shown: str, cri: tuple[str, str] | None = None) -> list[str]:
+    """`name: ...` lines (plegdoctor.parsers.versions) for the binary at `path` (read, never run);
+    `cri` is (version, endpoint) from the CRI Version answer, which wins for the runtime."""
+    bv = binary_version(name, path)
+    lines: list[str] = []
+    version = cri[0] if cri else (bv.version.value if bv.version else "")
+    revision = bv.revision.value if bv.revision and bv.revision.value != version else ""
+    if not version:
+        why = bv.error or "no version in its Go build info or symbols"
+        lines.append(f"{name}: unknown ({why}; {shown} read, not executed)\n")
+    elif name == "containerd":
+        lines.append(f"{name}: containerd github.com/containerd/containerd {version} {revision}".rstrip() + "\n")
+    elif name == "runc":
+        lines.append(f"runc: runc version {version}\n")
+    elif name == "kubelet":
+        lines.append(f"kubelet: Kubernetes {version}\n")
+    else:
+        lines.append(f"{name}: {version}\n")
+    if cri:
+        lines.append(f"{name}_source: CRI Version on {cri[1]}\n")
+        if bv.version:
+            lines.append(f"{name}_binary: {bv.version.value} ({bv.version.source} of {shown})\n")
+    elif bv.version:
+        lines.append(f"{name}_source: {bv.version.source} of {shown}\n")
+    if bv.module:
+        lines.append(f"{name}_program: {bv.module}\n")
+    if bv.go:
+        lines.append(f"{name}_go: {bv.go}\n")
+    return lines
 
 
-def _runnable(name: str, pid: int | None) -> tuple[str | None, str | None]:
-    """(binary to execute, binary to read) for the running `name` process.
-
-    A binary found through /proc/<pid>/exe is never executed: a process can be in another
-    mount namespace (a container may name itself "kubelet"), and running its binary as root
-    on the host would run whatever it is. The one on PATH is run when it is the same file the
-    process runs; the /proc copy is only read (Go build info)."""
-    on_path = shutil.which(name)
-    if pid is None:
-        return on_path, on_path
-    exe = f"/proc/{pid}/exe"
-    return (on_path if on_path and same_file(exe, on_path) else None), exe
-
-
-def versions_text(ctd_pid: int | None, timeout: float) -> list[str]:
-    """Versions as `name: value` lines (read by plegdoctor.parsers.versions)."""
+def versions_text(
+    ctd_pid: int | None,
+    kubelet_pid: int | None = None,
+    shim_pid: int | None = None,
+    cri: tuple[str, str] | None = None,
+) -> list[str]:
+    """Versions as `name: value` lines (read by plegdoctor.parsers.versions). Nothing is run:
+    the containerd version is the CRI Version answer (`cri`: version, endpoint) or read from
+    /proc/<pid>/exe; runc, kubelet and shim versions are read from their files."""
     uname = os.uname()
     lines = [f"kernel: {uname.release}\n", f"kernel_version: {uname.version}\n", f"machine: {uname.machine}\n"]
     with contextlib.suppress(OSError):
@@ -526,30 +783,28 @@ def versions_text(ctd_pid: int | None, timeout: float) -> list[str]:
         for line in Path(in_root(ctd_pid, "/etc/os-release")).read_text().splitlines():
             if line.startswith("PRETTY_NAME="):
                 lines.append("os: " + line.split("=", 1)[1].strip('"') + "\n")
-    kubelet = next((p for p in iter_procs() if p.comm == "kubelet"), None)
-    # (name, binary to run for --version, binary to read the Go build info from)
-    binaries: list[tuple[str, str | None, str | None]] = [
-        ("containerd", *_runnable("containerd", ctd_pid)),
-        ("runc", shutil.which("runc"), shutil.which("runc")),
-        ("kubelet", *_runnable("kubelet", kubelet.pid if kubelet else None)),
-    ]
-    for name, path, image in binaries:
-        if not path and not image:
-            lines.append(f"{name}: not found\n")
-            continue
-        if path:
-            try:
-                out = run_command([path, "--version"], timeout)
-                first = out[0].strip() if out else ""
-                lines.append(f"{name}: {first}\n")
-                lines.extend(f"{name}_detail: {ln.strip()}\n" for ln in out[1:5] if ln.strip())
-            except (RuntimeError, StepTimeout) as exc:
-                lines.append(f"{name}: error: {exc}\n")
-        else:
-            lines.append(f"{name}: not run: the running binary is not the {name} on PATH (read, not executed)\n")
-        go = go_build_version(image or path or "")
-        if go:
-            lines.append(f"{name}_go: {go}\n")
+    if ctd_pid is not None:
+        lines += _binary_lines("containerd", f"/proc/{ctd_pid}/exe", f"/proc/{ctd_pid}/exe", cri)
+    elif cri:
+        lines.append(f"containerd: containerd github.com/containerd/containerd {cri[0]}\n")
+        lines.append(f"containerd_source: CRI Version on {cri[1]}\n")
+    else:
+        lines.append("containerd: not found\n")
+    runc = next((p for p in RUNC_PATHS if os.path.isfile(in_root(ctd_pid, p))), None)
+    if runc:
+        lines += _binary_lines("runc", in_root(ctd_pid, runc), runc)
+    else:
+        lines.append("runc: not found\n")
+    if kubelet_pid is not None:
+        lines += _binary_lines("kubelet", f"/proc/{kubelet_pid}/exe", f"/proc/{kubelet_pid}/exe")
+    else:
+        lines.append("kubelet: not found\n")
+    if shim_pid is not None:
+        shim = binary_version("containerd", f"/proc/{shim_pid}/exe")
+        if shim.version:
+            lines.append(f"shim: {shim.version.value} ({shim.version.source} of /proc/{shim_pid}/exe)\n")
+        if shim.go:
+            lines.append(f"shim_go: {shim.go}\n")
     return lines
 
 
@@ -604,12 +859,17 @@ def wait_for_new_file(path: str, before: tuple[int, int, int] | None, timeout: f
     raise StepTimeout(f"{path} was not written within {timeout:g}s (is the process frozen or stopped?)")
 
 
-def shim_pids_of(ctd_address: str | None) -> list[int]:
+def shim_pids_of(ctd_address: str | None, ctd_pid: int | None = None) -> list[int]:
+    """containerd-shim processes of the containerd at `ctd_address`; with `ctd_pid`, only those
+    in its mount namespace (a pod's process named containerd-shim is not signalled)."""
+    ns = mount_ns(ctd_pid) if ctd_pid is not None else None
     out = []
     for p in iter_procs():
         if not p.comm.startswith("containerd-shim"):
             continue
         if ctd_address and not any(ctd_address == a or a.endswith(ctd_address) for a in p.cmdline):
+            continue
+        if ctd_pid is not None and (ns is None or mount_ns(p.pid) != ns):
             continue
         out.append(p.pid)
     return out
@@ -670,6 +930,8 @@ def _collect_into(
     w: BundleWriter, opts: CollectOptions, since: datetime, sampler: NodeSampler | None, say: Callable[[str], None]
 ) -> None:
     T = opts.step_timeout
+    actions = Actions()
+    w.extra["actions"] = actions.items  # filled as collect goes; the manifest is written at close
 
     def step(path: str, kind: str | None, fn: Callable[[], Any], timeout: float = T, **meta: Any) -> Any:
         entry = w.add_step(path, kind, lambda: run_with_deadline(fn, timeout, path), **meta)
@@ -720,59 +982,80 @@ def _collect_into(
         else:
             w.add_failed(member, kind, f"{src} unreadable (kernel without it, or not mounted)", source=src)
 
-    # 3. The runtime: which containerd, what it answers.
-    ctd_pid = opts.containerd_pid or find_containerd_pid(opts.runtime_endpoint)
+    # 3. The runtime: the process serving the CRI socket (never a process picked by name).
+    if opts.containerd_pid:
+        ctd_pid: int | None = opts.containerd_pid
+        how = "--containerd-pid"
+    else:
+        ctd_pid, how = find_runtime_pid(opts.runtime_endpoint, actions)
     info = read_proc(ctd_pid) if ctd_pid else None
-    runtime: dict[str, Any] = {"endpoint": opts.runtime_endpoint, "containerd_pid": ctd_pid}
+    runtime: dict[str, Any] = {"endpoint": opts.runtime_endpoint, "containerd_pid": ctd_pid, "found_by": how}
+    if ctd_pid:
+        runtime["program"] = runtime_program(ctd_pid)
     try:
         if not opts.query_runtime:
             raise CRIError("skipped", "CRI not queried during a stall (the relist probe's call is pending)")
         with CRIClient(opts.runtime_endpoint) as client:
-            v = client.version(timeout=3)
+            v = _cri_call(actions, opts.runtime_endpoint, "CRI Version", lambda: client.version(timeout=3))
             runtime.update(name=v.runtime_name, version=v.runtime_version, api=v.runtime_api_version)
             t0 = time.monotonic()
-            n = len(client.list_containers(timeout=5))
+            n = len(
+                _cri_call(
+                    actions, opts.runtime_endpoint, "CRI ListContainers", lambda: client.list_containers(timeout=5)
+                )
+            )
             runtime.update(containers=n, list_containers_seconds=round(time.monotonic() - t0, 3))
     except CRIError as exc:
         runtime["error"] = str(exc)
         say(f"runtime: {exc}")
     w.extra["runtime"] = runtime
-    is_containerd = info is not None or runtime.get("name") in (None, "containerd")
+    program = runtime.get("program") or ""
+    is_containerd = info is not None and (
+        runtime.get("name") == "containerd"
+        or (runtime.get("name") is None and (program.startswith("github.com/containerd/") or not program))
+    )
     if runtime.get("name") not in (None, "containerd"):
         w.notes.append(f"runtime is {runtime['name']}, not containerd: containerd-specific steps skipped")
     if ctd_pid is None:
-        w.notes.append(f"no containerd process found for {opts.runtime_endpoint}: dumps, config and its log skipped")
+        w.notes.append(
+            f"no containerd process found for {opts.runtime_endpoint} ({how}): dumps, config and its log skipped"
+        )
 
-    # 4. Mounts and config.
+    # 4. Mounts and config (the files containerd reads, through its root; `config dump` is never run).
     mountinfo = f"/proc/{ctd_pid}/mountinfo" if ctd_pid else "/proc/self/mountinfo"
     step("proc/mountinfo", "mounts", lambda: Path(mountinfo).read_text(), source=mountinfo)
     config_text = ""
     if info is not None and is_containerd:
-        cfg = config_path_of(info)
-        cfg_read = in_root(ctd_pid, cfg)
-        entry = step("config/containerd.toml", "containerd-config", lambda: Path(cfg_read).read_text(), source=cfg)
-        if entry.error is None:
-            with contextlib.suppress(OSError):
-                config_text = Path(cfg_read).read_text()
-        runnable, _ = _runnable("containerd", ctd_pid)
-        if runnable:
-            step(
-                "config/containerd-config-dump.toml",
-                "containerd-config",
-                lambda: run_command([runnable, "--config", cfg_read, "config", "dump"], T),
-                command=["containerd", "--config", cfg, "config", "dump"],
-            )
-        else:
-            w.add_failed(
-                "config/containerd-config-dump.toml",
-                "containerd-config",
-                f"not run: containerd pid {ctd_pid} does not run the containerd on PATH (its binary is never executed)",
-                command=["containerd", "--config", cfg, "config", "dump"],
-            )
+        configs = containerd_configs(ctd_pid, config_path_of(info))
+        for i, (path, text, error) in enumerate(configs):
+            member = "config/containerd.toml" if i == 0 else f"config/imports/{i:02d}-{_safe_name(path)}"
+            if text is None:
+                w.add_failed(member, "containerd-config", error or "unreadable", source=path)
+                say(f"{member}: {error}")
+            else:
+                w.add_text(member, "containerd-config", text, source=path)
+                if i == 0:
+                    config_text = text
 
-    # 5. Versions, dmesg.
-    step("versions.txt", "versions", lambda: versions_text(ctd_pid, 5.0), timeout=T)
-    step("kernel/dmesg.txt", "dmesg", lambda: dmesg_lines(T), command=["dmesg", "--time-format", "iso"])
+    # 5. Versions (read from the binaries, and the CRI answer), the kernel log.
+    kubelet_pid = find_kubelet_pid()
+    # the CRI endpoint is containerd's gRPC address (the shims' -address); else its flags/config say it
+    address = socket_path(opts.runtime_endpoint) or (_grpc_address(info, config_text) if info else None)
+    shims_all = shim_pids_of(address, ctd_pid) if info is not None and is_containerd else []
+    cri = (str(runtime["version"]), opts.runtime_endpoint) if runtime.get("name") == "containerd" else None
+    step(
+        "versions.txt",
+        "versions",
+        lambda: versions_text(ctd_pid, kubelet_pid, shims_all[0] if shims_all else None, cri),
+        timeout=T,
+        source="Go build info and ELF symbols of the runtime's binaries (read, never run); CRI Version",
+    )
+    step(
+        "kernel/dmesg.txt",
+        "dmesg",
+        lambda: dmesg_lines(T, actions),
+        source="/dev/kmsg (dmesg at its fixed path only when /dev/kmsg is unreadable)",
+    )
 
     # 6. Goroutine dumps (the only thing that touches the node: SIGUSR1).
     log_file = stderr_log_file(ctd_pid) if ctd_pid else None
@@ -781,6 +1064,7 @@ def _collect_into(
         got = False
         if debug_socket:
             sock = in_root(ctd_pid, debug_socket)
+            t0 = time.monotonic()
             entry = step(
                 f"goroutines/containerd-{ctd_pid}.pprof-debug2.txt",
                 "goroutine-dump",
@@ -789,39 +1073,69 @@ def _collect_into(
                 redact=False,
                 source=f"GET /debug/pprof/goroutine?debug=2 on {debug_socket}",
             )
+            actions.socket(debug_socket, "GET /debug/pprof/goroutine?debug=2", time.monotonic() - t0, error=entry.error)
             got = entry.error is None
         if not got:
             tmpdir = environ_of(ctd_pid).get("TMPDIR") or "/tmp"
             dump_path = os.path.join(tmpdir, f"containerd.{ctd_pid}.stacks.log")
             readable = in_root(ctd_pid, tmpdir) + f"/containerd.{ctd_pid}.stacks.log"
             before = file_signature(readable)
-            os.kill(ctd_pid, signal.SIGUSR1)
-            w.changes.append(
-                f"sent SIGUSR1 to containerd pid {ctd_pid}: it wrote its goroutine dump to {dump_path} "
-                "(containerd's own file, left in place) and logged it"
-            )
-            step(
-                f"goroutines/containerd-{ctd_pid}.stacks.log",
-                "goroutine-dump",
-                lambda: wait_for_new_file(readable, before, opts.dump_timeout),
-                timeout=opts.dump_timeout + 1,
-                redact=False,
-                source=dump_path,
-            )
-        shims = shim_pids_of(_grpc_address(info, config_text))[: opts.max_shims]
+            why = f"goroutine dump of containerd (the process serving {opts.runtime_endpoint}, {how})"
+            member = f"goroutines/containerd-{ctd_pid}.stacks.log"
+            try:
+                os.kill(ctd_pid, signal.SIGUSR1)
+            except OSError as exc:
+                actions.signal(ctd_pid, signal.SIGUSR1, why, error=exc.strerror or str(exc))
+                w.add_failed(member, "goroutine-dump", f"SIGUSR1 to pid {ctd_pid}: {exc.strerror or exc}")
+            else:
+                actions.signal(ctd_pid, signal.SIGUSR1, why)
+                w.changes.append(
+                    f"sent SIGUSR1 to containerd pid {ctd_pid}: it wrote its goroutine dump to {dump_path} "
+                    "(containerd's own file, left in place) and logged it"
+                )
+                step(
+                    member,
+                    "goroutine-dump",
+                    lambda: wait_for_new_file(readable, before, opts.dump_timeout),
+                    timeout=opts.dump_timeout + 1,
+                    redact=False,
+                    source=dump_path,
+                )
+        shims = shims_all[: opts.max_shims]
         if shims:
+            sent = []
             for pid in shims:
-                with contextlib.suppress(ProcessLookupError):
+                why = f"goroutine dump of containerd-shim (in containerd pid {ctd_pid}'s mount namespace)"
+                try:
                     os.kill(pid, signal.SIGUSR1)
-            w.changes.append(f"sent SIGUSR1 to {len(shims)} containerd-shim processes ({', '.join(map(str, shims))})")
-            _collect_shim_dumps(w, shims, ctd_pid, log_file, since, opts, say)
+                    actions.signal(pid, signal.SIGUSR1, why)
+                    sent.append(pid)
+                except OSError as exc:
+                    actions.signal(pid, signal.SIGUSR1, why, error=exc.strerror or str(exc))
+            if sent:
+                w.changes.append(f"sent SIGUSR1 to {len(sent)} containerd-shim processes ({', '.join(map(str, sent))})")
+            _collect_shim_dumps(w, shims, ctd_pid, log_file, since, opts, say, actions)
 
     # 7. Logs.
     if ctd_pid is not None and is_containerd:
-        _collect_log(w, "logs/containerd", "containerd", log_file, since, T, say, ["/var/log/containerd.log"])
-    kubelet = next((p for p in iter_procs() if p.comm == "kubelet"), None)
-    kubelet_file = stderr_log_file(kubelet.pid) if kubelet else None
-    _collect_log(w, "logs/kubelet", "kubelet", kubelet_file, since, T, say, ["/var/log/kubelet.log"])
+        _collect_log(w, "logs/containerd", "containerd", log_file, since, T, say, ["/var/log/containerd.log"], actions)
+    kubelet_file = stderr_log_file(kubelet_pid) if kubelet_pid else None
+    _collect_log(w, "logs/kubelet", "kubelet", kubelet_file, since, T, say, ["/var/log/kubelet.log"], actions)
+
+
+def _cri_call(actions: Actions, endpoint: str, name: str, fn: Callable[[], Any]) -> Any:
+    t0 = time.monotonic()
+    try:
+        result = fn()
+    except CRIError as exc:
+        actions.socket(endpoint, name, time.monotonic() - t0, error=str(exc))
+        raise
+    actions.socket(endpoint, name, time.monotonic() - t0)
+    return result
+
+
+def _safe_name(path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(path)) or "config"
 
 
 def _grpc_address(info: ProcInfo, config_text: str) -> str | None:
@@ -848,6 +1162,7 @@ def _collect_shim_dumps(
     since: datetime,
     opts: CollectOptions,
     say: Callable[[str], None],
+    actions: Actions | None = None,
 ) -> None:
     deadline = time.monotonic() + opts.dump_timeout
     found: dict[int, list[str]] = {}
@@ -858,9 +1173,9 @@ def _collect_shim_dumps(
             if log_file:
                 lines = list(read_tail_lines(log_file, 32 << 20))
             elif journal_available():
-                lines = run_command(
-                    ["journalctl", "-u", "containerd", "--since", "-2min", "--all", "--no-pager", "-o", "cat"], 10
-                )
+                journalctl = trusted_tool("journalctl") or TRUSTED_TOOLS["journalctl"][0]
+                argv = [journalctl, "-u", "containerd", "--since", "-2min", "--all", "--no-pager", "-o", "cat"]
+                lines = run_command(argv, 10, 32 << 20, actions)
         except (OSError, RuntimeError, StepTimeout):
             lines = []
         for pid in shims:
@@ -900,17 +1215,22 @@ def _collect_log(
     timeout: float,
     say: Callable[[str], None],
     fallbacks: list[str],
+    actions: Actions | None = None,
 ) -> None:
     kind = f"{unit}-log"
     errors: list[str] = []
     if journal_available():
         try:
-            lines = run_with_deadline(lambda: journal_lines(unit, since, timeout), timeout + 1, f"journalctl -u {unit}")
+            tail = run_with_deadline(
+                lambda: journal_lines(unit, since, timeout, actions), timeout + 1, f"journalctl -u {unit}"
+            )
+            note = tail.note()
             w.add_text(
                 f"{base}.journal",
                 "journal",
-                lines,
-                command=["journalctl", "-u", unit, "--since", since.isoformat(), "--all"],
+                tail.lines,
+                command=journal_argv(unit, since),
+                **({"truncated": True, "note": note} if note else {}),
             )
             return
         except Exception as exc:
@@ -920,7 +1240,13 @@ def _collect_log(
             continue
         try:
             lines = run_with_deadline(_log_reader(path, unit, since), timeout, f"read {path}")
-            w.add_text(f"{base}.log", kind, lines, source=path)
+            size = os.path.getsize(path)
+            cut: dict[str, Any] = (
+                {"truncated": True, "note": f"kept the newest {MAX_LOG_BYTES} of {size} bytes (the head was dropped)"}
+                if size > MAX_LOG_BYTES
+                else {}
+            )
+            w.add_text(f"{base}.log", kind, lines, source=path, **cut)
             return
         except Exception as exc:
             errors.append(f"{path}: {exc}")
@@ -953,7 +1279,10 @@ def command(
 
     Changes nothing on the node except the goroutine dumps it asks for: SIGUSR1 to containerd
     (which writes /tmp/containerd.<pid>.stacks.log itself) and to each containerd-shim (which
-    log their dump through containerd). --no-dump skips them.
+    log their dump through containerd). --no-dump skips them. Runs no binary of the node's
+    processes (versions are read from their files); the only commands are journalctl (and dmesg
+    without /dev/kmsg) at fixed paths. The manifest's `actions` list every command, signal and
+    socket call, and so does the last lines of the output.
     """
     parse_since(since)
     if output:
@@ -991,6 +1320,7 @@ def command(
     )
     for change in manifest.get("changes", []):
         click.echo(f"pleg-doctor collect: changed on the node: {change}", err=True)
-    if not manifest.get("changes"):
-        click.echo("pleg-doctor collect: changed nothing on the node", err=True)
+    # exactly what was run, signalled and called (manifest `actions`), never a vaguer "nothing"
+    for line in summarize_actions(manifest.get("actions", [])):
+        click.echo(f"pleg-doctor collect: {line}", err=True)
     sys.stdout.flush()
