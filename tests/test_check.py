@@ -222,3 +222,35 @@ def test_bad_input_one_line_exit_2(args: list[str], message: str) -> None:
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pleg-doctor: ") and message in lines[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/mounts"), reason="needs Linux /proc")
+def test_live_reads_versions_from_the_binary_never_runs_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a `containerd` first on PATH that would leave a marker if executed: check reads its file only
+    marker = tmp_path / "EXECUTED"
+    fake = tmp_path / "containerd"
+    fake.write_text(f"#!/bin/sh\necho ran > {marker}\necho 'containerd github.com/containerd/containerd v9.9.9 x'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    spawned: list[Any] = []
+    real = subprocess.Popen
+
+    class Recording(real):  # type: ignore[misc, valid-type]
+        def __init__(self, args: Any, *a: Any, **kw: Any) -> None:
+            spawned.append(args)
+            super().__init__(args, *a, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", Recording)
+    r = run_json("--live")
+    assert spawned == [] and not marker.exists()
+    assert r["versions"]["containerd_raw"] is None  # a shell script has no Go build info: not read, not guessed
+    assert check(r, "live-containerd")["status"] == "info" and str(fake) in check(r, "live-containerd")["detail"]
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/containerd"), reason="needs a containerd binary")
+def test_live_containerd_version_comes_from_its_elf(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/usr/sbin:/bin:/sbin")
+    r = run_json("--live")
+    evidence = check(r, "versions")["evidence"]
+    assert any(e["path"].startswith("/usr/bin/containerd (") for e in evidence), evidence
+    assert not any("--version" in e["path"] for e in evidence)

@@ -1,10 +1,11 @@
 """`pleg-doctor check`: audit containerd config, versions and mounts (read-only).
 
 Inputs come from flags (`--config`, `--containerd-version`, `--kernel-version`,
-`--runc-version`, `--mounts`) and/or `--live`, which reads this machine: `containerd
---version` and `runc --version` (from PATH, 5 s deadline each), /etc/containerd/config.toml,
-`uname -r`, /proc/mounts and the vm.dirty_* sysctls. Flags win over live values. Nothing is
-ever written. Bad input (invalid TOML, unknown schema, unparseable version, unreadable
+`--runc-version`, `--mounts`) and/or `--live`, which reads this machine: the containerd and
+runc versions from the Go build info and ELF symbols of the binaries on PATH (read, never
+executed: plegdoctor.live.gobinary), /etc/containerd/config.toml, `uname -r`, /proc/mounts
+and the vm.dirty_* sysctls. Flags win over live values. Nothing is ever written or run.
+Bad input (invalid TOML, unknown schema, unparseable version, unreadable
 file) ends with one line and exit code 2; `--fail-on` makes warn/fail checks exit 1.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +24,13 @@ from plegdoctor import __version__
 from plegdoctor import knowledge as kb
 from plegdoctor.analysis.config_audit import FAIL, INFO, PASS, WARN, Check, audit, snippet_for, worst
 from plegdoctor.errors import UserError
+from plegdoctor.live.gobinary import binary_version
 from plegdoctor.model import Mount, Ref, Versions, quote
 from plegdoctor.parsers.mounts import parse_line
 from plegdoctor.parsers.runtime_config import RuntimeConfig, load_config
 
 SCHEMA = "pleg-doctor/check/v1"
 LIVE_CONFIG = "/etc/containerd/config.toml"
-COMMAND_DEADLINE_S = 5.0
 MAX_MOUNT_LINES = 200_000
 
 
@@ -62,20 +62,13 @@ def read_mounts(path: str) -> list[Mount]:
     return out
 
 
-def _run(argv: list[str]) -> tuple[str | None, str | None]:
-    """(first output line, error) of a read-only version command, with a deadline."""
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=COMMAND_DEADLINE_S, stdin=subprocess.DEVNULL, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return None, f"`{' '.join(argv)}` did not answer within {COMMAND_DEADLINE_S:.0f} s"
-    except OSError as exc:
-        return None, f"`{' '.join(argv)}`: {exc.strerror or exc}"
-    text = (proc.stdout or proc.stderr or "").strip()
-    if proc.returncode != 0 or not text:
-        return None, f"`{' '.join(argv)}` exited {proc.returncode}"
-    return text.splitlines()[0], None
+def _read_version(component: str, binary: str) -> tuple[str | None, str]:
+    """(version, where it was read) of the Go binary `binary`, read from its file, never run."""
+    bv = binary_version(component, binary)
+    if bv.version is None:
+        why = bv.error or "no version in its Go build info or ELF symbols"
+        return None, f"{binary}: {why} (its file is read, never executed)"
+    return bv.version.value, f"{binary} ({bv.version.source})"
 
 
 def _read_int(path: str) -> int | None:
@@ -96,21 +89,23 @@ def read_live(inputs: CheckInputs, want_config: bool, want_mounts: bool) -> None
     binary = shutil.which("containerd")
     if containerd is None:
         if binary:
-            line, err = _run([binary, "--version"])
-            if line:
-                containerd = line
-                refs.append(Ref(f"{binary} --version", 1, quote(line)))
+            found, where = _read_version("containerd", binary)
+            if found:
+                containerd = found
+                refs.append(Ref(where, 0, quote(found)))
             else:
-                inputs.extra.append(Check("live-containerd", INFO, "containerd version not read", err or ""))
+                inputs.extra.append(Check("live-containerd", INFO, "containerd version not read", where))
         else:
             inputs.extra.append(Check("live-containerd", INFO, "No containerd binary on PATH", "Nothing to read."))
     if runc is None:
         runc_bin = shutil.which("runc")
         if runc_bin:
-            line, _err = _run([runc_bin, "--version"])
-            if line and line.startswith("runc version "):
-                runc = line.split()[2]
-                refs.append(Ref(f"{runc_bin} --version", 1, quote(line)))
+            found, where = _read_version("runc", runc_bin)
+            if found:
+                runc = found
+                refs.append(Ref(where, 0, quote(found)))
+            else:
+                inputs.extra.append(Check("live-runc", INFO, "runc version not read", where))
     if kernel is None:
         kernel = os.uname().release
         refs.append(Ref("uname -r", 1, kernel))
@@ -236,7 +231,9 @@ def render_text(report: dict[str, Any], color: bool) -> str:
     "--mounts", "mounts_path", type=click.Path(dir_okay=False), help="/proc/mounts, mountinfo or `mount` output."
 )
 @click.option(
-    "--live", is_flag=True, help="Read this machine: containerd/runc --version, its config, uname, /proc/mounts."
+    "--live",
+    is_flag=True,
+    help="Read this machine: containerd/runc versions (from their files, never run), its config, uname, /proc/mounts.",
 )
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option(
