@@ -14,6 +14,9 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from conftest import wait_until
@@ -100,3 +103,62 @@ def _answers(ctd: ContainerdProcess) -> bool:
         return True
     except CRIError:
         return False
+
+
+def test_containerd_gone_is_a_stall_that_survives_a_watch_restart(
+    containerd_factory: Callable[..., ContainerdProcess], tmp_path: Path
+) -> None:
+    """Issue #10 item 7: with the socket gone, watch used to export `stalled 0` and no age at all."""
+    ctd = containerd_factory()
+    captures = tmp_path / "captures"  # created by watch (0700)
+    cfg = WatchConfig(
+        listen="127.0.0.1:0",
+        runtime_endpoint=ctd.endpoint,
+        period=0.25,
+        stall_threshold=1.0,
+        call_timeout=10,
+        capture_dir=str(captures),
+        cooldown=3600,
+        min_free=0,
+        dump=False,
+        analyze=False,
+        log_window="5m",
+    )
+    watcher = Watcher(cfg).start()
+    loop = threading.Thread(target=watcher.run, daemon=True)
+    loop.start()
+    try:
+        wait_until(lambda: watcher.probe.status().runtime_up, 20, "the runtime to answer the probe")
+        success = watcher.probe.status().last_success
+        assert success is not None
+        ctd.stop()  # containerd gone, its socket removed
+        wait_until(lambda: watcher.probe.status().stalled, 30, "the runtime-down stall")
+        wait_until(lambda: bool(watcher.captures), 120, "a capture of the runtime-down stall")
+        m = _scrape(watcher.port)
+        assert m["pleg_doctor_runtime_up"] == 0 and m["pleg_doctor_stalled"] == 1
+        assert m["pleg_doctor_relist_seconds_since_success"] >= time.time() - success - 1
+    finally:
+        watcher.stop()
+        loop.join(10)
+    assert oct(captures.stat().st_mode & 0o777) == "0o700"
+    again = Watcher(cfg).start()
+    loop = threading.Thread(target=again.run, daemon=True)
+    loop.start()
+    try:
+        m = _scrape(again.port)
+        assert m["pleg_doctor_relist_seconds_since_success"] >= time.time() - success - 1
+        wait_until(lambda: again.probe.status().stalled, 30, "the stall after the restart")
+        time.sleep(1)
+        assert not again.captures  # the persisted cooldown: one capture per stall, not per restart
+    finally:
+        again.stop()
+        loop.join(10)
+    assert len(list(captures.glob("pleg-doctor-*.tar.gz"))) == 1
+
+
+def _scrape(port: int) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {s.name: s.value for fam in text_string_to_metric_families(text) for s in fam.samples if not s.labels}

@@ -9,13 +9,18 @@ CRI buckets go up to 300 s because kubelet's own stop at 10 s and record nothing
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.wasyncore import close_all, loop
 
 from plegdoctor import __version__
 from plegdoctor.live.probe import CallResult, ProbeStatus, RelistProbe, RelistResult
@@ -113,7 +118,9 @@ class _Collector(Collector):
 
     def _probe(self, st: ProbeStatus) -> Iterator[Metric]:
         yield GaugeMetricFamily(
-            PREFIX + "runtime_up", "1 if the runtime answered the last relist in time", value=int(st.runtime_up)
+            PREFIX + "runtime_up",
+            "1 if the runtime answered the last relist in time; 0 while it hangs, refuses or its socket is absent",
+            value=int(st.runtime_up),
         )
         yield GaugeMetricFamily(PREFIX + "stalled", "1 while the relist probe sees a stall", value=int(st.stalled))
         yield GaugeMetricFamily(
@@ -127,10 +134,14 @@ class _Collector(Collector):
                 "Start time of the last successful relist probe (like kubelet's relistTime)",
                 value=st.last_success,
             )
+        since = st.seconds_since_success
+        if since is not None:
+            # exported from the first scrape on, even if the runtime never answered: then it counts
+            # from watch's start (or the first failure a previous watch persisted), a lower bound
             yield GaugeMetricFamily(
                 PREFIX + "relist_seconds_since_success",
-                "Seconds since the start of the last successful relist probe",
-                value=st.seconds_since_success or 0.0,
+                "Seconds since the start of the last successful relist probe (a lower bound while none is known)",
+                value=since,
             )
         if st.last is not None and st.last.ok:
             yield GaugeMetricFamily(
@@ -177,6 +188,100 @@ class _Collector(Collector):
             )
 
 
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Bounds of the metrics HTTP server: nothing a client does can pin more than this."""
+
+    workers: int = 4  # threads that render responses; reading requests never holds one
+    connections: int = 64  # open connections; beyond it the listener stops accepting (backlog)
+    idle_timeout: float = 10.0  # an idle connection (kept alive or never sending) is closed after this
+    request_deadline: float = 10.0  # a request must arrive whole within this, however slowly it trickles
+    max_header_bytes: int = 8192  # request line + headers (431 beyond)
+    max_body_bytes: int = 0  # /metrics takes no body (413 for any)
+    housekeeping: float = 1.0  # how often the deadlines are checked
+
+
+class _Channel(HTTPChannel):  # type: ignore[misc]
+    """waitress's channel, stamped with the time the request in progress started to arrive."""
+
+    request_started = 0.0
+
+    def received(self, data: bytes) -> bool:
+        if self.request is None and data:
+            self.request_started = time.monotonic()
+        return bool(super().received(data))
+
+
+class _Server(TcpWSGIServer):  # type: ignore[misc]
+    """waitress closes connections idle for `channel_timeout`; this also closes one whose request
+    has been arriving for longer than the deadline (a slow-loris sending a byte at a time)."""
+
+    channel_class = _Channel
+    request_deadline = 10.0
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)
+        cutoff = time.monotonic() - self.request_deadline
+        for channel in list(self.active_channels.values()):
+            if channel.request is not None and not channel.requests and channel.request_started < cutoff:
+                channel.will_close = True
+
+
+def _only_get(app: Any) -> Any:
+    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [("Content-Type", "text/plain"), ("Allow", "GET, HEAD")])
+            return [b"only GET and HEAD\n"]
+        return app(environ, start_response)
+
+    return wrapped
+
+
+class MetricsServer:
+    """/metrics over waitress: requests are read by one event loop (poll, so no FD_SETSIZE limit)
+    and only complete requests reach the `workers` threads, so idle or slow clients hold a
+    connection slot (bounded, timed out) but never a worker; request sizes are capped."""
+
+    def __init__(self, app: Any, host: str, port: int, limits: ServerLimits):
+        adj = Adjustments(
+            host=host,
+            port=port,
+            threads=limits.workers,
+            connection_limit=limits.connections,
+            backlog=limits.connections,
+            channel_timeout=limits.idle_timeout,
+            cleanup_interval=limits.housekeeping,
+            max_request_header_size=limits.max_header_bytes,
+            max_request_body_size=limits.max_body_bytes,
+            asyncore_use_poll=True,
+            expose_tracebacks=False,
+            ident="pleg-doctor",
+        )
+        self._map: dict[int, Any] = {}
+        self._server = _Server(_only_get(app), map=self._map, adj=adj)
+        self._server.request_deadline = limits.request_deadline
+        self.port = int(self._server.effective_port)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                loop(timeout=0.2, map=self._map, use_poll=True, count=1)
+        finally:
+            self._server.task_dispatcher.shutdown(timeout=2)
+            close_all(self._map)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pleg-doctor-metrics", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
 class Exporter:
     """Owns the registry; the probe's callbacks feed the histograms."""
 
@@ -218,18 +323,15 @@ class Exporter:
         if result.ok:
             self.relist_seconds.observe(result.seconds)
 
-    def serve(self, host: str, port: int) -> int:
-        """Start the HTTP server; returns the bound port (0 picks a free one)."""
-        from prometheus_client import start_http_server
-
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        self._server = server
-        return int(server.server_address[1])
+    def serve(self, host: str, port: int, limits: ServerLimits | None = None) -> int:
+        """Start the bounded HTTP server (see `MetricsServer`); returns the bound port (0 picks a free one)."""
+        self._server = MetricsServer(make_wsgi_app(self.registry), host, port, limits or ServerLimits())
+        self._server.start()
+        return self._server.port
 
     def shutdown(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def render(self) -> str:

@@ -4,6 +4,11 @@ At most one call is ever in flight: the probe runs in one thread and starts the 
 only after the previous one returned (a sliding period, like kubelet's `wait.Until`), so a
 hung runtime gets one pending call, never a pile. A stall is visible while it lasts: the age of
 the call in flight is read by `status()` without waiting for the call to return.
+
+A runtime that is down (socket absent, connection refused: calls fail at once) is a stall too
+once no relist has succeeded for longer than the threshold. "Since" counts from the last
+successful relist start, or, when none is known, from `down_since` (watch's start, or the
+first failure a previous watch persisted), so the figure exists and grows from the first scrape.
 """
 
 from __future__ import annotations
@@ -58,10 +63,13 @@ class ProbeStatus:
     in_flight_seconds: float
     last_success: float | None
     last: RelistResult | None
+    down_since: float | None = None  # reference when no success is known (see the module docstring)
 
     @property
     def seconds_since_success(self) -> float | None:
-        return None if self.last_success is None else max(0.0, self.now - self.last_success)
+        """Seconds since the last successful relist start (a lower bound from `down_since` when none is known)."""
+        ref = self.last_success if self.last_success is not None else self.down_since
+        return None if ref is None else max(0.0, self.now - ref)
 
 
 class RelistProbe:
@@ -77,6 +85,8 @@ class RelistProbe:
         on_relist: Callable[[RelistResult], None] | None = None,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
+        last_success: float | None = None,
+        down_since: float | None = None,
     ):
         if period <= 0 or stall_threshold <= 0 or call_timeout <= 0:
             raise ValueError("period, stall threshold and call timeout must be positive")
@@ -90,8 +100,10 @@ class RelistProbe:
         self._mono = mono
         self._lock = threading.Lock()
         self._in_flight: tuple[str, float, float] | None = None  # method, mono start, wall start
+        self._relist_started: float | None = None  # mono start of the relist running now
         self._last: RelistResult | None = None
-        self._last_success: float | None = None
+        self._last_success: float | None = last_success
+        self.down_since: float = down_since if down_since is not None else wall()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.relists = 0
@@ -120,6 +132,8 @@ class RelistProbe:
     def run_once(self) -> RelistResult:
         """One relist, synchronously (ListPodSandbox then ListContainers, like GetPods)."""
         m0, w0 = self._mono(), self._wall()
+        with self._lock:
+            self._relist_started = m0
         calls: list[CallResult] = []
         counts: list[int] = []
         for method in RELIST_METHODS:
@@ -138,6 +152,7 @@ class RelistProbe:
             containers=counts[1] if len(counts) > 1 else -1,
         )
         with self._lock:
+            self._relist_started = None
             self._last = result
             self.relists += 1
             if ok:
@@ -148,20 +163,39 @@ class RelistProbe:
         return result
 
     # -- state --------------------------------------------------------------------------
+    def seed(self, last_success: float | None, down_since: float | None) -> None:
+        """Times a previous watch persisted (before `start`): the last success, or since when none is known."""
+        with self._lock:
+            if last_success is not None and (self._last_success is None or last_success > self._last_success):
+                self._last_success = last_success
+            if down_since is not None:
+                self.down_since = min(self.down_since, down_since)
+
     def status(self) -> ProbeStatus:
         now_m, now_w = self._mono(), self._wall()
         with self._lock:
             in_flight, last, last_success = self._in_flight, self._last, self._last_success
+            relist_started = self._relist_started
         method, age = "", 0.0
         if in_flight is not None:
             method, age = in_flight[0], max(0.0, now_m - in_flight[1])
+        running = 0.0 if relist_started is None else max(0.0, now_m - relist_started)
         stalled, reason = False, ""
         if age > self.stall_threshold:
             stalled, reason = True, f"{method} in flight for {age:.1f}s (threshold {self.stall_threshold:g}s)"
+        elif running > self.stall_threshold:
+            # the stalled call returned but its relist has not finished: still the same stall
+            stalled, reason = True, f"relist running for {running:.1f}s (threshold {self.stall_threshold:g}s)"
         elif last is not None and not last.ok and last.error_kind == "deadline-exceeded":
             stalled, reason = True, last.error
         elif last is not None and last.seconds > self.stall_threshold:
             stalled, reason = True, f"last relist took {last.seconds:.1f}s (threshold {self.stall_threshold:g}s)"
+        elif last is not None and not last.ok:
+            ref = last_success if last_success is not None else self.down_since
+            down_for = max(0.0, now_w - ref)
+            if down_for > self.stall_threshold:
+                stalled = True
+                reason = f"runtime down: no relist succeeded for {down_for:.0f}s: {last.error_kind}: {last.error}"
         # the runtime is "up" while it answers; a call hanging past the threshold counts as down
         runtime_up = last is not None and last.ok and not stalled
         if last is not None and not last.ok and last.error_kind not in ("deadline-exceeded",):
@@ -175,6 +209,7 @@ class RelistProbe:
             in_flight_seconds=age,
             last_success=last_success,
             last=last,
+            down_since=self.down_since,
         )
 
     # -- thread -------------------------------------------------------------------------

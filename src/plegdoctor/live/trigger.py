@@ -1,5 +1,5 @@
-"""Stall-triggered capture policy: one capture per stall episode, a cooldown, a cap and a disk budget;
-and the manifest's `trigger` record that says why a bundle was captured.
+"""Stall-triggered capture policy: one capture per stall episode, a cooldown, rotation of old bundles
+within a count and a byte budget; and the manifest's `trigger` record that says why a bundle was captured.
 
 Pure logic over times passed in, so tests replay it without a clock.
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,21 +39,52 @@ class Decision:
     reason: str
 
 
-def bundles_in(capture_dir: str) -> list[Path]:
+def _bundles(capture_dir: str) -> list[tuple[Path, os.stat_result]]:
+    """Regular files named like bundles (symlinks and other types are never counted nor deleted), oldest first."""
+    out = []
     try:
-        return sorted(Path(capture_dir).glob(BUNDLE_GLOB))
+        paths = list(Path(capture_dir).glob(BUNDLE_GLOB))
     except OSError:
         return []
+    for p in paths:
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            out.append((p, st))
+    out.sort(key=lambda ps: (ps[1].st_mtime, ps[0].name))
+    return out
+
+
+def bundles_in(capture_dir: str) -> list[Path]:
+    """The bundles in `capture_dir`, oldest first."""
+    return [p for p, _ in _bundles(capture_dir)]
 
 
 def bytes_used(capture_dir: str) -> int:
-    total = 0
-    for p in bundles_in(capture_dir):
+    return sum(st.st_size for _, st in _bundles(capture_dir))
+
+
+def rotate(capture_dir: str, max_count: int, budget: int, keep_newest: bool = True) -> list[Path]:
+    """Delete the oldest bundles until at most `max_count` remain and they use at most `budget` bytes.
+    With `keep_newest` the newest bundle stays whatever its size (the evidence just captured).
+    Returns what was deleted."""
+    bundles = _bundles(capture_dir)
+    keep, used = 0, 0
+    for _p, st in reversed(bundles):
+        first = keep == 0 and keep_newest
+        if not first and (keep + 1 > max_count or used + st.st_size > budget):
+            break
+        keep, used = keep + 1, used + st.st_size
+    deleted = []
+    for p, _ in bundles[: len(bundles) - keep]:
         try:
-            total += p.stat().st_size
+            p.unlink()
         except OSError:
             continue
-    return total
+        deleted.append(p)
+    return deleted
 
 
 class CaptureTrigger:
@@ -61,9 +93,9 @@ class CaptureTrigger:
     - a capture starts on the rising edge of a stall (one per episode; a stall that lasts an
       hour gives one bundle, not 3600);
     - `cooldown` seconds must pass between two captures (flapping runtimes);
-    - at most `max_captures` bundles in the capture dir (older ones are the user's to delete);
-    - the bundles in the dir may use at most `disk_budget` bytes, and the filesystem must keep
-      `min_free` bytes free.
+    - the filesystem must keep `min_free` bytes free;
+    - old bundles rotate out: before a capture the oldest are deleted down to `max_captures` - 1,
+      after it down to `max_captures` and `disk_budget` bytes (`make_room`, `rotate`).
     """
 
     def __init__(
@@ -90,14 +122,6 @@ class CaptureTrigger:
         if self.last_capture is not None and now - self.last_capture < self.cooldown:
             wait = self.cooldown - (now - self.last_capture)
             return Decision(False, f"cooldown: next capture allowed in {wait:.0f}s")
-        n = len(bundles_in(self.capture_dir))
-        if n >= self.max_captures:
-            return Decision(
-                False, f"cap reached: {n} bundles in {self.capture_dir} (--max-captures {self.max_captures})"
-            )
-        used = bytes_used(self.capture_dir)
-        if used >= self.disk_budget:
-            return Decision(False, f"disk budget reached: {used} bytes of bundles in {self.capture_dir}")
         problem = writable_problem(self.capture_dir, self.min_free)
         if problem:
             return Decision(False, problem)
@@ -105,6 +129,14 @@ class CaptureTrigger:
 
     def captured(self, now: float) -> None:
         self.last_capture = now
+
+    def make_room(self) -> list[Path]:
+        """Before a capture: delete the oldest bundles so the new one makes at most `max_captures`."""
+        return rotate(self.capture_dir, self.max_captures - 1, self.disk_budget, keep_newest=False)
+
+    def rotate(self) -> list[Path]:
+        """After a capture: keep the newest bundles within `max_captures` and `disk_budget`."""
+        return rotate(self.capture_dir, self.max_captures, self.disk_budget)
 
     def rearm(self) -> None:
         """Forget the current episode (a capture failed before writing: allow the next edge)."""

@@ -6,14 +6,25 @@ scrape the kubelet's kubelet_pleg_last_seen_seconds, and on the start of a stall
 bundle into the capture dir in a background thread (one at a time; cooldown, cap, disk
 budget), analyze it and export its findings. A frozen or missing runtime never stops the
 loop: metrics keep being served and say the runtime is down.
+
+Safe on a hostile node: the metrics server is bounded (`exporter.MetricsServer`); the capture
+dir is created 0700 (and refused when it is not a directory, is a symlink, is writable by
+others or owned by someone else); bundles rotate within `--max-captures` and `--disk-budget`;
+stage dirs a killed collect left (`.pleg-doctor-stage-*`) are removed at start once older
+than `STAGE_MAX_AGE`; the last successful relist and the last capture are kept in
+`STATE_FILE` in the capture dir, so a watch restarted mid-stall still reports the stall's
+full age (and keeps its cooldown).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import shutil
 import signal
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +42,145 @@ from plegdoctor.live.samplers import NodeSampler, scrape_kubelet_pleg_last_seen
 from plegdoctor.live.trigger import CaptureTrigger, bytes_used, trigger_record, writable_problem
 
 log = logging.getLogger("pleg-doctor.watch")
+
+STAGE_PREFIX = ".pleg-doctor-stage-"  # live/bundle.BundleWriter's staging dirs
+STAGE_MAX_AGE = 3600.0  # a collect's steps are bounded (step timeouts); an hour-old stage is dead
+STATE_FILE = ".pleg-doctor-watch-state.json"
+STATE_MAX_BYTES = 4096
+PERSIST_EVERY = 30.0  # while relists succeed, the last success is written at most this often
+
+
+def prepare_capture_dir(directory: str) -> Path:
+    """Create `directory` (and missing parents) with mode 0700, or check the existing one; UserError
+    (one line) when it is not a directory, is a symlink, is writable by group/others or owned by another uid."""
+    path = Path(os.path.abspath(directory))
+    missing: list[Path] = []
+    p = path
+    while not os.path.lexists(p):
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+            os.chmod(d, 0o700)  # whatever the umask
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise UserError(f"--capture-dir: cannot create {d}: {exc.strerror or exc}") from None
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise UserError(f"--capture-dir: {path}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UserError(f"--capture-dir: {path} is a symlink; give the real directory")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UserError(f"--capture-dir: {path} exists and is not a directory")
+    if st.st_mode & 0o022:
+        raise UserError(
+            f"--capture-dir: {path} is writable by group or others (mode {st.st_mode & 0o777:o}); chmod 700 it"
+        )
+    if st.st_uid != os.geteuid():
+        raise UserError(f"--capture-dir: {path} is owned by uid {st.st_uid}, not by us (uid {os.geteuid()})")
+    return path
+
+
+def _newest_mtime(path: Path) -> float:
+    """The newest mtime of a directory and everything in it (symlinks not followed)."""
+    newest = os.lstat(path).st_mtime
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+    return newest
+
+
+def clean_stage_dirs(directory: str | Path, now: float | None = None, max_age: float = STAGE_MAX_AGE) -> list[Path]:
+    """Remove `.pleg-doctor-stage-*` directories (never symlinks or files) in `directory` whose newest
+    entry is older than `max_age` seconds: staging a collect that was killed left behind. Younger ones
+    may belong to a collect still running and are left alone. Returns what was removed."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    for e in entries:
+        if not e.name.startswith(STAGE_PREFIX) or not e.is_dir(follow_symlinks=False):
+            continue
+        path = Path(e.path)
+        try:
+            if now - _newest_mtime(path) < max_age:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)  # fd-based on Linux: does not follow symlinks
+        if not os.path.lexists(path):
+            removed.append(path)
+    return removed
+
+
+def boot_time() -> float | None:
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+@dataclass
+class PersistedState:
+    """What survives a watch restart (in `STATE_FILE`): epoch seconds or None."""
+
+    last_success: float | None = None
+    down_since: float | None = None
+    last_capture: float | None = None
+
+    @classmethod
+    def load(cls, path: Path, now: float, booted: float | None) -> tuple[PersistedState, str]:
+        """(state, '' or one line why the file was ignored). Times from the future or from before
+        this boot are dropped (a node that rebooted did not stall all night)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return cls(), ""
+        except OSError as exc:
+            return cls(), f"{path}: {exc.strerror or exc}; ignored"
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return cls(), f"{path} is not a regular file; ignored"
+            raw = f.read(STATE_MAX_BYTES + 1)
+        if len(raw) > STATE_MAX_BYTES:
+            return cls(), f"{path} is larger than {STATE_MAX_BYTES} bytes; ignored"
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            return cls(), f"{path} is not JSON ({exc}); ignored"
+        if not isinstance(doc, dict):
+            return cls(), f"{path} is not a JSON object; ignored"
+        out = cls()
+        for key in ("last_success", "down_since", "last_capture"):
+            v = doc.get(key)
+            if isinstance(v, int | float) and not isinstance(v, bool) and v == v:
+                t = float(v)
+                if t <= now + 60 and (booted is None or key == "last_capture" or t >= booted):
+                    setattr(out, key, t)
+        return out, ""
+
+    def save(self, path: Path) -> None:
+        """Atomic write (temporary file, rename), mode 0600."""
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        data = json.dumps(
+            {"last_success": self.last_success, "down_since": self.down_since, "last_capture": self.last_capture}
+        ).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
 
 
 @dataclass
@@ -52,6 +202,7 @@ class WatchConfig:
     kubelet_token_file: str | None = None
     kubelet_insecure: bool = False
     kubelet_every: float = 10.0
+    stage_max_age: float = STAGE_MAX_AGE
     node: str = field(default_factory=lambda: os.environ.get("NODE_NAME") or os.uname().nodename)
 
 
@@ -98,6 +249,9 @@ class Watcher:
         self._said: set[str] = set()
         self._was_stalled = False
         self._next_kubelet = 0.0
+        self.state_path: Path | None = None
+        self.persisted = PersistedState()
+        self._persisted_at = 0.0
 
     def say_once(self, key: str, msg: str, level: int = logging.WARNING) -> None:
         if key not in self._said:
@@ -107,6 +261,8 @@ class Watcher:
     # -- startup --------------------------------------------------------------------------
     def start(self) -> Watcher:
         host, port = parse_listen(self.cfg.listen)
+        if self.cfg.capture_dir:
+            self._prepare_capture_dir(self.cfg.capture_dir)
         try:
             self.port = self.exporter.serve(host, port)
         except OSError as exc:
@@ -134,6 +290,49 @@ class Watcher:
             self.say_once(f"cri-{exc.kind}", f"{exc}; probing goes on and reports the runtime down")
         self.probe.start()
         return self
+
+    def _prepare_capture_dir(self, directory: str) -> None:
+        path = prepare_capture_dir(directory)
+        for p in clean_stage_dirs(path, max_age=self.cfg.stage_max_age):
+            log.warning("removed %s: staging left by a collect that did not finish", p)
+        self.state_path = path / STATE_FILE
+        now = time.time()
+        state, why = PersistedState.load(self.state_path, now, boot_time())
+        if why:
+            self.say_once("state-file", why)
+        self.persisted = state
+        self.probe.seed(state.last_success, state.down_since)
+        if state.down_since is None and state.last_success is None:
+            self.persisted.down_since = self.probe.down_since
+        if self.trigger is not None and state.last_capture is not None:
+            self.trigger.captured(state.last_capture)  # the cooldown survives a restart
+        if state.last_success is not None:
+            log.info("last successful relist (persisted): %.0fs ago", max(0.0, now - state.last_success))
+        self._persist(force=True)
+
+    def _persist(self, force: bool = False) -> None:
+        """Write the persisted state when it changed: at most every PERSIST_EVERY s while relists
+        succeed, at once when they stop (so the last success before a stall is exact) or `force`."""
+        if self.state_path is None:
+            return
+        st = self.probe.status()
+        changed = st.last_success != self.persisted.last_success
+        first = st.last_success is not None and self.persisted.last_success is None
+        if st.last_success is not None:
+            self.persisted.down_since = None
+        due = (
+            force
+            or first
+            or (changed and (not st.runtime_up or time.monotonic() - self._persisted_at >= PERSIST_EVERY))
+        )
+        if not due:
+            return
+        self.persisted.last_success = st.last_success
+        try:
+            self.persisted.save(self.state_path)
+            self._persisted_at = time.monotonic()
+        except OSError as exc:
+            self.say_once("state-save", f"cannot write {self.state_path}: {exc.strerror or exc}")
 
     # -- one tick -------------------------------------------------------------------------
     def tick(self) -> None:
@@ -166,6 +365,7 @@ class Watcher:
         if status.last is not None and not status.last.ok and status.last.error_kind != "deadline-exceeded":
             self.say_once(f"cri-{status.last.error_kind}", status.last.error)
         self._was_stalled = status.stalled
+        self._persist()
         if self.trigger is not None:
             busy = self._capture_thread is not None and self._capture_thread.is_alive()
             decision = self.trigger.decide(now, status.stalled)
@@ -174,6 +374,10 @@ class Watcher:
                 log.warning("stall: a capture is still running; not starting another")
             elif decision.capture:
                 self.trigger.captured(now)
+                self.persisted.last_capture = now
+                self._persist(force=True)
+                for p in self.trigger.make_room():
+                    log.warning("rotated out %s (--max-captures %d)", p.name, self.cfg.max_captures)
                 reason = status.reason
                 self._capture_thread = threading.Thread(
                     target=self._capture, args=(reason,), name="pleg-doctor-capture", daemon=True
@@ -212,6 +416,9 @@ class Watcher:
         self.exporter.captures.labels("ok").inc()
         self.captures.append(path)
         log.warning("captured %s", path)
+        if self.trigger is not None:
+            for p in self.trigger.rotate():
+                log.warning("rotated out %s (--max-captures %d, --disk-budget)", p.name, self.cfg.max_captures)
         if self.cfg.analyze:
             self._analyze(path)
 
@@ -253,6 +460,7 @@ class Watcher:
         self.probe.stop(timeout=1)
         if self._capture_thread is not None:
             self._capture_thread.join(30)
+        self._persist(force=True)
         self.exporter.shutdown()
         self.client.close()
 
@@ -286,10 +494,21 @@ def _size(value: str) -> int:
 @click.option("--period", default="1s", show_default=True, help="Relist probe period (kubelet: 1s).")
 @click.option("--stall-threshold", default="5s", show_default=True, help="A relist call older than this is a stall.")
 @click.option("--call-timeout", default="120s", show_default=True, help="Deadline of each probe call (kubelet: 2m).")
-@click.option("--capture-dir", type=click.Path(file_okay=False), help="Write a bundle here when a stall starts.")
+@click.option(
+    "--capture-dir",
+    help="Write a bundle here when a stall starts (created 0700 if missing).",
+)
 @click.option("--cooldown", default="10m", show_default=True, help="Minimum time between two captures.")
-@click.option("--max-captures", default=10, show_default=True, help="At most this many bundles in the capture dir.")
-@click.option("--disk-budget", default="1GiB", show_default=True, help="At most this many bytes of bundles.")
+@click.option(
+    "--max-captures",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Keep the newest this many bundles in the capture dir (older ones are deleted).",
+)
+@click.option(
+    "--disk-budget", default="1GiB", show_default=True, help="Keep the newest bundles within this many bytes."
+)
 @click.option("--no-dump", is_flag=True, help="Captures send no SIGUSR1 (no goroutine dumps).")
 @click.option("--no-analyze", is_flag=True, help="Do not analyze captured bundles.")
 @click.option(
