@@ -291,6 +291,24 @@ def test_journal_tail_keeps_the_newest_lines(tmp_path: Path, monkeypatch: pytest
     assert len(full.lines) == 200000 and full.dropped == 0 and full.note() is None
 
 
+def test_run_tail_stderr_is_bounded_and_never_written_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 32 MiB of stderr (journalctl complaining about every corrupt file) then a failed exit
+    tool = _fake_journalctl(
+        tmp_path, monkeypatch, "head -c 33554432 /dev/zero | tr '\\0' e >&2\necho last >&2\nexit 3\n"
+    )
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    with pytest.raises(RuntimeError, match=r"exited 3: e+$") as exc:
+        run_tail([tool], 20)
+    assert len(str(exc.value)) < 600  # the first 400 bytes at most, not 32 MiB
+    assert list(tmpdir.iterdir()) == []
+    # the look-alike: a short stderr of a failed run gives its own line
+    short = _fake_journalctl(tmp_path, monkeypatch, "echo 'No journal files were found.' >&2\nexit 1\n")
+    with pytest.raises(RuntimeError, match=r"exited 1: No journal files were found\.$"):
+        run_tail([short], 5)
+
+
 def test_journal_lines_and_the_bundle_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_journalctl(tmp_path, monkeypatch, 'seq 1 50000 | sed "s/^/2026-01-01T00:00:00.000000+0000 n kubelet[1]: /"\n')
     monkeypatch.setattr(collect, "journal_available", lambda: True)

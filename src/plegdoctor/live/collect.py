@@ -39,7 +39,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import tomllib
@@ -416,6 +415,9 @@ def _tool_env() -> dict[str, str]:
     return env
 
 
+STDERR_KEEP = 4096  # bytes of a tool's stderr kept for the error line
+
+
 def run_tail(cmd: list[str], timeout: float, max_bytes: int = MAX_LOG_BYTES, actions: Actions | None = None) -> Tail:
     """Run a trusted tool (TRUSTED_TOOLS, by its fixed path) with a deadline, streaming its
     stdout and keeping only the newest `max_bytes` (memory stays bounded on any output size).
@@ -426,48 +428,63 @@ def run_tail(cmd: list[str], timeout: float, max_bytes: int = MAX_LOG_BYTES, act
     chunks: deque[bytes] = deque()
     kept = total = 0
     killed = threading.Event()
-    with tempfile.TemporaryFile() as err:
-        try:
-            proc = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=_tool_env(), close_fds=True
-            )
-        except OSError as exc:
-            if actions is not None:
-                actions.command(cmd, None, time.monotonic() - t0, error=exc.strerror or str(exc))
-            raise RuntimeError(f"{cmd[0]}: {exc.strerror or exc}") from None
-
-        def kill() -> None:
-            killed.set()
-            with contextlib.suppress(OSError):
-                proc.kill()
-
-        timer = threading.Timer(timeout, kill)
-        timer.daemon = True
-        timer.start()
-        try:
-            assert proc.stdout is not None
-            while chunk := os.read(proc.stdout.fileno(), 1 << 20):
-                chunks.append(chunk)
-                kept += len(chunk)
-                total += len(chunk)
-                while len(chunks) > 1 and kept - len(chunks[0]) >= max_bytes:
-                    kept -= len(chunks.popleft())
-            rc = proc.wait()
-        finally:
-            timer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+    err_head = bytearray()  # stderr: the first 4 KiB kept, the rest read and dropped (nothing on disk)
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=_tool_env(),
+            close_fds=True,
+        )
+    except OSError as exc:
         if actions is not None:
-            actions.command(cmd, None if killed.is_set() else rc, time.monotonic() - t0)
-        if killed.is_set():
-            raise StepTimeout(f"{' '.join(cmd)}: no result within {timeout:g}s (killed)")
-        if rc != 0:
-            err.seek(0)
-            msg = err.read(400).decode("utf-8", "replace").strip().splitlines()
-            raise RuntimeError(f"{' '.join(cmd[:3])} exited {rc}: {msg[-1] if msg else ''}")
+            actions.command(cmd, None, time.monotonic() - t0, error=exc.strerror or str(exc))
+        raise RuntimeError(f"{cmd[0]}: {exc.strerror or exc}") from None
+
+    def kill() -> None:
+        killed.set()
+        with contextlib.suppress(OSError):
+            proc.kill()
+
+    def drain_stderr() -> None:
+        assert proc.stderr is not None
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := os.read(proc.stderr.fileno(), 1 << 16):
+                if len(err_head) < STDERR_KEEP:
+                    err_head.extend(chunk[: STDERR_KEEP - len(err_head)])
+
+    timer = threading.Timer(timeout, kill)
+    timer.daemon = True
+    timer.start()
+    drainer = threading.Thread(target=drain_stderr, name="pleg-doctor-stderr", daemon=True)
+    drainer.start()
+    try:
+        assert proc.stdout is not None
+        while chunk := os.read(proc.stdout.fileno(), 1 << 20):
+            chunks.append(chunk)
+            kept += len(chunk)
+            total += len(chunk)
+            while len(chunks) > 1 and kept - len(chunks[0]) >= max_bytes:
+                kept -= len(chunks.popleft())
+        rc = proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        drainer.join(timeout=2)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    if actions is not None:
+        actions.command(cmd, None if killed.is_set() else rc, time.monotonic() - t0)
+    if killed.is_set():
+        raise StepTimeout(f"{' '.join(cmd)}: no result within {timeout:g}s (killed)")
+    if rc != 0:
+        msg = bytes(err_head[:400]).decode("utf-8", "replace").strip().splitlines()
+        raise RuntimeError(f"{' '.join(cmd[:3])} exited {rc}: {msg[-1] if msg else ''}")
     data = b"".join(chunks)
     if len(data) > max_bytes:
         data = data[-max_bytes:]
