@@ -163,9 +163,23 @@ def _parse_header(line: str) -> tuple[int | None, str] | None:
     b = line.find("[", sp)
     if b < 0:
         return None
+    inner = line[b + 1 : -2]
     if len(num) > 20 or not num.isascii():
-        return None, line[b + 1 : -2]
-    return int(num), line[b + 1 : -2]
+        return None, inner or " "  # not "": that marks a broken header (see `scan`)
+    return int(num), inner
+
+
+def _broken_header(line: str) -> bool:
+    """A `goroutine ...` line shaped like a header that `_parse_header` cannot read: an id
+    that is not digits (`2x`, `-2`, `0x2`, none), the colon or a bracket lost, a tab for the
+    space. Its goroutine is skipped with a problem naming the line,
+    rather than its frames being read as a headerless fragment or as the previous
+    goroutine's. `goroutine profile: total N` and `goroutine running on other thread` are
+    not headers."""
+    s = line.rstrip()
+    if s.startswith(("goroutine profile:", "goroutine running on other thread")):
+        return False
+    return s.endswith("]:") or ("[" in s and (s.endswith(":") or s.endswith("]")))
 
 
 _FILE_TAIL = re.compile(
@@ -393,6 +407,8 @@ class _Assembler:
                 continue
             if c == "g" and line.startswith("goroutine "):
                 hdr = _parse_header(line)
+                if hdr is None and _broken_header(line):
+                    hdr = (None, "")  # skipped below, like an unreadable id
                 if hdr is not None:
                     if cur is not None:
                         self.pend, self.pend_created = pend, pend_created
@@ -403,7 +419,8 @@ class _Assembler:
                         pend_created = False
                     gid, inner = hdr
                     if gid is None:
-                        self.problem(ln(idx), "unreadable goroutine id: goroutine skipped", line)
+                        what = "id" if inner else "header"
+                        self.problem(ln(idx), f"unreadable goroutine {what}: goroutine skipped", line)
                         cur = None
                         skipping = True
                         orphan = None
@@ -760,7 +777,8 @@ class _Assembler:
             process=process,
             pid=meta.pid,
             goroutines=gs,
-            first_line=self.first_line,
+            # a dump of unreadable lines only (no header opened it) starts at its first problem
+            first_line=self.first_line or min((p.line for p in self.problems), default=0),
             last_line=self.last_line,
             process_source=source_of,
             sandbox=meta.sandbox,
@@ -825,7 +843,9 @@ _RACE_SECTION = re.compile(
 )
 _OFFSET_ONLY = re.compile(r"^\+0x[0-9a-f]+$")
 _CONTINUATION = re.compile(r"^[0-9a-fx{}_.?, \[\]]+\)?$")
-_LOGRUS_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
+# a key starts where a word starts (a search from every character of a long word would be
+# quadratic); possessive runs (the alternatives never overlap)
+_LOGRUS_FIELD = re.compile(r'(?<!\w)(\w++)=("(?:[^"\\]++|\\.)*+"|\S++)')
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
 _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", re.S)
 
@@ -852,7 +872,7 @@ def go_unquote(s: str) -> str:
             flush()
             pending.append(s[pos : m.start()])
         esc = m.group(1)
-        if esc[0] == "x":
+        if esc[0] == "x" and len(esc) == 3:  # a `\x` without two hex digits stays an `x`
             raw.append(bytes([int(esc[1:], 16)]))
         elif esc[0] in "01234567" and len(esc) == 3:
             raw.append(bytes([int(esc, 8) & 0xFF]))
