@@ -16,7 +16,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
@@ -65,10 +65,26 @@ def _go_escape(m: re.Match[str]) -> str:
     return chr(int(m.group(5), 8) & 0xFF)
 
 
+# a backslash followed by anything but a one-character escape (or a backslash)
+_NOT_SIMPLE = re.compile(r"""\\[^abfnrtv\\"']""")
+_SIMPLE_PAIRS = [("\\" + k, v) for k, v in _SIMPLE.items() if k != "\\"]
+
+
 def go_unquote(body: str) -> str:
     """The text of a Go-quoted string *without* its surrounding quotes."""
     if "\\" not in body:
         return body
+    if _NOT_SIMPLE.search(body) is None:
+        # Only one-character escapes (a line of 64 KiB `\"` is 32 768 of them): split at the
+        # escaped backslashes (left to right, as escapes are read), where every backslash
+        # left starts an escape of one character; str.replace is C, the callback is not.
+        parts = body.split("\\\\")
+        for i, part in enumerate(parts):
+            if "\\" in part:
+                for esc, ch in _SIMPLE_PAIRS:
+                    part = part.replace(esc, ch)
+                parts[i] = part
+        return "\\".join(parts)
     return _GO_ESCAPE.sub(_go_escape, body)
 
 
@@ -80,20 +96,27 @@ GO_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 # Durations
 
 
-_DUR_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+# matched at a position (never searched: a search from every digit of a long run is
+# quadratic); possessive, as digits, the dot and the units never overlap
+_DUR_PART = re.compile(r"([0-9]++(?:\.[0-9]++)?)(ns|us|µs|ms|s|m|h)")
 _DUR_SCALE = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_GO_DURATION = (1 << 63) / 1e9  # a Go time.Duration is an int64 of nanoseconds (~292 years)
 
 
 def parse_go_duration(text: str) -> float | None:
-    """`3m2.325658446s`, `1h0m5s`, `500ms` -> seconds; None if it is not a Go duration."""
+    """`3m2.325658446s`, `1h0m5s`, `500ms` -> seconds; None if it is not a Go duration
+    (including one longer than Go's int64 nanoseconds allow)."""
     pos = 0
     total = 0.0
-    for m in _DUR_PART.finditer(text):
-        if m.start() != pos:
+    n = len(text)
+    match = _DUR_PART.match
+    while pos < n:
+        m = match(text, pos)
+        if m is None:
             return None
         total += float(m.group(1)) * _DUR_SCALE[m.group(2)]
         pos = m.end()
-    return total if pos == len(text) and pos > 0 else None
+    return total if pos > 0 and total <= MAX_GO_DURATION else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -105,8 +128,8 @@ _JOURNAL_RE = re.compile(
     r"(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<hms>\d\d:\d\d:\d\d)(?:\.(?P<frac>\d{1,9}))?"
     r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?)"
     r"|\[ *(?P<mono>\d+\.\d+)\]"
-    r") (?P<host>\S+) (?P<ident>[^\s\[\]:]+)(?:\[(?P<pid>\d+)\])?: ?"
-    r"|(?P<bident>[A-Za-z_][\w.\-]*)\[(?P<bpid>\d+)\]: ?"
+    r") (?P<host>\S+) (?P<ident>[^\s\[\]:]+)(?:\[(?P<pid>\d{1,20})\])?: ?"
+    r"|(?P<bident>[A-Za-z_][\w.\-]*)\[(?P<bpid>\d{1,20})\]: ?"
 )
 
 
@@ -201,7 +224,7 @@ def process_of_ident(ident: str) -> str | None:
 
 KLOG_RE = re.compile(
     r"(?P<sev>[IWEF])(?P<mon>\d\d)(?P<day>\d\d) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)\.(?P<us>\d{6}) +"
-    r"(?P<pid>\d+) (?P<file>[^ :\]]+):(?P<line>\d+)\] ?"
+    r"(?P<pid>[0-9]{1,10}+) (?P<file>[^ :\]]++):(?P<line>[0-9]{1,10}+)\] ?"
 )
 KLOG_SEVERITY = {"I": "info", "W": "warning", "E": "error", "F": "fatal"}
 _KLOG_TS_B = re.compile(rb"[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) ")
@@ -346,7 +369,21 @@ class StampResolver:
 
 
 def epoch_to_dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=ts)
+    """Epoch seconds -> aware UTC; None when absent or outside datetime's range (a stamp of
+    year 55260 or 1e300 in a hostile log must not end the parse)."""
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def realtime_to_dt(value: object) -> datetime | None:
+    """journald `__REALTIME_TIMESTAMP` (decimal microseconds, a string) -> aware UTC, or None."""
+    if isinstance(value, str) and 0 < len(value) <= 20 and value.isascii() and value.isdigit():
+        return epoch_to_dt(int(value) / 1e6)
+    return None
 
 
 def to_utc(ts: datetime | None, time: TimeContext) -> datetime | None:
@@ -375,6 +412,10 @@ class Needle:
     tag: int
     regex: bool = False
     line_start: bool = False  # a literal that must start a line
+
+
+_Built = tuple[Any, list[tuple[Any, int, bool]], list[tuple[bytes, int]]]
+_BUILT: dict[tuple[tuple[bytes, int, bool, bool], ...], _Built] = {}
 
 
 class ScanStats:
@@ -432,7 +473,11 @@ class LineScanner:
         self.needles = [n for n in self.all_needles if n.tag not in self._dropped]
         cached = self._dbs.get(self._dropped)
         if cached is None:
-            cached = self._dbs[self._dropped] = self._build(self.needles)
+            key = tuple((n.pattern, n.tag, n.regex, n.line_start) for n in self.needles)
+            cached = _BUILT.get(key)  # one compile per needle set per process (archives: per member)
+            if cached is None:
+                cached = _BUILT[key] = self._build(self.needles)
+            self._dbs[self._dropped] = cached
         self._db, self._fallback, self._line_starts = cached
 
     @staticmethod

@@ -35,7 +35,7 @@ import mmap
 import os
 import re
 from array import array
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from plegdoctor.evidence import Evidence, ParseContext
@@ -48,12 +48,14 @@ from plegdoctor.parsers._logcommon import (
     Needle,
     ScanStats,
     StampResolver,
+    epoch_to_dt,
     finish_report,
     head_frames,
     open_binary,
     parse_iso,
     parse_journal_frame,
     process_of_ident,
+    realtime_to_dt,
     to_utc,
 )
 from plegdoctor.parsers.containerd_log import ContainerdHandler
@@ -82,7 +84,7 @@ EXTRA_NEEDLES: list[Needle] = [
 ]
 NEEDLES = kubelet_log.NEEDLES + EXTRA_NEEDLES
 
-_HUNG = re.compile(r"INFO: task (\S+):(\d+) blocked for more than (\d+) seconds")
+_HUNG = re.compile(r"INFO: task (\S+):(\d{1,20}) blocked for more than (\d{1,20}) seconds")
 
 
 def sniff(lines: list[str]) -> float:
@@ -159,9 +161,8 @@ def _prime_json(text: str, ctx: ParseContext) -> None:
     if not isinstance(obj, dict):
         return
     time = ctx.time
-    rt = obj.get("__REALTIME_TIMESTAMP")
-    if isinstance(rt, str) and rt.isdigit():
-        when = datetime.fromtimestamp(int(rt) / 1e6, UTC)
+    when = realtime_to_dt(obj.get("__REALTIME_TIMESTAMP"))
+    if when is not None:
         time.learn(when, zone=False)  # an absolute instant says nothing about the local zone
         msg = obj.get("MESSAGE")
         if isinstance(msg, str) and time.tz is None and time.learned_tz is None:
@@ -185,7 +186,9 @@ def _prime_json(text: str, ctx: ParseContext) -> None:
                     time.learn_offset(timedelta(seconds=quarter), "journald realtime vs klog local stamps")
     elif "ts" in obj and isinstance(obj["ts"], (int, float)):
         secs = obj["ts"] / 1000.0 if obj["ts"] > 1e11 else float(obj["ts"])
-        time.learn(datetime.fromtimestamp(secs, UTC), zone=False)
+        learnt = epoch_to_dt(secs)
+        if learnt is not None:
+            time.learn(learnt, zone=False)
     elif isinstance(obj.get("time"), str):
         ts = parse_iso(obj["time"])
         if ts is not None and ts.tzinfo is not None:
@@ -336,7 +339,11 @@ class Dispatcher:
             proc = process_of_ident(str(unit)) if unit else None
         msg = obj.get("MESSAGE")
         pid_raw = obj.get("_PID") or obj.get("SYSLOG_PID")
-        pid = int(pid_raw) if isinstance(pid_raw, str) and pid_raw.isdigit() else None
+        pid = (
+            int(pid_raw)
+            if isinstance(pid_raw, str) and len(pid_raw) <= 20 and pid_raw.isascii() and pid_raw.isdigit()
+            else None
+        )
         if msg is None:
             self.null_messages += 1
             if proc == "containerd":
@@ -349,9 +356,9 @@ class Dispatcher:
             else:
                 msg = "\n".join(str(x) for x in msg)  # repeated field: all values
         msg = str(msg).rstrip("\n")
-        rt = obj.get("__REALTIME_TIMESTAMP")
-        if isinstance(rt, str) and rt.isdigit():
-            self.ctx.time.learn(datetime.fromtimestamp(int(rt) / 1e6, UTC), zone=False)
+        when = realtime_to_dt(obj.get("__REALTIME_TIMESTAMP"))
+        if when is not None:
+            self.ctx.time.learn(when, zone=False)
         if proc is None:
             self.other_units += 1
             return

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from plegdoctor.model import Event, EventKind, LogRecord, Ref, quote
@@ -40,6 +40,7 @@ from plegdoctor.parsers._logcommon import (
     WARNING_PLUS,
     Needle,
     StampResolver,
+    epoch_to_dt,
     go_unquote,
     head_frames,
     parse_go_duration,
@@ -96,12 +97,24 @@ NEEDLES: list[Needle] = [
 ]
 
 _TICK_STAMP = re.compile(rb"[IWEF](\d{4} \d\d):(\d\d):(\d\d\.\d{6}) ")
-_LAST_SEEN = re.compile(r"pleg was last seen active (\S+?) ago")
-_CRI_FAILED = re.compile(r"(\w+)\b.*? from (runtime|image) service failed")
-_GRPC_CODE = re.compile(r"code = (\w+)")
-_KV = re.compile(r"([A-Za-z_][\w.\-]*)=(" + GO_QUOTED + r"|\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}|[^ ]*)")
+# Every pattern here is linear on a line of any length (lines may be 64 MiB): no pattern is
+# searched from every position of a long run it then fails on, and runs are possessive.
+_LAST_SEEN = re.compile(r"pleg was last seen active (\S++) ago")
+_CRI_FAILED = re.compile(r" from (runtime|image) service failed")  # the method: _cri_method
+_WORD = re.compile(r"\w++")
+_GRPC_CODE = re.compile(r"code = (\w++)")
+# key=value: a key starts where a run of key characters starts (the lookbehind; a search
+# from every letter of a long run would be quadratic), at its first letter
+_KV = re.compile(
+    r"(?<![\w.\-])(?:(?![A-Za-z_])[\w.\-])*+([A-Za-z_][\w.\-]*+)=("
+    + GO_QUOTED
+    + r"|\{[^{}]*+(?:\{[^{}]*+\}[^{}]*+)*+\}|[^ ]*+)"
+)
 _FIRST_QUOTED = re.compile(GO_QUOTED)
-_DU_TOOK = re.compile(r"(?:du and find|`du`|disk usage and inodes count) on following dirs took (\S+?): (\[[^\]]*\])")
+_EXIT_CODE = re.compile(r"-?[0-9]{1,10}")  # an int32 exit code; 5000 digits stay text
+# the path list's closing `]` is found with str.find (see _du): a pattern would scan to the
+# end of the line from every unclosed `[`
+_DU_TOOK = re.compile(r"(?:du and find|`du`|disk usage and inodes count) on following dirs took (\S+?): \[")
 _NODE_EVENT = re.compile(r"(NodeNotReady|NodeReady)")
 
 
@@ -410,8 +423,9 @@ class KubeletHandler:
         if isinstance(raw_ts, (int, float)):
             # kubelet JSON: float milliseconds since the epoch (older: seconds)
             secs = raw_ts / 1000.0 if raw_ts > 1e11 else float(raw_ts)
-            ts = datetime.fromtimestamp(secs, UTC)
-            self.ctx.time.learn(ts)
+            ts = epoch_to_dt(secs)  # None when out of range (a hostile `ts`)
+            if ts is not None:
+                self.ctx.time.learn(ts)
         message = str(obj.get("msg", ""))
         fields = {k: v if isinstance(v, str) else json.dumps(v) for k, v in obj.items() if k not in ("msg", "ts")}
         severity = "error" if "err" in obj or obj.get("level") == "error" else "info"
@@ -502,7 +516,7 @@ class KubeletHandler:
                 text,
                 container_id=fields.get("containerID"),
                 pod_id=fields.get("podID"),
-                exit_code=int(exit_code) if exit_code and exit_code.lstrip("-").isdigit() else exit_code,
+                exit_code=int(exit_code) if exit_code and _EXIT_CODE.fullmatch(exit_code) else exit_code,
             )
             return
         if "PLEG is not healthy" not in body:
@@ -531,8 +545,7 @@ class KubeletHandler:
         )
 
     def _cri_failed(self, lineno: int, text: str, ts: datetime | None, message: str, err: str) -> None:
-        m = _CRI_FAILED.search(message)
-        method = m.group(1) if m else None
+        m, method = _cri_method(message)
         error = err or message.split("service failed", 1)[-1].lstrip(": ")
         c = _GRPC_CODE.search(error) or _GRPC_CODE.search(message)
         self._event(
@@ -542,13 +555,14 @@ class KubeletHandler:
             text,
             method=method,
             code=c.group(1) if c else None,
-            service=m.group(2) if m else None,
+            service=m.group(1) if m else None,
             error=error,
         )
 
     def _du(self, lineno: int, text: str, ts: datetime | None, message: str) -> None:
         m = _DU_TOOK.search(message)
-        if m is not None:
+        close = message.find("]", m.end()) if m is not None else -1
+        if m is not None and close >= 0:
             secs = parse_go_duration(m.group(1))
             self._event(
                 EventKind.KUBELET_DU_KILLED,
@@ -557,7 +571,7 @@ class KubeletHandler:
                 text,
                 seconds=secs,
                 killed=False,
-                paths=m.group(2),
+                paths=message[m.end() - 1 : close + 1],
                 message=message,
             )
             return
@@ -565,6 +579,18 @@ class KubeletHandler:
         if "killing cmd" in message and "du" not in message and "find" not in message:
             return
         self._event(EventKind.KUBELET_DU_KILLED, ts, lineno, text, seconds=None, killed=killed, message=message)
+
+
+def _cri_method(message: str) -> tuple[re.Match[str] | None, str | None]:
+    """(the ` from runtime|image service failed` match, the method: the first word of its
+    line before it), as `(\\w+)\\b.*? from (runtime|image) service failed` searched, but
+    in linear time (that pattern scans to the end of the line from every word character)."""
+    for m in _CRI_FAILED.finditer(message):
+        start = message.rfind("\n", 0, m.start()) + 1
+        w = _WORD.search(message, start, m.start())
+        if w is not None:
+            return m, w.group(0)
+    return None, None
 
 
 def _go_quote(value: str) -> str:

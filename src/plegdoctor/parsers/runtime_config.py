@@ -182,12 +182,30 @@ def _as_str(v: Any) -> str | None:
     return v if isinstance(v, str) and v else None
 
 
+MAX_KEY_PARTS = 1000  # containerd's deepest key has ~10 parts
+
+
+def _check_key_parts(text: str, path: str) -> None:
+    """UserError for a key of more than MAX_KEY_PARTS dotted parts: tomllib builds a dotted
+    key by tuple concatenation, quadratic in its parts (a 64 KiB `a.a.a...` line takes
+    seconds, a 4 MiB one hours). Counts the dots of a table header line, or of what is
+    before the first `=` (dots in quoted parts count too: an upper bound)."""
+    for lineno, line in enumerate(text.splitlines(), 1):
+        s = line.lstrip()
+        key = s if s.startswith("[") else s.partition("=")[0]
+        if key.count(".") >= MAX_KEY_PARTS:
+            raise UserError(f"{path}:{lineno}: a key of more than {MAX_KEY_PARTS} dotted parts: not read as TOML")
+
+
 def config_from_text(text: str, path: str) -> RuntimeConfig:
     """Parse a config's text. Invalid TOML or an unknown schema version -> UserError."""
+    _check_key_parts(text, path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # an integer of 5000 digits, arrays nested 1000 deep
+        raise UserError(f"{path}: not read as TOML: {str(exc)[:100]}") from None
     version = data.get("version")
     explicit = "version" in data
     if version is None:
@@ -337,11 +355,15 @@ def load_config(path: str) -> RuntimeConfig:
 def sniff(lines: list[str]) -> float:
     text = "\n".join(lines[:400])
     score = 0.0
-    if re.search(r"^\s*\[(?:plugins|proxy_plugins)[.\]]", text, re.M):
+    # `[ \t]*` (not `\s*`, which crosses newlines: from every line start over every blank
+    # line after it, quadratic on a head of blank lines)
+    if re.search(r"^[ \t]*+\[(?:plugins|proxy_plugins)[.\]]", text, re.M):
         score = 0.6
-        if "io.containerd." in text or re.search(r"^\s*\[plugins\.(?:cri|overlayfs|bolt|linux)\b", text, re.M):
+        if "io.containerd." in text or re.search(r"^[ \t]*+\[plugins\.(?:cri|overlayfs|bolt|linux)\b", text, re.M):
             score = 0.95
-    elif re.search(r"^\s*version\s*=\s*\d+\s*$", text, re.M) and re.search(r"^\s*(?:root|state)\s*=", text, re.M):
+    elif re.search(r"^[ \t]*+version[ \t]*+=[ \t]*+\d++[ \t]*+$", text, re.M) and re.search(
+        r"^[ \t]*+(?:root|state)[ \t]*+=", text, re.M
+    ):
         score = 0.7
     return score
 

@@ -28,15 +28,17 @@ if TYPE_CHECKING:
 KIND = "top"
 MAX_TASKS = 5000
 
-_SUMMARY = re.compile(r"^top - (\d\d:\d\d:\d\d) up .{1,60}?load average: ([\d.]+), ([\d.]+), ([\d.]+)\s*$")
-_CPU = re.compile(r"^%Cpu\(s\):.{0,120}?([\d.]+) wa\b")
-_MEM = re.compile(r"^([KMGT]i)B Mem\s*:\s*([\d.]+) total,\s*([\d.]+) free")
-_SWAP = re.compile(r"^([KMGT]i)B Swap\s*:\s*([\d.]+) total,.{0,80}?([\d.]+) avail Mem\s*$")
+# Linear on long lines: a number after a lazy gap starts where its run starts (lookbehind),
+# so the gap's positions inside one long run do not each rescan it; runs are possessive.
+_SUMMARY = re.compile(r"^top - (\d\d:\d\d:\d\d) up .{1,60}?load average: ([\d.]++), ([\d.]++), ([\d.]++)\s*+$")
+_CPU = re.compile(r"^%Cpu\(s\):.{0,120}?(?<![\d.])([\d.]++) wa\b")
+_MEM = re.compile(r"^([KMGT]i)B Mem\s*+:\s*+([\d.]++) total,\s*+([\d.]++) free")
+_SWAP = re.compile(r"^([KMGT]i)B Swap\s*+:\s*+([\d.]++) total,.{0,80}?(?<![\d.])([\d.]++) avail Mem\s*+$")
 _TASKS = re.compile(r"^(?:Tasks|Threads):\s*\d+ total")
 _HEADER = re.compile(r"^\s*PID\s+USER\s+PR\s+NI\s+VIRT\s+RES\s+SHR\s+S\s+%CPU\s+%MEM\s+TIME\+\s+COMMAND\s*$")
 _ROW = re.compile(
     r"^\s*(\d{1,9})\s+(\S{1,32})\s+(-?\d+|rt)\s+(-?\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+([RSDTtZIXWP])\s+([\d.]+)\s+([\d.]+)"
-    r"\s+(\S+)\s+(.{1,256}?)\s*$"
+    r"\s+(\S+)\s+(.{1,256}?)(?<=\S)\s*+$"
 )
 _PROMPT = re.compile(r"^(?:\[[^\]]{1,80}\][#$]|\S{1,80}@\S{1,80}[#$:]).{0,200}$")
 _UNIT_KB = {"Ki": 1, "Mi": 1024, "Gi": 1024 * 1024, "Ti": 1024 * 1024 * 1024}
@@ -50,7 +52,8 @@ def sniff(lines: list[str]) -> float:
 
 
 def _kb(unit: str, value: str) -> int:
-    return int(float(value) * _UNIT_KB[unit])
+    kb = float(value) * _UNIT_KB[unit]
+    return int(kb) if kb < 1e30 else 0  # hundreds of digits read as inf: int(inf) would raise
 
 
 def parse(source: Source, ctx: ParseContext) -> None:

@@ -42,7 +42,10 @@ VOLATILE_TOML = '[plugins."io.containerd.snapshotter.v1.overlayfs"] mount_option
 NO_SYNC_TOML = '[plugins."io.containerd.metadata.v1.bolt"] no_sync = true'
 DIRTY_SYSCTL = "vm.dirty_bytes=268435456 vm.dirty_background_bytes=67108864"
 
-_VER = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
+# Linear on any text: a number starts only where a digit run starts (a search from every
+# digit of a long run would be quadratic), parts are ASCII and at most 9 digits (possessive,
+# so a longer run fails at once instead of being cut), so `int` never sees 5000 digits.
+_VER = re.compile(r"v?(?<![0-9])([0-9]{1,9}+)\.([0-9]{1,9}+)(?![0-9])(?:\.([0-9]{1,9}+)(?![0-9]))?")
 
 
 def parse_version(text: str | None) -> Version | None:
