@@ -105,7 +105,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
         return
     try:
         data = json.loads(raw.decode("utf-8", "replace"))
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, and int() of a 5000-digit number
         ctx.report.warn(f"manifest is not valid JSON: {exc}")
         return
     if not isinstance(data, dict):
@@ -145,7 +145,10 @@ def parse(source: Source, ctx: ParseContext) -> None:
 
 def _time(value: Any) -> datetime | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), UTC)
+        try:
+            return datetime.fromtimestamp(float(value), UTC)
+        except (OverflowError, OSError, ValueError):  # a hostile manifest's 1e300
+            return None
     if not isinstance(value, str) or not value:
         return None
     try:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 KIND = "diskstats"
 
-_LINE = re.compile(r"^(\d+)\s+(\d+)\s+(\S+)\s+((?:\d+\s+){3,19}\d+)\s*$")
+_LINE = re.compile(r"^(\d+)\s+(\d+)\s+(\S+)\s+((?:\d{1,20}\s+){3,19}\d{1,20})\s*$")
 
 
 def sniff(lines: list[str]) -> float:

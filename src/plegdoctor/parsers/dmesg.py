@@ -78,7 +78,7 @@ _HUMAN = re.compile(
     r"(\d{2}):(\d{2}):(\d{2}) (\d{4})\] ?(.*)$"
 )
 
-_INFO = re.compile(r"INFO: task (.+):(\d+) blocked for more than (\d+) seconds\.")
+_INFO = re.compile(r"INFO: task (.+):(\d{1,20}) blocked for more than (\d{1,20}) seconds\.")
 _TASK_NEW = re.compile(r"^task:(\S(?:[^\n]{0,40}?\S)?)\s+state:(\S)\s+stack:\s*\d+\s+pid:\s*(\d+)")
 _TASK_OLD = re.compile(r"^(\S.*?)\s+([DRSTtZXxKWPI])\s+(?:[0-9a-f]{8,16}\s+)?\d+\s+(\d+)\s+(\d+)\s+0x[0-9a-f]+\s*$")
 _CALL_TRACE = re.compile(r"^Call Trace:\s*$")
@@ -108,7 +108,7 @@ _LOCKUP = re.compile(
     r"|Watchdog detected hard LOCKUP on cpu (\d+)"
     r"|rcu: INFO: rcu_(?:sched|preempt|bh) (?:detected )?(?:self-detected )?stall"
 )
-_NETDEV = re.compile(r"unregister_netdevice: waiting for (\S+) to become free\. Usage count = (-?\d+)")
+_NETDEV = re.compile(r"unregister_netdevice: waiting for (\S+) to become free\. Usage count = (-?\d{1,20})")
 _INCOMPAT = re.compile(r"overlayfs: overlay with incompat feature '(\w+)' cannot be mounted")
 
 

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 KIND = "meminfo"
 
-_LINE = re.compile(r"^(?:\S+?:)?([A-Za-z][A-Za-z0-9_()]*):\s+(\d+)(?: kB)?\s*$")
+# values of up to 20 digits (a 5000-digit one made int() raise; it is now an unread line)
+_LINE = re.compile(r"^(?:\S+?:)?([A-Za-z][A-Za-z0-9_()]*):\s+(\d{1,20})(?: kB)?\s*$")
 _KNOWN = {"MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "Dirty", "Writeback", "SwapTotal"}
 
 

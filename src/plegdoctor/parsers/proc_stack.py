@@ -41,11 +41,13 @@ MAX_FRAMES = 64
 MAX_TASKS = 20_000
 
 _FRAME = re.compile(
-    r"^(?:(/proc/(\d+)(?:/task/\d+)?/stack):)?\[<[0-9a-fx]+>\] ([A-Za-z_][\w.]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?"
+    r"^(?:(/proc/(\d{1,20})(?:/task/\d+)?/stack):)?\[<[0-9a-fx]+>\] ([A-Za-z_][\w.]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?"
 )
-_TAIL = re.compile(r"^==> .*?/proc/(\d+)(?:/task/\d+)?/stack <==$")
-_PROMPT = re.compile(r"^\S{0,80}?[#$>] ?(?:sudo )?(?:cat|tail -n \+1|head -\d+) /proc/(\d+)(?:/task/(\d+))?/stack\s*$")
-_COLLECTOR = re.compile(r"^#\s*(?:pleg-doctor proc-stack\s+)?pid=(\d+)\b(.*)$")
+_TAIL = re.compile(r"^==> .*?/proc/(\d{1,20})(?:/task/\d+)?/stack <==$")
+_PROMPT = re.compile(
+    r"^\S{0,80}?[#$>] ?(?:sudo )?(?:cat|tail -n \+1|head -\d+) /proc/(\d{1,20})(?:/task/(\d{1,20}))?/stack\s*$"
+)
+_COLLECTOR = re.compile(r"^#\s*(?:pleg-doctor proc-stack\s+)?pid=(\d{1,20})\b(.*)$")
 _KV = re.compile(r"(\w+)=(\S*)")
 _PID_IN_NAME = re.compile(
     r"(?:^|/)(?:proc/)?(\d+)(?:/task/\d+)?/stack$|(?:^|[/_.-])(?:stack[_.-])?(\d+)(?:[_.-]stack)?(?:\.txt)?$"

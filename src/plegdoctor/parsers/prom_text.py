@@ -51,7 +51,7 @@ PREFIXES = (
     "kube_node_status_condition",
 )
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+(-?\d+))?\s*$")
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+(-?\d{1,19}))?\s*$")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
 _TYPE = re.compile(r"^# (?:TYPE|HELP) [a-zA-Z_:][a-zA-Z0-9_:]* ")
 _ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
@@ -112,8 +112,11 @@ def parse(source: Source, ctx: ParseContext) -> None:
             continue
         ts = line.ts
         if m.group(4) is not None:
-            ms = int(m.group(4))
-            ts = datetime.fromtimestamp(ms / 1000.0, UTC)
+            try:
+                ts = datetime.fromtimestamp(int(m.group(4)) / 1000.0, UTC)
+            except (OverflowError, OSError, ValueError):  # beyond year 9999
+                unread(line.lineno, line.raw)
+                continue
         ctx.evidence.metrics.append(
             MetricSample(name, labels, value, ts, Ref(source.display, line.lineno, quote(line.raw)))
         )

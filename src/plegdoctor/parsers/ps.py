@@ -32,7 +32,7 @@ A wait channel of `-` or `0` means none.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from plegdoctor.kernelnames import expand_wchan
 from plegdoctor.model import CgroupFreeze, ProcCgroup, Ref, TaskState, quote
@@ -51,10 +51,10 @@ _CMD_COLS = ("CMD", "ARGS", "COMMAND")
 # `==> /proc/812/status <==` (tail -n +1) and `/proc/812/status:State: T` (grep . FILE...)
 _TAIL = re.compile(r"^==> (.+?) <==$")
 _GREP = re.compile(r"^(/(?:proc|sys)/\S+?):(.*)$")
-_PROC_FILE = re.compile(r"/proc/(\d+)(?:/task/(\d+))?/(status|stat|wchan|cgroup)$")
+_PROC_FILE = re.compile(r"/proc/(\d{1,20})(?:/task/(\d{1,20}))?/(status|stat|wchan|cgroup)$")
 _FREEZE_FILE = re.compile(r"(.*)/(cgroup\.freeze|cgroup\.events|freezer\.state)$")
 # one /proc/<pid>/stat line: pid (comm) state ppid ...; comm may hold spaces and parentheses
-_STAT = re.compile(r"^(\d+) \((.*)\) ([A-Za-z]) (-?\d+) ")
+_STAT = re.compile(r"^(\d{1,20}) \((.*)\) ([A-Za-z]) (-?\d{1,20}) ")
 _STATUS_KEYS = ("Name", "State", "Tgid", "Pid", "PPid", "TracerPid")
 
 
@@ -68,6 +68,12 @@ _ELF = re.compile(
     r"\s+(\S+)\s+(?:(\S+)\s+)?(\S+)\s+((?:\d+-)?\d+:\d\d(?::\d\d)?)\s+(.+)$"
 )
 _ELF_COLS = ["F", "S", "UID", "PID", "PPID", "C", "PRI", "NI", "ADDR", "SZ", "WCHAN", "STIME", "TTY", "TIME", "CMD"]
+
+
+def _is_id(text: str | None) -> TypeGuard[str]:
+    """A pid/ppid field int() can read: ASCII digits, at most 20 (`"²".isdigit()` is True,
+    and int() of 5000 digits raises)."""
+    return text is not None and 0 < len(text) <= 20 and text.isascii() and text.isdigit()
 
 
 def _columns(line: str) -> list[str] | None:
@@ -166,7 +172,7 @@ def _task_from_row(row: dict[str, str], ref: Ref) -> TaskState | None:
         cmd=cmd,
         ref=ref,
         tgid=pid if tid is not None else None,
-        ppid=int(ppid) if ppid and ppid.isdigit() else None,
+        ppid=int(ppid) if _is_id(ppid) else None,
         source="ps",
     )
 
@@ -200,7 +206,7 @@ def _stat_line(text: str) -> tuple[int, str, str, int] | None:
     # comm may itself contain ") X n ": the real one ends at the last ') <state> <ppid> '
     rpar = text.rfind(")")
     rest = text[rpar + 2 :].split()
-    if len(rest) < 2 or not rest[1].lstrip("-").isdigit():
+    if len(rest) < 2 or not _is_id(rest[1].lstrip("-")):
         return int(m.group(1)), m.group(2), m.group(3), int(m.group(4))
     return int(m.group(1)), text[text.find("(") + 1 : rpar], rest[0], int(rest[1])
 
@@ -268,11 +274,11 @@ class _Reader:
         elif key == "State":
             t.state = value.split()[0] if value else ""
             t.ref = ref  # the State line is the one to quote
-        elif key == "PPid" and value.isdigit():
+        elif key == "PPid" and _is_id(value):
             t.ppid = int(value)
-        elif key == "TracerPid" and value.isdigit():
+        elif key == "TracerPid" and _is_id(value):
             t.tracer = int(value)
-        elif key == "Tgid" and value.isdigit() and int(value) != tgid:
+        elif key == "Tgid" and _is_id(value) and int(value) != tgid:
             # /proc/<tid>/status of a thread: the process is the Tgid
             moved = self.tasks.pop((tgid, tid))
             moved.tgid = int(value)
@@ -314,16 +320,16 @@ class _Reader:
 
     def finish(self) -> None:
         status = self.bare_status
-        if "State" in status and "Pid" in status and status["Pid"][0].isdigit():
+        if "State" in status and "Pid" in status and _is_id(status["Pid"][0]):
             pid = int(status["Pid"][0])
             tgid = status.get("Tgid", ("", None))[0]
-            t = self.task(int(tgid) if tgid.isdigit() else pid, pid)
+            t = self.task(int(tgid) if _is_id(tgid) else pid, pid)
             t.state = status["State"][0].split()[0] if status["State"][0] else ""
             t.ref = status["State"][1]
             t.comm = status.get("Name", ("", None))[0]
             ppid, tracer = status.get("PPid", ("", None))[0], status.get("TracerPid", ("", None))[0]
-            t.ppid = int(ppid) if ppid.isdigit() else None
-            t.tracer = int(tracer) if tracer.isdigit() else None
+            t.ppid = int(ppid) if _is_id(ppid) else None
+            t.tracer = int(tracer) if _is_id(tracer) else None
         for t in self.tasks.values():
             if not t.state or t.ref is None:
                 continue

@@ -320,6 +320,9 @@ def parse(source: Source, ctx: ParseContext) -> None:
         scope = scope or "node"
         kind = m.group("kind")
         vals = (float(m.group("a10")), float(m.group("a60")), float(m.group("a300")), float(m.group("total")))
+        if vals[3] == float("inf"):  # a total of hundreds of digits: int(inf) would raise
+            unread(line.lineno, line.raw)
+            continue
         key = (res, scope, line.block)
         item = pending.get(key)
         if item is not None and kind in item:

@@ -51,7 +51,7 @@ WRITEBACK_KEYS = frozenset(
         "balance_dirty_pages",  # not a real counter on every kernel; kept when present
     }
 )
-_LINE = re.compile(r"^([a-z][a-z0-9_]*) (\d+)$")
+_LINE = re.compile(r"^([a-z][a-z0-9_]*) (\d{1,20})$")
 _CMD_HEAD1 = re.compile(r"^procs\s+-+memory-+")
 _CMD_COLS = re.compile(r"^\s*r\s+b\s+swpd\s+free\s+")
 
