@@ -46,8 +46,17 @@ SNIFF_MIN = 0.3
 UNKNOWN = "unknown"
 
 
+_AVAILABLE: tuple[tuple[tuple[str, str], ...], dict[str, ModuleType]] | None = None
+
+
 def available() -> dict[str, ModuleType]:
-    """Kinds whose parser module exists in this build (import errors are bugs: raise)."""
+    """Kinds whose parser module exists in this build (import errors are bugs: raise).
+    Computed once per PARSERS table (sniff calls this for every input, and an archive
+    can hold thousands)."""
+    global _AVAILABLE
+    key = tuple(PARSERS.items())
+    if _AVAILABLE is not None and _AVAILABLE[0] == key:
+        return dict(_AVAILABLE[1])
     out: dict[str, ModuleType] = {}
     for kind, modname in PARSERS.items():
         try:
@@ -55,7 +64,8 @@ def available() -> dict[str, ModuleType]:
         except ModuleNotFoundError as exc:
             if exc.name != modname:
                 raise
-    return out
+    _AVAILABLE = (key, out)
+    return dict(out)
 
 
 def known_kinds() -> set[str]:
@@ -74,13 +84,22 @@ def sniff(head: bytes, exclude: frozenset[str] = frozenset()) -> tuple[str, floa
     `exclude` are not tried (the terminal-session reader sniffs its blocks without itself)."""
     if not head:
         return UNKNOWN, 0.0
-    if b"\x00" in head[:8192]:
-        # NUL bytes: binary, unless it is a journald export with binary fields (not supported)
-        return UNKNOWN, 0.0
-    text = head.decode("utf-8", "replace")
-    lines = text.splitlines()
-    if len(head) >= 64 * 1024 and lines:
-        lines = lines[:-1]  # last line may be cut
+    cut = len(head) >= 64 * 1024  # the last line may be cut
+    if b"\x00" in head:
+        # NUL bytes: a binary file, or a log with some NUL-filled lines (a crash or a disk
+        # full leaves zeroed blocks): sniff the lines without NUL if they are most of it.
+        # The parser counts and warns the NUL lines it skips.
+        raw_lines = head.split(b"\n")
+        if cut:
+            raw_lines = raw_lines[:-1]
+        clean = [ln for ln in raw_lines if b"\x00" not in ln]
+        if len(clean) < 2 or 2 * len(clean) < len(raw_lines) or 2 * sum(map(len, clean)) < len(head) - len(raw_lines):
+            return UNKNOWN, 0.0
+        lines = b"\n".join(clean).decode("utf-8", "replace").splitlines()
+    else:
+        lines = head.decode("utf-8", "replace").splitlines()
+        if cut and lines:
+            lines = lines[:-1]
     best, best_score = UNKNOWN, 0.0
     for kind, mod in available().items():
         if kind in exclude:
