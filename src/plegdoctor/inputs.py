@@ -8,19 +8,26 @@
   followed (no loops); special files are skipped.
 - `-` reads standard input once.
 
+Bounded on any input (`Limits`, the `analyze --max-*` options): decompressed bytes per
+input and per run, the compression ratio, archive members, tar header sizes, zip
+central-directory sanity (entries whose data overlap another's are a zip bomb and are
+not read). A limit that fires stops reading there and leaves one warning naming the
+option that raises it (`Limits.take_notices()`); what was read before it stands.
+
 `iter_sources()` is a generator and each Source's stream must be consumed before asking
 for the next one (tar members are read sequentially). Nothing is ever written.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from plegdoctor.errors import InputError
 
@@ -28,6 +35,11 @@ HEAD_BYTES = 64 * 1024
 MAX_LINE = 64 * 1024 * 1024  # longer lines are skipped with a warning
 MAX_ARCHIVE_DEPTH = 3
 CHUNK = 1 << 20
+MAX_TAR_HEADER = 1 << 20
+_BUDGET_READ = 64 * 1024  # PAX / GNU long-name headers are read into memory by tarfile
+
+MiB = 1 << 20
+GiB = 1 << 30
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -61,6 +73,138 @@ class _HeadStream(io.RawIOBase):
         return len(data)
 
 
+def human_bytes(n: float) -> str:
+    for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+@dataclass
+class Limits:
+    """How much one run reads. Defaults suit real nodes (a 500 MB journal, a bundle of a
+    few thousand files, logs that xz packs 117:1); each field is an `analyze` option.
+
+    Counted: bytes that come out of a decompressor (gzip/zstd/xz/bzip2, zip deflate) or
+    a tar archive; a plain file is read whole (its size is what is on the disk).
+    """
+
+    max_input_bytes: int = 1 * GiB  # decompressed bytes of one input (file or member)
+    max_total_bytes: int = 4 * GiB  # decompressed bytes over the whole run
+    # decompressed : compressed, checked past ratio_floor. Measured (bench/bench_bombs.py
+    # --ratios): a kubelet journal packs 16:1 (gzip -9) to 25:1 (zstd -19); a log of
+    # nothing but time-stamped "PLEG is not healthy" lines 29:1 (gzip) to 117:1 (xz).
+    max_ratio: float = 200.0
+    ratio_floor: int = 16 * MiB  # a small input may expand as much as it likes
+    max_members: int = 5_000  # archive members read per archive
+    total: int = 0  # decompressed bytes so far (this run)
+    total_hit: bool = False
+    notices: list[tuple[str, str]] = field(default_factory=list)  # (input display, message)
+
+    def notice(self, display: str, message: str) -> None:
+        if (display, message) not in self.notices[-20:]:
+            self.notices.append((display, message))
+
+    def take_notices(self) -> list[tuple[str, str]]:
+        out, self.notices = self.notices, []
+        return out
+
+
+class _Counting(io.RawIOBase):
+    """Counts the compressed bytes a decompressor consumes."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self._inner = inner
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(b))
+        if not data:
+            return 0
+        n = len(data)
+        b[:n] = data
+        self.count += n
+        return n
+
+
+class _Budget(io.RawIOBase):
+    """Counts the bytes coming out of `inner` against the run's Limits; at a limit it
+    returns EOF and records one notice naming the option to raise."""
+
+    def __init__(
+        self,
+        inner: BinaryIO,
+        limits: Limits,
+        display: str,
+        *,
+        per_input: bool = True,
+        total: bool = True,
+        consumed: Callable[[], int] | None = None,
+    ) -> None:
+        self._inner = inner
+        self._limits = limits
+        self._display = display
+        self._per_input = per_input
+        self._total = total
+        self._consumed = consumed
+        self.produced = 0
+        self.hit: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def _stop(self, message: str) -> int:
+        self.hit = message
+        self._limits.notice(self._display, message)
+        return 0
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.hit is not None:
+            return 0
+        lim = self._limits
+        # small reads: a decompressor that fails (a truncated file) loses what that read held
+        allowed = min(len(b), _BUDGET_READ)
+        if self._per_input:
+            allowed = min(allowed, lim.max_input_bytes - self.produced)
+        if self._total:
+            allowed = min(allowed, lim.max_total_bytes - lim.total)
+        if allowed <= 0:
+            if not self._inner.read(1):
+                return 0  # ends exactly at the limit: nothing was cut
+            if self._total and lim.total >= lim.max_total_bytes:
+                lim.total_hit = True
+                return self._stop(
+                    f"run limit: {human_bytes(lim.max_total_bytes)} decompressed over all inputs; "
+                    "the rest is not read (raise --max-total-bytes)"
+                )
+            return self._stop(
+                f"input limit: read the first {human_bytes(lim.max_input_bytes)} decompressed, "
+                "the rest is not read (raise --max-input-bytes)"
+            )
+        view = memoryview(b)[:allowed]
+        readinto = getattr(self._inner, "readinto", None)
+        if readinto is not None:
+            n = readinto(view) or 0
+        else:
+            data = self._inner.read(allowed)
+            n = len(data)
+            view[:n] = data
+        self.produced += n
+        if self._total:
+            lim.total += n
+        if self._consumed is not None and self.produced > lim.ratio_floor:
+            packed = max(self._consumed(), 1)
+            if self.produced > lim.max_ratio * packed:
+                self._stop(
+                    f"compression ratio over {lim.max_ratio:g}:1 ({human_bytes(packed)} -> "
+                    f"{human_bytes(self.produced)}): a decompression bomb? the rest is not read (raise --max-ratio)"
+                )
+        return n
+
+
 def _decompressor(head: bytes, raw: BinaryIO) -> tuple[str | None, BinaryIO]:
     """Wrap `raw` (positioned at its start, `head` already peeked) by its magic."""
     # The codec modules are imported when an input needs them (plain files are the rule).
@@ -88,7 +232,8 @@ def _read_errors() -> tuple[type[BaseException], ...]:
     decompressors' own error types, of the codec modules loaded so far (a codec never
     imported cannot have raised)."""
     out: list[type[BaseException]] = [OSError, EOFError, ValueError]
-    for module, name in (("lzma", "LZMAError"), ("zlib", "error")):
+    codecs = (("lzma", "LZMAError"), ("zlib", "error"), ("zstandard", "ZstdError"), ("tarfile", "TarError"))
+    for module, name in (*codecs, ("zipfile", "BadZipFile")):
         mod = sys.modules.get(module)
         if mod is not None:
             out.append(getattr(mod, name))
@@ -204,10 +349,14 @@ def parse_kind_overrides(values: list[str], known: set[str]) -> dict[str, str]:
     return out
 
 
-def iter_sources(paths: list[str], kinds: dict[str, str] | None = None) -> Iterator[Source]:
+def iter_sources(
+    paths: list[str], kinds: dict[str, str] | None = None, limits: Limits | None = None
+) -> Iterator[Source]:
     """Yield every Source under `paths`. Missing or unreadable paths raise InputError
-    before anything is yielded, so a typo gets one clear line and exit code 2."""
+    before anything is yielded, so a typo gets one clear line and exit code 2. What a
+    limit stopped is in `limits.take_notices()`."""
     kinds = kinds or {}
+    limits = limits if limits is not None else Limits()
     if not paths:
         raise InputError("no input given (name files, directories, archives or '-')")
     for p in paths:
@@ -219,12 +368,12 @@ def iter_sources(paths: list[str], kinds: dict[str, str] | None = None) -> Itera
             raise InputError(f"{p}: permission denied")
     for p in paths:
         if p == "-":
-            yield from _from_stream("<stdin>", sys.stdin.buffer, None, None, kinds.get("-"), 0)
+            yield from _from_stream("<stdin>", sys.stdin.buffer, None, None, kinds.get("-"), 0, limits)
             continue
-        yield from _from_path(p, kinds)
+        yield from _from_path(p, kinds, limits)
 
 
-def _from_path(path: str, kinds: dict[str, str]) -> Iterator[Source]:
+def _from_path(path: str, kinds: dict[str, str], limits: Limits) -> Iterator[Source]:
     st = os.stat(path) if os.path.exists(path) else os.lstat(path)
     if stat.S_ISDIR(st.st_mode):
         for root, dirs, files in os.walk(path, followlinks=False):
@@ -237,14 +386,14 @@ def _from_path(path: str, kinds: dict[str, str]) -> Iterator[Source]:
                     continue  # dangling link
                 if not stat.S_ISREG(fst.st_mode):
                     continue
-                yield from _from_file(full, fst, kinds)
+                yield from _from_file(full, fst, kinds, limits)
         return
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{path}: not a regular file or directory")
-    yield from _from_file(path, st, kinds)
+    yield from _from_file(path, st, kinds, limits)
 
 
-def _from_file(path: str, st: os.stat_result, kinds: dict[str, str]) -> Iterator[Source]:
+def _from_file(path: str, st: os.stat_result, kinds: dict[str, str], limits: Limits) -> Iterator[Source]:
     override = kinds.get(os.path.normpath(path))
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed below after the generator is done
@@ -254,9 +403,9 @@ def _from_file(path: str, st: os.stat_result, kinds: dict[str, str]) -> Iterator
         head = fh.read(8)
         fh.seek(0)
         if head.startswith(ZIP_MAGIC) and override is None:
-            yield from _from_zip(path, fh, st.st_mtime)
+            yield from _from_zip(path, fh, st.st_mtime, st.st_size, limits)
             return
-        yield from _from_stream(path, fh, st.st_mtime, st.st_size, override, 0)
+        yield from _from_stream(path, fh, st.st_mtime, st.st_size, override, 0, limits)
 
 
 def _from_stream(
@@ -266,45 +415,120 @@ def _from_stream(
     size: int | None,
     override: str | None,
     depth: int,
+    limits: Limits,
 ) -> Iterator[Source]:
-    magic = _read_up_to(raw, 8)
+    try:
+        magic = _read_up_to(raw, 8)
+    except _read_errors() as exc:  # e.g. a zip member's CRC fails at once (it is short)
+        yield Source(display, mtime, size, [], "unreadable", io.BytesIO(b""), error=f"cannot read: {exc}")
+        return
     raw_replay: BinaryIO = io.BufferedReader(_HeadStream(magic, raw), CHUNK)  # type: ignore[arg-type]
     compressions: list[str] = []
-    stream: BinaryIO = raw_replay
-    kind_of, stream = _decompressor(magic, raw_replay)
+    counted = _Counting(raw_replay)
+    kind_of, stream = _decompressor(magic, counted)  # type: ignore[arg-type]
+    budget: _Budget | None = None
     if kind_of:
         compressions.append(kind_of)
+        budget = _Budget(stream, limits, display, consumed=lambda: counted.count)
+        stream = io.BufferedReader(budget, CHUNK)  # type: ignore[arg-type,assignment]
+    else:
+        stream = raw_replay
     src = Source(display, mtime, size, compressions, override, stream)
     head = src.head()
-    if override is None and _is_tar(head) and depth < MAX_ARCHIVE_DEPTH:
-        yield from _from_tar(display, src, depth)
-        return
+    if override is None and _is_tar(head):
+        if depth < MAX_ARCHIVE_DEPTH:
+            yield from _from_tar(display, src, depth, limits, budget)
+            return
+        limits.notice(display, f"archive nested deeper than {MAX_ARCHIVE_DEPTH} levels: not opened")
     yield src
 
 
-def _from_tar(display: str, outer: Source, depth: int) -> Iterator[Source]:
+def _unsafe_name(name: str) -> bool:
+    return name.startswith("/") or ".." in name.split("/")
+
+
+class _TarHeaderTooBig(Exception):
+    pass
+
+
+def _safe_tarinfo() -> type:
+    """A TarInfo that refuses PAX / GNU long-name / sparse headers over MAX_TAR_HEADER
+    (tarfile reads them into memory whole: a 256 MiB PAX header costs 256 MiB+)."""
     import tarfile
 
-    stream = outer.stream()
+    header_types = (
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+        tarfile.GNUTYPE_SPARSE,
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+    )
+
+    class SafeTarInfo(tarfile.TarInfo):
+        def _proc_member(self, tf: Any) -> Any:
+            if self.type in header_types and self.size > MAX_TAR_HEADER:
+                raise _TarHeaderTooBig(
+                    f"tar header of {human_bytes(self.size)} (extended/long-name) is over "
+                    f"{human_bytes(MAX_TAR_HEADER)}: the rest of the archive is not read"
+                )
+            return super()._proc_member(tf)  # type: ignore[misc]
+
+    return SafeTarInfo
+
+
+def _from_tar(display: str, outer: Source, depth: int, limits: Limits, budget: _Budget | None) -> Iterator[Source]:
+    import tarfile
+
+    stream: BinaryIO = outer.stream()
+    if budget is None:  # a plain tar: its bytes still count towards the run total
+        budget = _Budget(stream, limits, display, per_input=False)
+        stream = io.BufferedReader(budget, CHUNK)  # type: ignore[arg-type,assignment]
+    else:
+        budget._per_input = False  # an archive is as big as its members; each member is limited
     try:
-        tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - closed in finally
+        tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=_safe_tarinfo())  # noqa: SIM115 - closed in finally
     except tarfile.TarError as exc:
         raise InputError(f"{display}: unreadable tar archive ({exc})") from None
+    except _TarHeaderTooBig as exc:
+        limits.notice(display, str(exc))
+        return
+    members = 0
     try:
         for member in tar:
+            members += 1
+            if members > limits.max_members:
+                limits.notice(
+                    display,
+                    f"archive has more than {limits.max_members} members: the rest is not read (raise --max-members)",
+                )
+                return
             if not member.isreg():
                 continue  # links, devices, dirs: never followed
             name = member.name
-            if name.startswith("/") or ".." in name.split("/"):
+            if _unsafe_name(name):
+                limits.notice(display, f"member {name!r} skipped: its path leaves the archive (tar-slip)")
                 continue
+            if member.size > limits.max_total_bytes:
+                limits.notice(
+                    display,
+                    f"member {name!r} declares {human_bytes(member.size)}, over the run limit: "
+                    "the rest of the archive is not read (raise --max-total-bytes)",
+                )
+                return
             fh = tar.extractfile(member)
             if fh is None:
                 continue
-            member_stream: BinaryIO = fh  # type: ignore[assignment]  # tarfile's IO[bytes]
+            member_display = f"{display}:{name}"
+            member_stream = io.BufferedReader(_Budget(fh, limits, member_display, total=False), CHUNK)  # type: ignore[arg-type]
             yield from _from_stream(
-                f"{display}:{name}", member_stream, float(member.mtime), member.size, None, depth + 1
+                member_display, member_stream, float(member.mtime), member.size, None, depth + 1, limits
             )
+    except _TarHeaderTooBig as exc:
+        limits.notice(display, str(exc))
     except (tarfile.TarError, OSError, EOFError) as exc:
+        if budget.hit is not None or limits.total_hit:
+            return  # a limit stopped the archive: its notice says so
         # A truncated archive: what was read stands; the caller reports the rest.
         yield Source(
             f"{display}",
@@ -319,28 +543,78 @@ def _from_tar(display: str, outer: Source, depth: int) -> Iterator[Source]:
         tar.close()
 
 
-def _from_zip(display: str, fh: BinaryIO, mtime: float | None) -> Iterator[Source]:
+def _zip_entries(display: str, zf: Any, size: int | None, limits: Limits) -> list[Any]:
+    """The central directory's file entries that are safe to read, in order: each one's
+    data must not overlap another's (a zip bomb re-uses one deflate stream for many
+    entries), lie beyond the file, or claim a ratio past the limit."""
+    infos = [i for i in zf.infolist() if not i.is_dir()]
+    if len(infos) > limits.max_members:
+        limits.notice(
+            display,
+            f"zip has {len(infos)} entries, more than {limits.max_members}: the rest is not read (raise --max-members)",
+        )
+        infos = infos[: limits.max_members]
+    overlapping: set[int] = set()
+    end = -1
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        # a lower bound of where this entry's data ends (the local extra field may add more)
+        if info.header_offset < end:
+            overlapping.add(id(info))
+            continue
+        end = info.header_offset + 30 + len(info.orig_filename.encode("utf-8", "replace")) + info.compress_size
+    if overlapping:
+        limits.notice(
+            display,
+            f"zip: {len(overlapping)} entries overlap another entry's data (a zip bomb): not read",
+        )
+    out = []
+    for info in infos:
+        if id(info) in overlapping:
+            continue
+        name = info.filename
+        if _unsafe_name(name):
+            limits.notice(display, f"member {name!r} skipped: its path leaves the archive (zip-slip)")
+            continue
+        if stat.S_ISLNK(info.external_attr >> 16):
+            continue  # symlinks carry S_IFLNK in the high bits of external_attr
+        if size is not None and info.header_offset + info.compress_size > size:
+            limits.notice(display, f"member {name!r} skipped: its data would lie beyond the end of the file")
+            continue
+        if info.file_size > limits.ratio_floor and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            limits.notice(
+                display,
+                f"member {name!r} skipped: it declares a compression ratio over {limits.max_ratio:g}:1 "
+                f"({human_bytes(info.compress_size)} -> {human_bytes(info.file_size)}): "
+                "a zip bomb? (raise --max-ratio)",
+            )
+            continue
+        out.append(info)
+    return out
+
+
+def _from_zip(display: str, fh: BinaryIO, mtime: float | None, size: int | None, limits: Limits) -> Iterator[Source]:
     import zipfile
 
     try:
         zf = zipfile.ZipFile(fh)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
         yield Source(display, mtime, None, [], "unreadable", io.BytesIO(b""), error=f"unreadable zip archive: {exc}")
         return
     with zf:
-        for info in zf.infolist():
-            if info.is_dir():
-                continue
+        for info in _zip_entries(display, zf, size, limits):
+            if limits.total_hit:
+                return
             name = info.filename
-            if name.startswith("/") or ".." in name.split("/"):
-                continue
-            # Symlinks in zips carry S_IFLNK in the high bits of external_attr.
-            if stat.S_ISLNK(info.external_attr >> 16):
-                continue
+            member_display = f"{display}:{name}"
             try:
                 member = zf.open(info)
-            except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
-                yield Source(f"{display}:{name}", None, None, [], "unreadable", io.BytesIO(b""), error=str(exc))
+            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError) as exc:
+                yield Source(member_display, None, None, [], "unreadable", io.BytesIO(b""), error=str(exc))
                 continue
             with member:
-                yield from _from_stream(f"{display}:{name}", member, mtime, info.file_size, None, 1)  # type: ignore[arg-type]
+                packed = info.compress_size
+                stream: BinaryIO = member  # type: ignore[assignment]
+                if info.compress_type != zipfile.ZIP_STORED:
+                    budget = _Budget(member, limits, member_display, consumed=functools.partial(int, packed))  # type: ignore[arg-type]
+                    stream = io.BufferedReader(budget, CHUNK)  # type: ignore[arg-type,assignment]
+                yield from _from_stream(member_display, stream, mtime, info.file_size, None, 1, limits)
