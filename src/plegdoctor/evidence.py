@@ -9,7 +9,9 @@ Nothing here keeps raw lines: memory stays bounded however large the input.
 from __future__ import annotations
 
 from array import array
+from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from plegdoctor.model import (
@@ -38,6 +40,62 @@ if TYPE_CHECKING:
 
 # A cap on kept log records (errors/warnings) so a log full of errors stays bounded.
 MAX_LOG_RECORDS = 20_000
+# Events kept per kind (the first half and the last half of them; the rest are counted).
+MAX_EVENTS_PER_KIND = 20_000
+
+
+@dataclass
+class DroppedEvents:
+    """Events of one kind that were counted but not kept (between the kept head and tail)."""
+
+    count: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def add(self, ts: datetime | None) -> None:
+        self.count += 1
+        if ts is not None:
+            if self.first is None or ts < self.first:
+                self.first = ts
+            if self.last is None or ts > self.last:
+                self.last = ts
+
+
+class EventList(list[Event]):
+    """The events list, bounded per kind: the first `cap // 2` events of a kind and its
+    last `cap - cap // 2` are kept, those between are counted in `dropped` (count and
+    first/last time), and `counts` has every kind's exact total. Parsers `append` as to
+    a list; `seal()` (after the last input) puts the kept tails in place."""
+
+    def __init__(self, cap: int = MAX_EVENTS_PER_KIND) -> None:
+        super().__init__()
+        self.cap = cap
+        self.counts: dict[str, int] = {}
+        self.dropped: dict[str, DroppedEvents] = {}
+        self._tails: dict[str, deque[Event]] = {}
+
+    def append(self, event: Event) -> None:
+        kind = str(event.kind)
+        n = self.counts.get(kind, 0) + 1
+        self.counts[kind] = n
+        if n <= self.cap // 2:
+            super().append(event)
+            return
+        tail = self._tails.get(kind)
+        if tail is None:
+            tail = self._tails[kind] = deque(maxlen=max(self.cap - self.cap // 2, 1))
+        if len(tail) == tail.maxlen:
+            self.dropped.setdefault(kind, DroppedEvents()).add(tail[0].ts)
+        tail.append(event)
+
+    def extend(self, events: Any) -> None:
+        for e in events:
+            self.append(e)
+
+    def seal(self) -> None:
+        for tail in self._tails.values():
+            super().extend(tail)
+            tail.clear()
 
 
 class RelistSeries:
@@ -48,7 +106,7 @@ class RelistSeries:
     a long interval, which are the ones a report quotes), so 10^6 ticks cost ~20 MB.
     """
 
-    __slots__ = ("line", "sources", "src", "texts", "ts")
+    __slots__ = ("_ids", "line", "sources", "src", "texts", "ts")
 
     def __init__(self) -> None:
         self.ts = array("d")
@@ -56,13 +114,17 @@ class RelistSeries:
         self.line = array("q")
         self.texts: dict[int, str] = {}
         self.sources: list[str] = []
+        self._ids: dict[str, int] = {}
 
     def source_id(self, path: str) -> int:
-        try:
-            return self.sources.index(path)
-        except ValueError:
+        """The id of `path` in `sources` (a dict look-up: an archive has thousands)."""
+        if len(self._ids) != len(self.sources):  # `sources` was set or changed from outside
+            self._ids = {p: i for i, p in reversed(list(enumerate(self.sources)))}
+        sid = self._ids.get(path)
+        if sid is None:
+            sid = self._ids[path] = len(self.sources)
             self.sources.append(path)
-            return len(self.sources) - 1
+        return sid
 
     def append(self, ts: float, src: int, line: int, text: str | None = None) -> None:
         if text is not None:
@@ -87,7 +149,7 @@ class Evidence:
 
     inputs: list[InputReport] = field(default_factory=list)
     relists: RelistSeries = field(default_factory=RelistSeries)
-    events: list[Event] = field(default_factory=list)
+    events: list[Event] = field(default_factory=EventList)  # bounded per kind (EventList)
     log_records: list[LogRecord] = field(default_factory=list)
     dumps: list[Any] = field(default_factory=list)  # plegdoctor.goroutines.model.Dump
     pressure: list[PressureSample] = field(default_factory=list)
@@ -111,6 +173,21 @@ class Evidence:
     cgroup_freezes: list[CgroupFreeze] = field(default_factory=list)  # cgroup.freeze / freezer.state
     proc_cgroups: list[ProcCgroup] = field(default_factory=list)  # /proc/<pid>/cgroup lines
     loads: list[NodeLoad] = field(default_factory=list)  # load average and CPU count
+
+    def seal(self) -> list[str]:
+        """After the last input: put the kept event tails in place; one line per event
+        kind that was capped (for the report's warnings)."""
+        if not isinstance(self.events, EventList):
+            return []
+        self.events.seal()
+        out = []
+        for kind, d in sorted(self.events.dropped.items()):
+            span = f" ({d.first.isoformat()} .. {d.last.isoformat()})" if d.first and d.last else ""
+            out.append(
+                f"{self.events.counts[kind]} {kind} events: kept the first and last {self.events.cap // 2}, "
+                f"counted {d.count} between{span} (raise --max-events-per-kind)"
+            )
+        return out
 
     def add_log_record(self, rec: LogRecord) -> None:
         if len(self.log_records) < MAX_LOG_RECORDS:

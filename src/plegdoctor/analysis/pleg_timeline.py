@@ -230,6 +230,12 @@ def build_timeline(evidence: Evidence, gap_seconds: float = DEFAULT_GAP_SECONDS)
     tl.log_end = max((t for t in (tl.last, last_event) if t is not None), default=None)
     _unhealthy(tl, events)
     _counts(tl, events)
+    # events over the per-kind cap (evidence.EventList) were counted, not kept
+    dropped = getattr(evidence.events, "dropped", {})
+    tl.relist_errors += dropped[EventKind.RELIST_ERROR].count if EventKind.RELIST_ERROR in dropped else 0
+    tl.evented_pleg_fallbacks += (
+        dropped[EventKind.EVENTED_PLEG_FALLBACK].count if EventKind.EVENTED_PLEG_FALLBACK in dropped else 0
+    )
     _intervals(tl, events)
     return tl
 
