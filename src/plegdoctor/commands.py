@@ -22,6 +22,9 @@ from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.model import InputReport
 
 FORMATS = ("text", "json", "markdown", "html")
+# Pass 1 (learning the year) reads at most this much decompressed data.
+PREPASS_BYTES = 64 << 20
+PREPASS_SOURCES = 1000  # ... and looks at this many inputs at most
 
 # A fully dated stamp in a log head teaches the year of year-less klog/journald stamps.
 _FULL_DATE = re.compile(r"\b(20\d\d)-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)")
@@ -58,33 +61,67 @@ def collect_evidence(
     tz: str | None = None,
     options: dict[str, Any] | None = None,
     display_root: str | None = None,
+    limits: Any = None,
+    max_events_per_kind: int | None = None,
 ) -> Evidence:
     """Read every input into one Evidence store (the first half of analyze).
 
     `display_root`: a directory prefix left out of the paths the report quotes (the demo
-    uses it so that evidence reads `seed-incident/var/log/...`)."""
+    uses it so that evidence reads `seed-incident/var/log/...`). `limits`: an
+    `inputs.Limits` (defaults if None); each limit hit is a warning of the input it cut.
+    `max_events_per_kind`: events kept per kind (`evidence.EventList`)."""
     from plegdoctor import parsers
-    from plegdoctor.inputs import iter_sources
+    from plegdoctor.evidence import EventList
+    from plegdoctor.inputs import Limits, iter_sources
     from plegdoctor.timeutil import TimeContext, parse_tz
 
     time_ctx = TimeContext(year=year, tz=parse_tz(tz))
     evidence = Evidence()
+    if max_events_per_kind is not None:
+        evidence.events = EventList(max_events_per_kind)
     available = parsers.available()
+    limits = limits if limits is not None else Limits()
 
     # Pass 1 (not for stdin, which can be read only once): learn the year from any fully
     # dated log, so that year-less stamps read later resolve consistently. The kinds it
-    # sniffs are kept for pass 2 (sniffing a head costs more than reading it again).
+    # sniffs are kept for pass 2 (sniffing a head costs more than reading it again). It
+    # reads heads only, but a tar member's head comes after the members before it: pass 1
+    # stops after PREPASS_BYTES decompressed, so a big archive is not decompressed twice.
     sniffed: dict[str, str] = {}
     if "-" not in paths and year is None:
-        for src in iter_sources(paths, kinds):
+        prepass = Limits(
+            max_input_bytes=limits.max_input_bytes,
+            max_total_bytes=min(PREPASS_BYTES, limits.max_total_bytes),
+            max_ratio=limits.max_ratio,
+            ratio_floor=limits.ratio_floor,
+            max_members=limits.max_members,
+        )
+        for n, src in enumerate(iter_sources(paths, kinds, prepass)):
+            if prepass.total_hit or n >= PREPASS_SOURCES:
+                break
             kind = src.kind_override or parsers.sniff(src.head())[0]
             sniffed[src.display] = kind
             _learn_year(kind, src.head(), time_ctx)
-            if time_ctx.reference_year is not None:
+            if time_ctx.reference_year is not None or prepass.total_hit:
                 break
 
     strip = display_root.rstrip("/") + "/" if display_root else None
-    for src in iter_sources(paths, kinds):
+
+    def flush(current: InputReport | None) -> None:
+        for display, message in limits.take_notices():
+            if strip and display.startswith(strip):
+                display = display[len(strip) :]
+            if current is not None and current.path == display:
+                current.warn(message)
+                continue
+            target = next((r for r in evidence.inputs if r.path == display), None)
+            if target is None:
+                target = InputReport(path=display, kind="archive")
+                evidence.inputs.append(target)
+            target.warn(message)
+
+    report: InputReport | None = None
+    for src in iter_sources(paths, kinds, limits):
         sniffed_kind = sniffed.get(src.display)
         if strip and src.display.startswith(strip):
             src.display = src.display[len(strip) :]
@@ -98,6 +135,7 @@ def collect_evidence(
             kind = sniffed_kind or parsers.sniff(head)[0]
         report = InputReport(path=src.display, kind=kind)
         evidence.inputs.append(report)
+        flush(report)  # what the limits said while reaching this source (e.g. its archive's notices)
         if src.compression:
             report.inferred.append("decompressed: " + "+".join(src.compression))
         if kind == "unreadable":
@@ -122,6 +160,14 @@ def collect_evidence(
             report.warn(f"read error: {exc}")
         if src.error:
             report.warn(src.error)
+        flush(report)
+    flush(report)
+    capped = evidence.seal()
+    if capped:
+        events_report = InputReport(path="(all inputs)", kind="events")
+        for line in capped:
+            events_report.warn(line)
+        evidence.inputs.append(events_report)
     evidence.notes.extend(time_ctx.notes)
     return evidence
 
@@ -144,8 +190,10 @@ def analyze_paths(
     since: datetime | None = None,
     until: datetime | None = None,
     display_root: str | None = None,
+    limits: Any = None,
+    max_events_per_kind: int | None = None,
 ) -> Any:
-    """Inputs -> Diagnosis (plegdoctor.diagnosis.Diagnosis)."""
+    """Inputs -> Diagnosis (plegdoctor.diagnosis.Diagnosis). `limits`: `inputs.Limits`."""
     if gap <= 0:
         raise UserError("--gap must be a positive number of seconds")
     evidence = collect_evidence(
@@ -155,6 +203,8 @@ def analyze_paths(
         tz=tz,
         options={"gap_seconds": gap, "while_scanning": _import_analysis},
         display_root=display_root,
+        limits=limits,
+        max_events_per_kind=max_events_per_kind,
     )
     from plegdoctor.diagnosis import diagnose
     from plegdoctor.rules import RuleContext, run_rules
@@ -347,6 +397,8 @@ def _run(
     fail_on: str | None,
     color: bool | None,
     display_root: str | None = None,
+    limits: Any = None,
+    max_events_per_kind: int | None = None,
 ) -> int:
     """The body of `analyze` and `demo` (their options are `_common_options`)."""
     from plegdoctor.timeutil import parse_tz
@@ -361,6 +413,8 @@ def _run(
         since=parse_datetime_option(since, "--since", zone),
         until=parse_datetime_option(until, "--until", zone),
         display_root=display_root,
+        limits=limits,
+        max_events_per_kind=max_events_per_kind,
     )
     _emit(render(diagnosis, fmt, color=color if output in (None, "-") else False), output)
     return _fail_exit(diagnosis, fail_on)
@@ -375,6 +429,73 @@ def _list_kinds(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
         doc = (mod.__doc__ or "").strip().splitlines()
         click.echo(f"{kind:<18} {doc[0] if doc else ''}")
     ctx.exit(0)
+
+
+_SIZE = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$")
+
+
+class ByteSize(click.ParamType):
+    """A byte count: 1073741824, 512M, 1GiB, 4G (K/M/G/T are powers of 1024)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        m = _SIZE.match(str(value))
+        if not m:
+            self.fail(f"{value!r} is not a size (e.g. 512M, 2G, 1073741824)", param, ctx)
+        n = int(float(m[1]) * 1024 ** "_KMGT".index(m[2].upper() or "_"))
+        if n < 1:
+            self.fail(f"{value!r}: must be at least 1 byte", param, ctx)
+        return n
+
+
+def _limit_options(fn: Any) -> Any:
+    from plegdoctor.evidence import MAX_EVENTS_PER_KIND
+    from plegdoctor.inputs import Limits
+
+    d = Limits()
+    options = [
+        click.option(
+            "--max-input-bytes",
+            type=ByteSize(),
+            default=d.max_input_bytes,
+            show_default="1G",
+            help="Decompressed bytes read from one compressed file or archive member.",
+        ),
+        click.option(
+            "--max-total-bytes",
+            type=ByteSize(),
+            default=d.max_total_bytes,
+            show_default="4G",
+            help="Decompressed and archive bytes read over the whole run.",
+        ),
+        click.option(
+            "--max-ratio",
+            type=click.FloatRange(min=1.0),
+            default=d.max_ratio,
+            show_default=True,
+            help=f"Decompressed:compressed ratio at which reading stops (past {d.ratio_floor >> 20} MiB).",
+        ),
+        click.option(
+            "--max-members",
+            type=click.IntRange(min=1),
+            default=d.max_members,
+            show_default=True,
+            help="Members read per tar or zip archive.",
+        ),
+        click.option(
+            "--max-events-per-kind",
+            type=click.IntRange(min=2),
+            default=MAX_EVENTS_PER_KIND,
+            show_default=True,
+            help="Timeline events kept per kind (first and last halves; the rest are counted).",
+        ),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
 
 
 @click.command()
@@ -395,7 +516,17 @@ def _list_kinds(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
     help="Force the kind of an input (see `pleg-doctor analyze --list-kinds`).",
 )
 @_common_options
-def analyze(paths: tuple[str, ...], kind_overrides: tuple[str, ...], **options: Any) -> int:
+@_limit_options
+def analyze(
+    paths: tuple[str, ...],
+    kind_overrides: tuple[str, ...],
+    max_input_bytes: int,
+    max_total_bytes: int,
+    max_ratio: float,
+    max_members: int,
+    max_events_per_kind: int,
+    **options: Any,
+) -> int:
     """Diagnose a PLEG stall from whatever evidence exists.
 
     PATHS are files, directories (read recursively), archives (.tar, .tar.gz, .zip, a
@@ -403,10 +534,16 @@ def analyze(paths: tuple[str, ...], kind_overrides: tuple[str, ...], **options: 
     are read as they are. The kind of each input is found from its content.
     """
     from plegdoctor import parsers
-    from plegdoctor.inputs import parse_kind_overrides
+    from plegdoctor.inputs import Limits, parse_kind_overrides
 
     kinds = parse_kind_overrides(list(kind_overrides), parsers.known_kinds()) if kind_overrides else None
-    return _run(list(paths), kinds, **options)
+    limits = Limits(
+        max_input_bytes=max_input_bytes,
+        max_total_bytes=max_total_bytes,
+        max_ratio=max_ratio,
+        max_members=max_members,
+    )
+    return _run(list(paths), kinds, limits=limits, max_events_per_kind=max_events_per_kind, **options)
 
 
 def demo_dir() -> Path:
