@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test lint bench docs clean fuzz fuzz-goroutines fuzz-logs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q -ra
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench fuzz
+	$(VENV)/bin/ruff format --check src tests bench fuzz
 	$(VENV)/bin/mypy
 
 clean:
@@ -32,3 +32,19 @@ clean:
 # Regenerate the CRI runtime.v1 descriptor (src/plegdoctor/live/cri/_descriptor.py) from api.proto.
 proto: $(STAMP)
 	$(PY) -m plegdoctor.live.cri.gen
+
+# Coverage-guided fuzzing (atheris) of the goroutine parser and the log scanner: FUZZ_RUNS
+# inputs per target, an input taking over FUZZ_TIMEOUT seconds is a hang. Seeds come from
+# fuzz/seeds/ (committed); what the fuzzer generates goes to fuzz/corpus/ and crashing
+# inputs to fuzz/artifacts/ (both git-ignored). `make -j2 fuzz` runs both at once. See fuzz/README.md.
+FUZZ_RUNS ?= 1000000
+FUZZ_TIMEOUT ?= 10
+FUZZ_MAX_LEN ?= 4096
+FUZZ_FLAGS ?=  # more libFuzzer flags, e.g. -max_total_time=3600
+
+fuzz: fuzz-goroutines fuzz-logs
+
+fuzz-goroutines fuzz-logs: fuzz-%: $(STAMP)
+	mkdir -p fuzz/corpus/$* fuzz/artifacts
+	$(PY) fuzz/fuzz_$*.py fuzz/corpus/$* fuzz/seeds/$* -runs=$(FUZZ_RUNS) -timeout=$(FUZZ_TIMEOUT) \
+		-max_len=$(FUZZ_MAX_LEN) -artifact_prefix=fuzz/artifacts/$*- -print_final_stats=1 $(FUZZ_FLAGS)
