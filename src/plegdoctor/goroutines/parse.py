@@ -1214,7 +1214,7 @@ class _Framer:
     def _json_line(self, lineno: int, text: str, st: _Stream) -> bool:
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         if not isinstance(obj, dict):
             return False

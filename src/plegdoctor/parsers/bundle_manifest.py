@@ -105,7 +105,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
         return
     try:
         data = json.loads(raw.decode("utf-8", "replace"))
-    except ValueError as exc:  # JSONDecodeError, and int() of a 5000-digit number
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, and int() of a 5000-digit number
         ctx.report.warn(f"manifest is not valid JSON: {exc}")
         return
     if not isinstance(data, dict):

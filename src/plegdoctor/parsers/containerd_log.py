@@ -263,7 +263,7 @@ class ContainerdHandler:
         if payload.startswith("{"):
             try:
                 obj = json.loads(payload)
-            except ValueError:
+            except (ValueError, RecursionError):
                 obj = None
             fields = obj if isinstance(obj, dict) and "msg" in obj else None
         else:

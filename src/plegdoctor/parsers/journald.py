@@ -156,7 +156,7 @@ def prime_time(head: bytes, ctx: ParseContext) -> None:
 def _prime_json(text: str, ctx: ParseContext) -> None:
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return
     if not isinstance(obj, dict):
         return
@@ -319,7 +319,7 @@ class Dispatcher:
     def _json_line(self, lineno: int, text: str) -> None:
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             self.unparsed += 1
             return
         if not isinstance(obj, dict):

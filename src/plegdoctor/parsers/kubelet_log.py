@@ -411,7 +411,7 @@ class KubeletHandler:
     def _handle_json(self, lineno: int, text: str, msg: str) -> None:
         try:
             obj = json.loads(msg)
-        except ValueError:
+        except (ValueError, RecursionError):
             self.unparsed += 1
             return
         if not isinstance(obj, dict) or "msg" not in obj:
