@@ -159,6 +159,8 @@ def parse(source: Source, ctx: ParseContext) -> None:
 
 def _fields(rest: str) -> dict[str, str]:
     out: dict[str, str] = {}
+    if "=" not in rest:  # no key=value at all: skip the scan (it tries every position)
+        return out
     for m in _KV.finditer(rest):
         v = m.group(2)
         if v.startswith('"') and len(v) >= 2:
