@@ -49,20 +49,7 @@ def test_watch_exports_stall_and_captures(tmp_path: Path) -> None:
     captures = tmp_path / "captures"
     captures.mkdir()
     with FakeCRI(sock, standard_handlers(2)) as fake:
-        cfg = WatchConfig(
-            listen="127.0.0.1:0",
-            runtime_endpoint=f"unix://{sock}",
-            period=0.1,
-            stall_threshold=0.5,
-            call_timeout=30,
-            capture_dir=str(captures),
-            cooldown=0,
-            min_free=0,
-            dump=False,
-            analyze=False,
-            log_window="1m",
-        )
-        w = Watcher(cfg).start()
+        w = Watcher(_watch_cfg(sock, captures, cooldown=0)).start()
         t = threading.Thread(target=w.run, daemon=True)
         t.start()
         try:

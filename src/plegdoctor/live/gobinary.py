@@ -22,11 +22,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import shlex
 import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
+
+
+def varint(buf: bytes | mmap.mmap, pos: int) -> tuple[int, int]:
+    """A protobuf/Go uvarint at `pos` -> (value, position after it); ValueError if truncated."""
+    result = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
 
 BUILDINFO_MAGIC = b"\xff Go buildinf:"
 MAX_SECTION = 64 << 20  # a symbol or string table larger than this is not read
@@ -188,18 +204,6 @@ class _Elf:
         return None
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while pos < len(data) and shift < 64:
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-    raise ValueError("bad varint")
-
-
 def _unquote(value: str) -> str:
     if value.startswith('"'):
         with contextlib.suppress(ValueError):
@@ -254,9 +258,9 @@ def _read_build_info(elf: _Elf) -> BuildInfo | None:
     ptr_size, flags = head[14], head[15]
     if flags & 2:  # Go >= 1.18: two varint-prefixed strings after the header
         data = elf._read(start + 32, MAX_MODINFO + 64)
-        n, pos = _varint(data, 0)
+        n, pos = varint(data, 0)
         go = data[pos : pos + n].decode("utf-8", "replace")
-        n, pos = _varint(data, pos + n)
+        n, pos = varint(data, pos + n)
         if n > MAX_MODINFO:
             return None
         return parse_modinfo(data[pos : pos + n].decode("utf-8", "replace"), go)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
+from plegdoctor.live.gobinary import varint
+
 GZIP_MAGIC = b"\x1f\x8b\x08"
 RAW_MARKER = b"\x12\x0aruntime.v1"  # field 2 (package) = "runtime.v1"
 MAX_DESCRIPTOR = 1 << 20
@@ -32,26 +34,13 @@ def _candidates_gzip(data: mmap.mmap | bytes) -> list[bytes]:
     return out
 
 
-def _varint(buf: bytes | mmap.mmap, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise ValueError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-
-
 def _raw_message_end(buf: bytes | mmap.mmap, start: int) -> int:
     """End of a run of well-formed FileDescriptorProto fields starting at `start`."""
     pos = start
     end = min(len(buf), start + MAX_DESCRIPTOR)
     while pos < end:
         try:
-            key, p = _varint(buf, pos)
+            key, p = varint(buf, pos)
         except ValueError:
             break
         field, wire = key >> 3, key & 7
@@ -59,7 +48,7 @@ def _raw_message_end(buf: bytes | mmap.mmap, start: int) -> int:
             break
         if wire == 2:
             try:
-                length, p = _varint(buf, p)
+                length, p = varint(buf, p)
             except ValueError:
                 break
             if p + length > end:
@@ -67,7 +56,7 @@ def _raw_message_end(buf: bytes | mmap.mmap, start: int) -> int:
             pos = p + length
         elif wire == 0:
             try:
-                _, pos = _varint(buf, p)
+                _, pos = varint(buf, p)
             except ValueError:
                 break
         else:
