@@ -52,7 +52,18 @@ _CMD_COLS = ("CMD", "ARGS", "COMMAND")
 _TAIL = re.compile(r"^==> (.+?) <==$")
 _GREP = re.compile(r"^(/(?:proc|sys)/\S+?):(.*)$")
 _PROC_FILE = re.compile(r"/proc/(\d{1,20})(?:/task/(\d{1,20}))?/(status|stat|wchan|cgroup)$")
-_FREEZE_FILE = re.compile(r"(.*)/(cgroup\.freeze|cgroup\.events|freezer\.state)$")
+_FREEZE_NAMES = frozenset({"cgroup.freeze", "cgroup.events", "freezer.state"})
+
+
+def _freeze_file(path: str | None) -> tuple[str, str] | None:
+    """(cgroup dir, file name) of a cgroup freezer file; rpartition, not `(.*)/name$`, which
+    backtracks over every `/` from every start (quadratic on a line of slashes)."""
+    if not path:
+        return None
+    head, sep, name = path.rpartition("/")
+    return (head, name) if sep and name in _FREEZE_NAMES else None
+
+
 # one /proc/<pid>/stat line: pid (comm) state ppid ...; comm may hold spaces and parentheses
 _STAT = re.compile(r"^(\d{1,20}) \((.*)\) ([A-Za-z]) (-?\d{1,20}) ")
 _STATUS_KEYS = ("Name", "State", "Tgid", "Pid", "PPid", "TracerPid")
@@ -108,7 +119,7 @@ def sniff(lines: list[str]) -> float:
     if sum(1 for ln in head if _ELF.match(ln)) >= max(1, 0.8 * len(head)):
         return 0.6  # headerless `ps -el`/`ps -elf`
     files = sum(1 for ln in head if _file_of(ln) is not None)
-    if files and any(_PROC_FILE.search(_file_of(ln) or "") or _FREEZE_FILE.search(_file_of(ln) or "") for ln in head):
+    if files and any(_PROC_FILE.search(_file_of(ln) or "") or _freeze_file(_file_of(ln)) for ln in head):
         return 0.9
     if any(ln.startswith("State:") for ln in head) and any(ln.startswith("Tgid:") for ln in head):
         return 0.85  # one bare /proc/<pid>/status
@@ -233,9 +244,9 @@ class _Reader:
         """One line of a /proc or cgroup file; False if it is not one we read."""
         ref = self.ref(lineno, raw)
         text = text.strip()
-        fm = _FREEZE_FILE.search(path or "")
+        fm = _freeze_file(path)
         if fm:
-            return self.freeze(fm.group(1), fm.group(2), text, ref)
+            return self.freeze(fm[0], fm[1], text, ref)
         pm = _PROC_FILE.search(path or "")
         if pm is None:
             if path is None:
