@@ -434,3 +434,23 @@ def test_timeline_counts_see_the_events_over_the_cap(tmp_path: Path) -> None:
     whole = collect_evidence([str(p)], year=2023)
     assert len(capped.events) < len(whole.events)
     assert build_timeline(capped).relist_errors == build_timeline(whole).relist_errors == 300
+
+
+def test_counted_goroutine_records_are_bounded_per_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 100-byte pprof record of 1,999,999 goroutines took 25 s and 1.3 GB; repeated dumps
+    in one input share the budget."""
+    from plegdoctor.goroutines import parse as gparse
+    from plegdoctor.goroutines import parse_dump_binary
+
+    monkeypatch.setattr(gparse, "MAX_EXPANDED", 1000)
+    record = "goroutine profile: total {n}\n{n} @ 0x1 0x2\n#\t0x1\tmain.f+0x1\t/a.go:1\n#\t0x2\tmain.g+0x1\t/a.go:2\n\n"
+    bomb = (record.format(n=1_999_999) * 3).encode()
+    dumps = parse_dump_binary(io.BytesIO(bomb), source="bomb.txt")
+    assert sum(len(d.goroutines) for d in dumps) <= 1000 + 2  # at least one kept per record
+    problems = [p for d in dumps for p in d.problems]
+    assert any("1999999 goroutines: 1000 kept" in str(p) for p in problems)
+    # the look-alike: counted records under the budget are expanded in full, without a problem
+    ok = (record.format(n=400) * 2).encode()
+    dumps = parse_dump_binary(io.BytesIO(ok), source="ok.txt")
+    assert sum(len(d.goroutines) for d in dumps) == 800
+    assert not any("kept" in str(p) for d in dumps for p in d.problems)

@@ -103,6 +103,9 @@ from plegdoctor.goroutines.model import (
 from plegdoctor.goroutines.names import infer_process, process_of_ident
 
 MAX_RECORD_COUNT = 2_000_000  # a pprof record claiming more goroutines is counted as 1
+# Goroutines built from counted records (pprof `N @`, `uniq -c`) per input (all its dumps): a 100-byte record of
+# 1,999,999 took 25 s and 1.3 GB; past this budget a record keeps what is left and says so.
+MAX_EXPANDED = 100_000
 BEGIN_MARK = "=== BEGIN goroutine stack dump ==="
 END_MARK = "=== END goroutine stack dump ==="
 TEXT = "\x00"  # prefix of a canonical line that is prose (ends an excerpt)
@@ -303,6 +306,7 @@ class _Assembler:
         self.notes: list[str] = []
         self.excerpt = False  # goroutines were ended by prose (pasted excerpts)
         self.synth = 0  # synthetic ids handed out in this dump (-1, -2, ...)
+        self.expanded = 0  # goroutines asked for by counted records in this input (MAX_EXPANDED)
         self.records = 0  # pprof debug=1 records
         self.profile_total: int | None = None  # `goroutine profile: total N`
         self.profile_line = 0  # its line
@@ -588,6 +592,14 @@ class _Assembler:
         if count > MAX_RECORD_COUNT:
             self.problem(line, f"pprof record of {count} goroutines: counted as 1")
             count = 1
+        left = max(1, MAX_EXPANDED - self.expanded)
+        if count > left:
+            self.problem(
+                line,
+                f"record of {count} goroutines: {left} kept (at most {MAX_EXPANDED} per input from counted records)",
+            )
+            count = left
+        self.expanded += count
         self.records += 1
         if self.meta.framing in ("raw", "pasted"):
             self.meta = self.meta.copy(framing="pprof-debug1")
