@@ -395,6 +395,23 @@ def test_manifest_time_out_of_range_is_no_time() -> None:
     assert dated is not None and dated.year == 2023
 
 
+def test_a_zone_offset_past_a_day_is_no_time() -> None:
+    """`+5800` (atheris, 767,888 inputs into fuzz_logs: a dmesg-sniffed line) raised
+    ValueError from timezone(); an offset of a day or more, or a year-1 stamp east of UTC,
+    is no time. The look-alikes: the real extremes +14:00 and -12:00."""
+    from plegdoctor.parsers.psi import parse_stamp
+
+    assert parse_stamp("2024-01-01T00:00:00+5800") is None
+    assert parse_stamp("2024-01-01T00:00:00+23:60") is None
+    assert parse_stamp("0001-01-01T00:00:00+01:00") is None
+    east = parse_stamp("2024-01-01T14:00:00+14:00")
+    west = parse_stamp("2024-01-01T00:00:00-12:00")
+    assert east is not None and east.isoformat() == "2024-01-01T00:00:00+00:00"
+    assert west is not None and west.isoformat() == "2024-01-01T12:00:00+00:00"
+    # and through the parser that met it
+    _check_parse(b"[2024-01-01T00:00:00+5800] INFO: task x:1 blocked for more than 120 seconds.\n", "dmesg")
+
+
 # ---------------------------------------------------------------------------------------
 # The archive reader
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import PressureSample, Ref, quote
@@ -92,7 +92,7 @@ def parse_stamp(text: str, ctx: ParseContext | None = None) -> datetime | None:
         return None
     if zone is None:
         tz = ctx.time.zone if ctx is not None else UTC
-        return naive.replace(tzinfo=tz).astimezone(UTC)
+        return _to_utc(naive, tz)
     zone = zone.strip()
     if zone in ("Z", "UTC"):
         return naive.replace(tzinfo=UTC)
@@ -100,8 +100,18 @@ def parse_stamp(text: str, ctx: ParseContext | None = None) -> datetime | None:
     digits = zone[1:].replace(":", "")
     from datetime import timedelta, timezone
 
-    offset = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:4])))
-    return naive.replace(tzinfo=offset).astimezone(UTC)
+    hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+    if hours > 23 or minutes > 59:  # `+5800` (found by fuzzing) is no zone
+        return None
+    return _to_utc(naive, timezone(sign * timedelta(hours=hours, minutes=minutes)))
+
+
+def _to_utc(naive: datetime, tz: tzinfo) -> datetime | None:
+    """`naive` in `tz`, as UTC; None at the ends of datetime's range (year 1 at +01:00)."""
+    try:
+        return naive.replace(tzinfo=tz).astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
 
 
 def _date_cmd(m: re.Match[str], ctx: ParseContext | None) -> datetime | None:
@@ -118,7 +128,7 @@ def _date_cmd(m: re.Match[str], ctx: ParseContext | None) -> datetime | None:
     if ctx is not None:
         if zone:
             ctx.time.note(f"`date` zone {zone} is ambiguous; read as the --tz zone")
-        return naive.replace(tzinfo=ctx.time.zone).astimezone(UTC)
+        return _to_utc(naive, ctx.time.zone)
     return naive.replace(tzinfo=UTC)
 
 
