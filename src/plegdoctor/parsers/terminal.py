@@ -79,11 +79,14 @@ def parse(source: Source, ctx: ParseContext) -> None:
             if m is not None:
                 ln_no = first + 1 + next(i for i, ln in enumerate(output) if _UPTIME.search(ln))
                 ref = Ref(source.display, ln_no, quote(output[ln_no - first - 1]))
-                ctx.evidence.loads.append(
-                    NodeLoad(None, float(m.group(1)), float(m.group(2)), float(m.group(3)), None, ref)
-                )
-                ctx.report.records += 1
-                continue
+                try:  # `.9.57` matches the pattern's characters but is no number (found by fuzzing)
+                    avg = (float(m.group(1)), float(m.group(2)), float(m.group(3)))
+                except ValueError:
+                    avg = None
+                if avg is not None:
+                    ctx.evidence.loads.append(NodeLoad(None, *avg, None, ref))
+                    ctx.report.records += 1
+                    continue
         head = "\n".join(output[:400]).encode("utf-8", "replace")
         kind, _ = parsers.sniff(head, exclude=frozenset({KIND}))
         if kind == parsers.UNKNOWN:
