@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -10,9 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from plegdoctor.evidence import Evidence
 from plegdoctor.model import RootCauseClass, Severity
-from plegdoctor.rules import load_all
+from plegdoctor.rules import REGISTRY, load_all, rule
 from plegdoctor.rules.docs import render
+from plegdoctor.rules.registry import EvidenceKind, Role
 from plegdoctor.rulescmd import explain_command, rules_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,11 +60,11 @@ def test_every_rule_is_documented_like_a_ruff_rule(code):
 
 def test_every_root_cause_class_has_causal_rules():
     """Each class (except unknown) is shown by at least one rule that is neither a symptom
-    rule nor a configuration rule, i.e. by evidence of the mechanism itself."""
+    rule nor a condition (configuration, version) rule, i.e. by evidence of the mechanism itself."""
     for cls in RootCauseClass:
         if cls == RootCauseClass.UNKNOWN:
             continue
-        causal = [c for c, r in RULES.items() if r.root_cause == cls and not r.symptom and not c.startswith("PD5")]
+        causal = [c for c, r in RULES.items() if r.root_cause == cls and r.role is Role.CAUSE]
         assert causal, f"no causal rule for {cls}"
 
 
@@ -111,6 +114,7 @@ def test_explain_prints_the_rule_page():
     assert res.exit_code == 0
     assert res.output.startswith("PD401 shim-umount-syncfs")
     assert "root cause class: overlay-umount-sync" in res.output
+    assert "role: cause" in res.output and "reads: dumps, versions" in res.output
     assert "goroutine 104 [syscall]" in res.output
     assert "https://github.com/containerd/containerd/issues/5325" in res.output
 
@@ -124,3 +128,63 @@ def test_explain_unknown_code_is_one_line_and_exit_2():
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "unknown rule code 'PD999'" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# What each rule declares: role and the evidence kinds it reads
+
+
+def _declare(**kwargs):
+    def check(ctx):
+        """Detects nothing (a test rule)."""
+        return []
+
+    return rule("PD999", "test-rule", title="t", severity=Severity.INFO, cls=RootCauseClass.UNKNOWN, fix="f", **kwargs)(
+        check
+    )
+
+
+def test_registry_rejects_an_unknown_evidence_kind():
+    with pytest.raises(ValueError, match="unknown evidence kind 'dmesg'"):
+        _declare(reads=("hung_tasks", "dmesg"))
+    with pytest.raises(ValueError, match="tuple of evidence kinds"):
+        _declare(reads="hung_tasks")
+    assert "PD999" not in REGISTRY
+
+
+def test_registry_rejects_an_unknown_role():
+    with pytest.raises(ValueError, match="unknown role 'config'"):
+        _declare(role="config", reads=("versions",))
+    assert "PD999" not in REGISTRY
+
+
+def test_registry_accepts_known_kinds_and_roles():
+    try:
+        _declare(role="condition", reads=("versions", EvidenceKind.MOUNTS))
+        r = REGISTRY["PD999"]
+        assert r.role is Role.CONDITION and r.reads == (EvidenceKind.VERSIONS, EvidenceKind.MOUNTS)
+        assert not r.symptom
+    finally:
+        REGISTRY.pop("PD999", None)
+
+
+def test_evidence_kinds_are_the_evidence_lists():
+    lists = {f.name for f in dataclasses.fields(Evidence)} - {"inputs", "notes", "manifest_kinds", "boot_time"}
+    assert {str(k) for k in EvidenceKind} == lists
+
+
+def test_every_rule_declares_its_role_and_what_it_reads():
+    for code, r in RULES.items():
+        assert r.reads, f"{code} declares no evidence kinds"
+        assert all(isinstance(k, EvidenceKind) for k in r.reads), code
+        assert isinstance(r.role, Role), code
+    assert {c for c, r in RULES.items() if r.role is Role.SYMPTOM} == {
+        "PD101",
+        "PD102",
+        "PD103",
+        "PD104",
+        "PD108",
+        "PD901",
+    }
+    # the configuration and version rules only strengthen a class other evidence shows
+    assert {c for c, r in RULES.items() if r.role is Role.CONDITION} == {c for c in RULES if c.startswith("PD5")}

@@ -534,6 +534,7 @@ class Finding:
     fix: str
     references: tuple[str, ...] = ()
     chain: Chain | None = None
+    facts: dict[str, Any] = field(default_factory=dict, compare=False)  # the hit's figures (not in JSON)
 
     def to_json(self) -> dict[str, Any]:
         return {

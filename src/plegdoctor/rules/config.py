@@ -104,6 +104,8 @@ def volatile_state(ctx: RuleContext) -> tuple[bool | None, bool | None, list[Ref
     cls=C.OVERLAY_UMOUNT_SYNC,
     fix=fixes.volatile_fix(Versions()),
     references=(PR_8676, OVL_VOLATILE, ISSUE_9770),
+    role="condition",
+    reads=("runtime_configs", "versions", "mounts"),
 )
 def overlay_not_volatile(ctx: RuleContext) -> Iterator[Hit]:
     """Detects that containerd's overlay snapshotter does not mount with `volatile`: the
@@ -146,6 +148,8 @@ def overlay_not_volatile(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.OVERLAY_UMOUNT_SYNC,
     fix="Upgrade containerd to >= 1.6.24 / 1.7.4 / 2.0 (overlay mount_options: #8676, #8961, #9005).",
     references=(PR_8676, "https://github.com/containerd/containerd/pull/8961"),
+    role="condition",
+    reads=("runtime_configs", "versions", "mounts"),
 )
 def volatile_ignored_by_containerd(ctx: RuleContext) -> Iterator[Hit]:
     """Detects `mount_options = ["volatile"]` in the config with a containerd older than the
@@ -191,6 +195,8 @@ def volatile_ignored_by_containerd(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.OVERLAY_UMOUNT_SYNC,
     fix="Remove the volatile mount option or upgrade the kernel to >= 5.10.",
     references=(OVL_VOLATILE, "https://github.com/containerd/containerd/pull/4785"),
+    role="condition",
+    reads=("runtime_configs", "versions", "mounts"),
 )
 def volatile_kernel_too_old(ctx: RuleContext) -> Iterator[Hit]:
     """Detects overlay `volatile` requested on a kernel older than 5.10.
@@ -216,6 +222,8 @@ def volatile_kernel_too_old(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.OVERLAY_UMOUNT_SYNC,
     fix="Upgrade containerd to >= 1.6.34 / 1.7.19 / 2.0, which strips volatile from temporary mounts (#9555).",
     references=(PR_9555, ISSUE_6406),
+    role="condition",
+    reads=("runtime_configs", "versions", "mounts"),
 )
 def volatile_temp_mounts(ctx: RuleContext) -> Iterator[Hit]:
     """Detects overlay `volatile` in use with containerd older than 1.6.34 / 1.7.19 (2.0 has the
@@ -253,6 +261,8 @@ def volatile_temp_mounts(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.OVERLAY_UMOUNT_SYNC,
     fix="Upgrade containerd to >= 1.7.32 / 2.0.9 / 2.1.8 / 2.2.4 / 2.3.0 (#13256).",
     references=(PR_13256, "https://github.com/containerd/containerd/issues/13250"),
+    role="condition",
+    reads=("runtime_configs", "versions", "mounts"),
 )
 def fsync_volatile_spelling(ctx: RuleContext) -> Iterator[Hit]:
     """Detects `fsync=volatile` in overlay mount options (kernels 6.12.80+ print volatile that
@@ -288,6 +298,8 @@ def fsync_volatile_spelling(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.SHIM_HANG,
     fix="Upgrade containerd to >= 1.6.24 / 1.7.4 / 2.0 (#8954).",
     references=(PR_8954, "https://github.com/containerd/containerd/issues/7496"),
+    role="condition",
+    reads=("versions", "events"),
 )
 def shim_leak_fix_missing(ctx: RuleContext) -> Iterator[Hit]:
     """Detects task Delete failures after container exits on a containerd older than 1.6.24 /

@@ -36,6 +36,8 @@ K8S_45419 = "https://github.com/kubernetes/kubernetes/issues/45419"
         "containerd CRI removes dockershim's per-container inspect in every relist."
     ),
     references=(MOBY_41676, MOBY_44300, K8S_45419),
+    role="cause",
+    reads=("dumps",),
 )
 def dockerd_container_lock(ctx: RuleContext) -> Iterator[Hit]:
     """Detects dockerd goroutines waiting for a container's lock (tag `dockerd-container-lock`:
@@ -79,6 +81,8 @@ def dockerd_container_lock(ctx: RuleContext) -> Iterator[Hit]:
         "find the container lock holder; restarting dockerd releases it."
     ),
     references=(MOBY_44300, K8S_45419),
+    role="cause",
+    reads=("events",),
 )
 def dockershim_timeouts(ctx: RuleContext) -> Iterator[Hit]:
     """Detects dockerd errors and dockershim/kubelet docker operation failures that are

@@ -268,6 +268,8 @@ def _weight(base: float, chain: Chain, minutes: int) -> float:
         "https://github.com/maruel/panicparse",
     ),
     generic=True,
+    role="cause",
+    reads=("dumps",),
 )
 def long_wait(ctx: RuleContext) -> Iterator[Hit]:
     """Detects any goroutine of any Go daemon that has waited a minute or more (`[sync.Mutex.Lock, 215
@@ -353,6 +355,8 @@ def _lock_address(g: Any, info: Any) -> str | None:
     "for; restart the process only after saving the dump.",
     references=("https://github.com/moby/moby/issues/27827",),
     generic=True,
+    role="cause",
+    reads=("dumps",),
 )
 def lock_convoy(ctx: RuleContext) -> Iterator[Hit]:
     """Detects goroutines of one process waiting for the same lock — the same address
@@ -457,6 +461,8 @@ def lock_convoy(ctx: RuleContext) -> Iterator[Hit]:
     "process while the stall lasts.",
     references=("https://github.com/kubernetes/kubernetes/issues/98044",),
     generic=True,
+    role="cause",
+    reads=("relists", "events", "dumps"),
 )
 def symptom_path_caught(ctx: RuleContext) -> Iterator[Hit]:
     """Detects the node showing the stall (a relist gap, PLEG unhealthy, NotReady, a CRI deadline) and a
@@ -545,6 +551,8 @@ def _named_wait(info: Any, process: str) -> bool:
     "exec (check the init process: cat /proc/<init pid>/stack, its cgroup's freezer state); kill the stuck runc "
     "and let the shim retry.",
     references=("https://github.com/containerd/containerd/issues/1882",),
+    role="cause",
+    reads=("dumps",),
 )
 def runc_stuck(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a goroutine dump of runc — a short-lived CLI, so a dump of it exists because it did not
@@ -611,6 +619,8 @@ def runc_stuck(ctx: RuleContext) -> Iterator[Hit]:
         "https://github.com/opencontainers/runc/issues/1959",
         "https://github.com/opencontainers/runc/issues/4481",
     ),
+    role="cause",
+    reads=("relists", "events", "dumps"),
 )
 def systemd_dbus_wait(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a goroutine of runc, a shim, containerd, CRI-O or the kubelet blocked inside a D-Bus
@@ -686,6 +696,8 @@ def systemd_dbus_wait(ctx: RuleContext) -> Iterator[Hit]:
     fix="Upgrade the runtime to the fixed release named in the finding; restart it to clear the deadlock now "
     "(after saving the dump).",
     references=("https://github.com/containerd/containerd/issues/10085",),
+    role="cause",
+    reads=("dumps", "versions"),
 )
 def known_runtime_bug(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a runtime version in the affected range of a known deadlock or regression

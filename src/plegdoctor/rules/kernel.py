@@ -258,6 +258,10 @@ def _stuck_in_subsystem(ctx: RuleContext, names: tuple[str, ...], where: str, ta
         "dirty limits."
     ),
     references=(ISSUE_5325, ISSUE_6406, ISSUE_9770, "https://github.com/containerd/containerd/pull/8676"),
+    role="cause",
+    reads=("events", "hung_tasks", "tasks", "versions"),
+    proof="kernel",
+    io_load=True,
 )
 def hung_task_overlay_syncfs(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a hung-task trace or kernel stack in `ovl_sync_fs`, or in `sync_filesystem` on the
@@ -309,6 +313,10 @@ def hung_task_overlay_syncfs(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.FSYNC_IO_PRESSURE,
     fix=" ".join([fixes.dirty_limits_fix(), fixes.separate_disk_fix()]),
     references=(ISSUE_9770, HUNG_TASK_DOC),
+    role="cause",
+    reads=("events", "hung_tasks", "tasks"),
+    proof="kernel",
+    io_load=True,
 )
 def runtime_hung_in_fsync(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a hung-task trace or D-state stack of a runtime process (containerd, shim,
@@ -353,6 +361,10 @@ def runtime_hung_in_fsync(ctx: RuleContext) -> Iterator[Hit]:
         "io.max, lower dirty limits (vm.dirty_bytes=256MiB, vm.dirty_background_bytes=64MiB)."
     ),
     references=(HUNG_TASK_DOC, "https://github.com/NixOS/nixpkgs/issues/144787"),
+    role="cause",
+    reads=("events", "hung_tasks", "tasks"),
+    proof="kernel",
+    io_load=True,
 )
 def tasks_hung_in_block_io(ctx: RuleContext) -> Iterator[Hit]:
     """Detects hung-task traces or D-state stacks waiting for block I/O (`io_schedule`,
@@ -414,6 +426,9 @@ def tasks_hung_in_block_io(ctx: RuleContext) -> Iterator[Hit]:
         "https://github.com/moby/moby/issues/5618",
         "https://github.com/kubernetes/kubernetes/issues/70427",
     ),
+    role="cause",
+    reads=("events", "hung_tasks", "tasks"),
+    proof="kernel",
 )
 def hung_task_netdev_teardown(ctx: RuleContext) -> Iterator[Hit]:
     """Detects hung-task traces or D-state stacks in network device or namespace teardown:
@@ -448,6 +463,9 @@ def hung_task_netdev_teardown(ctx: RuleContext) -> Iterator[Hit]:
         "upgrade the kernel; the node may need a reboot."
     ),
     references=("https://github.com/opencontainers/runc/issues/3904", HUNG_TASK_DOC),
+    role="cause",
+    reads=("events", "hung_tasks", "tasks"),
+    proof="kernel",
 )
 def hung_task_cgroup(ctx: RuleContext) -> Iterator[Hit]:
     """Detects hung-task traces or D-state stacks in cgroup code: `cgroup_mutex`,
@@ -488,6 +506,9 @@ _NETFS = ("nfs_", "nfs4_", "rpc_wait", "__rpc_", "cifs_", "smb2_", "ceph_", "fus
         "trackers."
     ),
     references=(HUNG_TASK_DOC,),
+    role="cause",
+    reads=("events", "hung_tasks", "tasks"),
+    proof="kernel",
 )
 def runtime_task_d_state(ctx: RuleContext) -> Iterator[Hit]:
     """Detects runtime processes (containerd, shim, runc, kubelet, dockerd) in D state or in a
@@ -539,6 +560,9 @@ def runtime_task_d_state(ctx: RuleContext) -> Iterator[Hit]:
         "cgroup a tool may freeze."
     ),
     references=("https://docs.kernel.org/admin-guide/cgroup-v2.html#core-interface-files", HUNG_TASK_DOC),
+    role="cause",
+    reads=("events", "hung_tasks", "tasks"),
+    proof="kernel",
 )
 def runtime_task_frozen(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a runtime process (containerd, shim, runc, kubelet, dockerd, CRI-O) whose kernel
@@ -584,6 +608,9 @@ def runtime_task_frozen(ctx: RuleContext) -> Iterator[Hit]:
         "read side). Upgrade the kernel; the node usually needs a reboot."
     ),
     references=("https://docs.kernel.org/RCU/stallwarn.html", HUNG_TASK_DOC),
+    role="cause",
+    reads=("events", "hung_tasks", "tasks"),
+    proof="kernel",
 )
 def hung_task_rcu_grace_period(ctx: RuleContext) -> Iterator[Hit]:
     """Detects hung-task traces or D-state stacks whose wait is an RCU or SRCU grace period:
@@ -637,6 +664,9 @@ def hung_task_rcu_grace_period(ctx: RuleContext) -> Iterator[Hit]:
         "https://docs.kernel.org/RCU/stallwarn.html",
         "https://github.com/awslabs/amazon-eks-ami/issues/454",
     ),
+    role="cause",
+    reads=("events",),
+    proof="kernel",
 )
 def cpu_lockup(ctx: RuleContext) -> Iterator[Hit]:
     """Detects the kernel watchdog's `BUG: soft lockup - CPU#5 stuck for 23s! [kworker/u16:2:62]`,

@@ -45,7 +45,8 @@ def _when(ts: object) -> str:
     cls=C.UNKNOWN,
     fix=COLLECT,
     references=(PLEG_DOC, K8S_45419),
-    symptom=True,
+    role="symptom",
+    reads=("relists", "events"),
 )
 def relist_gap(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a gap between consecutive `GenericPLEG: Relisting` lines of the kubelet (logged at
@@ -88,7 +89,8 @@ def relist_gap(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.UNKNOWN,
     fix=COLLECT,
     references=(PLEG_DOC, K8S_45419, K8S_101056),
-    symptom=True,
+    role="symptom",
+    reads=("events",),
 )
 def pleg_unhealthy(ctx: RuleContext) -> Iterator[Hit]:
     """Detects `PLEG is not healthy: pleg was last seen active <d> ago; threshold is 3m0s` (in
@@ -130,7 +132,8 @@ def pleg_unhealthy(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.UNKNOWN,
     fix=COLLECT,
     references=(PLEG_DOC,),
-    symptom=True,
+    role="symptom",
+    reads=("events",),
 )
 def relist_errors(ctx: RuleContext) -> Iterator[Hit]:
     """Detects `GenericPLEG: Unable to retrieve pods` errors.
@@ -164,7 +167,8 @@ def relist_errors(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.UNKNOWN,
     fix="Check the runtime's GetContainerEvents stream (containerd >= 1.7); the generic PLEG carries on meanwhile.",
     references=(KEP_3386,),
-    symptom=True,
+    role="symptom",
+    reads=("events",),
 )
 def evented_pleg_fallback(ctx: RuleContext) -> Iterator[Hit]:
     """Detects `Fall back to Generic PLEG relisting since Evented PLEG is not working`.
@@ -197,7 +201,8 @@ _RUNTIME_NOT_READY = ("pleg", "container runtime", "runtime network not ready", 
     cls=C.UNKNOWN,
     fix=COLLECT,
     references=(PLEG_DOC, K8S_45419),
-    symptom=True,
+    role="symptom",
+    reads=("events",),
 )
 def node_not_ready_runtime(ctx: RuleContext) -> Iterator[Hit]:
     """Detects the kubelet setting its node NotReady with a runtime reason: `PLEG is not
@@ -246,6 +251,8 @@ def node_not_ready_runtime(ctx: RuleContext) -> Iterator[Hit]:
         "upgrade the kubelet. Restarting the kubelet clears the state."
     ),
     references=(K8S_101056, "https://github.com/kubernetes/kubernetes/issues/104648"),
+    role="cause",
+    reads=("dumps",),
 )
 def kubelet_relist_blocked_inside_kubelet(ctx: RuleContext) -> Iterator[Hit]:
     """Detects, in a kubelet goroutine dump (`/debug/pprof/goroutine?debug=2`), the PLEG relist
@@ -296,6 +303,8 @@ _RUNTIME_CHAIN_TAGS = ("cri:", "status-lock", "bbolt-writer", "metadata-wlock", 
         "PLEG goroutine waits."
     ),
     references=(K8S_101056,),
+    role="cause",
+    reads=("relists", "events", "dumps", "hung_tasks"),
 )
 def runtime_idle_during_stall(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a relist stall while a containerd goroutine dump shows no blocked CRI call and no
@@ -390,6 +399,8 @@ def _relist_duration_mean(samples: list[MetricSample]) -> tuple[float, Ref] | No
         "(feature gate EventedPLEG, containerd >= 1.7) relists far less often."
     ),
     references=(K8S_45419, KEP_3386),
+    role="cause",
+    reads=("relists", "events", "dumps", "metrics"),
 )
 def too_many_containers(ctx: RuleContext) -> Iterator[Hit]:
     """Detects many containers (kubelet metrics `kubelet_running_containers` summed over states,
@@ -500,6 +511,8 @@ def _relist_frame(funcs: tuple[str, ...], names: tuple[str, ...] = _RELIST_FUNCS
         "https://github.com/kubernetes/kubernetes/pull/122475",
         "https://github.com/kubernetes/kubernetes/issues/128654",
     ),
+    role="cause",
+    reads=("relists", "events", "log_records", "dumps"),
 )
 def panic_in_relist(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a panic whose stack is in the PLEG relist: a kubelet log line `Observed a
@@ -596,6 +609,8 @@ def panic_in_relist(ctx: RuleContext) -> Iterator[Hit]:
         "kubelet; restart it to clear the state now."
     ),
     references=(K8S_88779, "https://github.com/kubernetes/kubernetes/pull/89277"),
+    role="cause",
+    reads=("relists", "dumps"),
 )
 def concurrent_relists(ctx: RuleContext) -> Iterator[Hit]:
     """Detects two relists executing at once: two kubelet goroutines of one dump inside

@@ -248,7 +248,8 @@ def in_stall(ctx: RuleContext, ts: datetime | None) -> bool | None:
         "containerd logs of the stall (journalctl -u kubelet -u containerd --since -15min)."
     ),
     references=(PLEG_DOC,),
-    symptom=True,
+    role="symptom",
+    reads=("triggers",),
 )
 def relist_probe_stalled(ctx: RuleContext) -> Iterator[Hit]:
     """Detects the `trigger` record of a bundle captured by `pleg-doctor watch`: the relist
@@ -329,6 +330,8 @@ def _stop_fix(p: Proc, frozen: bool) -> str:
         "cgroup.freeze; echo 0 to thaw), or a `kill -STOP`."
     ),
     references=(SIGNAL7, PTRACE2, PROC5, CGROUP_V2_FREEZE, CGROUP_V1_FREEZER),
+    role="cause",
+    reads=("tasks", "triggers", "cgroup_freezes", "proc_cgroups"),
 )
 def runtime_process_stopped(ctx: RuleContext) -> Iterator[Hit]:
     """Detects containerd, CRI-O or dockerd whose main thread, or most of whose threads, are in
@@ -443,6 +446,8 @@ def runtime_process_stopped(ctx: RuleContext) -> Iterator[Hit]:
         CGROUP_V1_FREEZER,
         "https://github.com/opencontainers/runc/blob/main/libcontainer/cgroups/",
     ),
+    role="cause",
+    reads=("tasks", "cgroup_freezes", "proc_cgroups"),
 )
 def runc_frozen(ctx: RuleContext) -> Iterator[Hit]:
     """Detects `runc` processes (`runc`, `runc:[1:CHILD]`, `runc:[2:INIT]`, `crun`) held by the
@@ -503,6 +508,8 @@ def runc_frozen(ctx: RuleContext) -> Iterator[Hit]:
         "reaper is stuck: dump it (kill -USR1 <shim pid>) and restart the pod."
     ),
     references=("https://github.com/containerd/containerd/issues/4734", PROC5),
+    role="cause",
+    reads=("tasks", "cgroup_freezes", "proc_cgroups"),
 )
 def shim_zombie_or_stopped(ctx: RuleContext) -> Iterator[Hit]:
     """Detects `containerd-shim*` processes in state `Z` (defunct) or `T` (stopped), and three
@@ -652,6 +659,8 @@ def classify_wait(t: Thread) -> tuple[RootCauseClass, str, tuple[str, ...], str]
         "the disk (mount overlay snapshots volatile)."
     ),
     references=(PROC5, "https://docs.kernel.org/admin-guide/sysctl/kernel.html#hung-task-timeout-secs"),
+    role="cause",
+    reads=("tasks", "cgroup_freezes", "proc_cgroups"),
 )
 def runtime_threads_d_state(ctx: RuleContext) -> Iterator[Hit]:
     """Detects threads of containerd, CRI-O, dockerd, the shims, runc or the kubelet in state `D`
@@ -868,6 +877,8 @@ def _noisy_or(weights: Iterable[float]) -> float:
         "the kubelet in a reserved cgroup (systemd slice with MemoryLow/CPUWeight)."
     ),
     references=(PSI_DOC, RESERVED_DOC, OOM_DOC),
+    role="cause",
+    reads=("relists", "events", "pressure", "meminfo", "memory", "tasks", "triggers", "loads"),
 )
 def node_resource_starvation(ctx: RuleContext) -> Iterator[Hit]:
     """Detects memory or CPU exhaustion during the stall: MemAvailable below 5 % of MemTotal
@@ -918,6 +929,8 @@ def node_resource_starvation(ctx: RuleContext) -> Iterator[Hit]:
         "sets OOMScoreAdjust=-999), find what used the memory (dmesg: the OOM report's task list)."
     ),
     references=(OOM_DOC, RESERVED_DOC),
+    role="cause",
+    reads=("relists", "events", "triggers"),
 )
 def runtime_oom_killed(ctx: RuleContext) -> Iterator[Hit]:
     """Detects kernel OOM kills of the kubelet, containerd, its shims, dockerd or CRI-O
@@ -967,6 +980,8 @@ def runtime_oom_killed(ctx: RuleContext) -> Iterator[Hit]:
         "https://github.com/opencontainers/runc/pull/2774",
         "https://github.com/containerd/containerd/issues/4961",
     ),
+    role="cause",
+    reads=("cgroup_freezes",),
 )
 def cgroup_stuck_freezing(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a cgroup v1 `freezer.state` read as `FREEZING`: by a traced process polling it

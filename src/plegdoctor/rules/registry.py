@@ -1,4 +1,4 @@
-"""The rule registry and the context every rule reads.
+"""The rule registry: `@rule`, what each rule declares, and running them.
 
 A rule is a function decorated with `@rule(...)` in one of the family modules
 (kubelet PD1xx, runtime_locks PD2xx, storage PD3xx, shim PD4xx, config PD5xx, kernel PD6xx,
@@ -9,11 +9,25 @@ written like ruff's rule pages: what it detects, why it matters, example evidenc
 references.
 
 Rules read parsed evidence (`plegdoctor.evidence.Evidence`) and analyses (PLEG timeline,
-goroutine wait chains, pressure, config audit), never raw text.
+goroutine wait chains, pressure, config audit), never raw text. Each rule declares:
+
+- `role` (`Role`): `symptom` (locates the stall, never a cause), `cause` (evidence of a
+  mechanism), `condition` (a node, config or version condition that makes a stall likely; it
+  only strengthens a class other evidence already shows);
+- `reads` (`EvidenceKind`s, the `Evidence` fields it needs, also through the analyses built
+  from them): what `next_steps` asks for when the inputs lacked it;
+- `proof` (`Proof`): the independent kind of evidence its findings count as for confidence
+  when their chain holds no goroutine; `io_load`: its findings are kernel figures of a loaded
+  disk (hung tasks in I/O) the diagnosis quotes as such;
+- `generic`: a first-principles rule that yields to a signature rule on the same wait.
+
+The registry validates them at registration: an unknown role or evidence kind is an error.
+The context rules read is `RuleContext` (rules/context.py, re-exported here).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import logging
@@ -22,10 +36,27 @@ import re
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from plegdoctor.evidence import Evidence
-from plegdoctor.model import Chain, ChainLink, Finding, Ref, RootCauseClass, Severity, Versions
+from plegdoctor.model import Chain, ChainLink, Finding, Ref, RootCauseClass, Severity
+from plegdoctor.rules.context import RuleContext
+
+__all__ = [
+    "FAMILIES",
+    "REGISTRY",
+    "EvidenceKind",
+    "Hit",
+    "Proof",
+    "Role",
+    "Rule",
+    "RuleContext",
+    "get_rule",
+    "load_all",
+    "rule",
+    "run_rules",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +73,57 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
 )
 
 CODE_RE = re.compile(r"^PD[1-9]\d\d$")
+
+
+class Role(StrEnum):
+    """What a rule's findings are to the diagnosis."""
+
+    SYMPTOM = "symptom"  # locates the stall (the relist gap, PLEG unhealthy); never a cause
+    CAUSE = "cause"  # evidence of a mechanism: counts towards its class
+    CONDITION = "condition"  # makes a stall likely (config, version): only strengthens a class shown otherwise
+
+
+class EvidenceKind(StrEnum):
+    """The kinds of evidence a rule can read: the list fields of `plegdoctor.evidence.Evidence`."""
+
+    RELISTS = "relists"
+    EVENTS = "events"
+    LOG_RECORDS = "log_records"
+    DUMPS = "dumps"
+    PRESSURE = "pressure"
+    DISKSTATS = "diskstats"
+    DISK_SAMPLES = "disk_samples"
+    MEMINFO = "meminfo"
+    MEMORY = "memory"
+    VMSTAT = "vmstat"
+    MOUNTS = "mounts"
+    HUNG_TASKS = "hung_tasks"
+    TASKS = "tasks"
+    RUNTIME_CONFIGS = "runtime_configs"
+    VERSIONS = "versions"
+    METRICS = "metrics"
+    TRIGGERS = "triggers"
+    CGROUP_FREEZES = "cgroup_freezes"
+    PROC_CGROUPS = "proc_cgroups"
+    LOADS = "loads"
+
+
+_EVIDENCE_FIELDS = {f.name for f in dataclasses.fields(Evidence)}
+assert {str(k) for k in EvidenceKind} <= _EVIDENCE_FIELDS, "an EvidenceKind that is no Evidence field"
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+class Proof(StrEnum):
+    """The independent kind of evidence a finding without a goroutine chain counts as (the
+    diagnosis adds a little confidence per kind, and caps it when neither goroutines nor the
+    kernel show the mechanism). A finding whose chain holds a goroutine counts as goroutines,
+    one with a kernel step as kernel, whatever its rule declares."""
+
+    LOGS = "logs"  # log lines, /proc figures, metrics: can be coincidental
+    KERNEL = "kernel"  # kernel traces (hung tasks, lockups)
+    PRESSURE = "pressure"  # PSI, disk and dirty-page figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +158,16 @@ class Rule:
     fix: str
     references: tuple[str, ...]
     check: Callable[[RuleContext], Iterable[Hit]]
-    symptom: bool = False  # describes the PLEG symptom, not a cause
+    role: Role = Role.CAUSE
+    reads: tuple[EvidenceKind, ...] = ()  # the evidence it needs (next steps ask for what is missing)
+    proof: Proof = Proof.LOGS  # what its findings count as when their chain holds no goroutine
+    io_load: bool = False  # its findings are kernel figures of a loaded disk (hung tasks in I/O)
     generic: bool = False  # a first-principles rule: yields to a signature rule on the same wait
+
+    @property
+    def symptom(self) -> bool:
+        """It describes the PLEG symptom, not a cause."""
+        return self.role is Role.SYMPTOM
 
     @property
     def family(self) -> str:
@@ -105,6 +195,7 @@ class Rule:
             fix=hit.fix or self.fix,
             references=self.references,
             chain=chain,
+            facts=dict(hit.facts),
         )
 
     def explain(self, width: int = 100) -> str:
@@ -114,6 +205,8 @@ class Rule:
             f"severity: {self.severity}",
             f"root cause class: {self.root_cause}" + (" (symptom rule)" if self.symptom else ""),
             f"family: {self.family}",
+            f"role: {self.role}",
+            "reads: " + (", ".join(str(k) for k in self.reads) or "(not declared)"),
         ]
         parts = [head, "=" * min(len(head), width), *meta, "", self.doc, "", "Fix:"]
         parts.append(textwrap.fill(self.fix, width, initial_indent="  ", subsequent_indent="  "))
@@ -134,12 +227,21 @@ def rule(
     cls: RootCauseClass,
     fix: str,
     references: Iterable[str] = (),
-    symptom: bool = False,
+    role: Role | str = Role.CAUSE,
+    reads: Iterable[EvidenceKind | str] = (),
+    proof: Proof | str = Proof.LOGS,
+    io_load: bool = False,
     generic: bool = False,
 ) -> Callable[[Callable[[RuleContext], Iterable[Hit]]], Callable[[RuleContext], Iterable[Hit]]]:
-    """Register a rule function under a stable code (PD1xx..PD9xx)."""
+    """Register a rule function under a stable code (PD1xx..PD9xx). `role`, `reads` and
+    `proof` are validated here: an unknown value raises ValueError."""
     if not CODE_RE.match(code):
         raise ValueError(f"bad rule code {code!r}")
+    role_ = _member(Role, role, code, "role")
+    proof_ = _member(Proof, proof, code, "proof")
+    if isinstance(reads, str):
+        raise ValueError(f"rule {code}: reads must be a tuple of evidence kinds, not the string {reads!r}")
+    reads_ = tuple(dict.fromkeys(_member(EvidenceKind, k, code, "evidence kind") for k in reads))
 
     def deco(fn: Callable[[RuleContext], Iterable[Hit]]) -> Callable[[RuleContext], Iterable[Hit]]:
         if code in REGISTRY and REGISTRY[code].check is not fn:
@@ -155,12 +257,23 @@ def rule(
             fix=" ".join(fix.split()),
             references=tuple(references),
             check=fn,
-            symptom=symptom,
+            role=role_,
+            reads=reads_,
+            proof=proof_,
+            io_load=io_load,
             generic=generic,
         )
         return fn
 
     return deco
+
+
+def _member(enum: type[_E], value: _E | str, code: str, what: str) -> _E:
+    try:
+        return enum(value)
+    except ValueError:
+        known = ", ".join(str(m) for m in enum)
+        raise ValueError(f"rule {code}: unknown {what} {value!r} (known: {known})") from None
 
 
 def load_all() -> dict[str, Rule]:
@@ -172,254 +285,6 @@ def load_all() -> dict[str, Rule]:
 
 def get_rule(code: str) -> Rule | None:
     return load_all().get(code.strip().upper())
-
-
-# ---------------------------------------------------------------------------------------
-# Context
-
-
-_UNSET: Any = object()
-
-
-class RuleContext:
-    """Everything rules may read: the evidence plus the analyses derived from it.
-
-    Each analysis may be None when its evidence is absent or its module is not in this build.
-    Analyses not passed in are computed lazily on first access (and failures are recorded in
-    `errors`, never raised), so a caller can pass precomputed ones or let the context build
-    them.
-
-    - `evidence`: plegdoctor.evidence.Evidence
-    - `timeline`: plegdoctor.analysis.pleg_timeline.PlegTimeline | None
-    - `goroutines`: plegdoctor.goroutines.GoroutineAnalysis | None (`.chains`, `.waits`)
-    - `pressure`: plegdoctor.analysis.pressure.PressureAnalysis | None (correlated with the
-      stall windows: relist gaps and PLEG-unhealthy windows)
-    - `config_audit`: result of plegdoctor.analysis.config_audit.audit | None
-    - `gap_seconds`: relist gap that counts as a stall (default 3 s: period 1 s + slack)
-    """
-
-    def __init__(
-        self,
-        evidence: Evidence | None = None,
-        *,
-        timeline: Any = _UNSET,
-        goroutines: Any = _UNSET,
-        pressure: Any = _UNSET,
-        config_audit: Any = _UNSET,
-        gap_seconds: float = 3.0,
-    ) -> None:
-        self.evidence = evidence if evidence is not None else Evidence()
-        self.gap_seconds = gap_seconds
-        self._timeline = timeline
-        self._goroutines = goroutines
-        self._pressure = pressure
-        self._config_audit = config_audit
-        self.errors: list[str] = []  # analyses or rules that failed (reported as notes)
-        self._cache: dict[str, Any] = {}
-
-    @classmethod
-    def build(cls, evidence: Evidence, gap_seconds: float = 3.0) -> RuleContext:
-        """A context with every available analysis computed now (missing modules tolerated)."""
-        ctx = cls(evidence, gap_seconds=gap_seconds)
-        _ = ctx.timeline, ctx.goroutines, ctx.pressure, ctx.config_audit
-        return ctx
-
-    # -- lazily computed analyses ----------------------------------------------------------
-
-    @property
-    def timeline(self) -> Any:
-        if self._timeline is _UNSET:
-            self._timeline = self._run(
-                "timeline",
-                "plegdoctor.analysis.pleg_timeline",
-                "build_timeline",
-                lambda f: f(self.evidence, self.gap_seconds),
-            )
-        return self._timeline
-
-    @property
-    def goroutines(self) -> Any:
-        if self._goroutines is _UNSET:
-            dumps = list(self.evidence.dumps)
-            self._goroutines = (
-                self._run("goroutine analysis", "plegdoctor.goroutines", "analyze", lambda f: f(dumps))
-                if dumps
-                else None
-            )
-        return self._goroutines
-
-    @property
-    def pressure(self) -> Any:
-        if self._pressure is _UNSET:
-            ev = self.evidence
-            if ev.pressure or ev.disk_samples or ev.diskstats or ev.meminfo:
-                # the stall windows (relist gaps and PLEG-unhealthy windows) place each figure
-                from plegdoctor.rules.signals import stall_windows
-
-                windows = stall_windows(self)
-                self._pressure = self._run(
-                    "pressure analysis",
-                    "plegdoctor.analysis.pressure",
-                    "analyze_pressure",
-                    lambda f: f(ev, gaps=windows),
-                )
-            else:
-                self._pressure = None
-        return self._pressure
-
-    @property
-    def config_audit(self) -> Any:
-        if self._config_audit is _UNSET:
-            ev = self.evidence
-            if ev.runtime_configs or ev.versions or ev.mounts:
-                self._config_audit = self._run(
-                    "config audit", "plegdoctor.analysis.config_audit", "audit", lambda f: _call_audit(f, ev)
-                )
-            else:
-                self._config_audit = None
-        return self._config_audit
-
-    def _run(self, what: str, modname: str, attr: str, call: Callable[[Any], Any]) -> Any:
-        try:
-            module = importlib.import_module(modname)
-            fn = getattr(module, attr)
-        except (ImportError, AttributeError):
-            return None
-        try:
-            return call(fn)
-        except Exception as exc:  # an analysis bug must not hide what other evidence shows
-            if os.environ.get("PLEG_DOCTOR_DEBUG"):
-                raise
-            self.errors.append(f"{what} failed: {type(exc).__name__}: {exc}")
-            return None
-
-    # -- conveniences for rules ------------------------------------------------------------
-
-    @property
-    def chains(self) -> list[Chain]:
-        """The goroutine engine's blocking chains, plus one-link chains for goroutines stuck
-        alone (a long ttrpc call, syscall or kubelet relist wait with no waiter or holder
-        visible), so rules see every long wait in one shape."""
-        if "chains" not in self._cache:
-            ga = self.goroutines
-            chains = list(getattr(ga, "chains", None) or []) if ga is not None else []
-            self._cache["chains"] = chains + _lone_waits(ga, chains)
-        return self._cache["chains"]  # type: ignore[no-any-return]
-
-    @property
-    def versions(self) -> Versions:
-        """All Versions records merged (first non-empty value of each field wins)."""
-        if "versions" not in self._cache:
-            merged: dict[str, Any] = {}
-            refs: list[Ref] = []
-            for v in self.evidence.versions:
-                for name in ("kernel", "containerd", "kubelet", "runc", "go"):
-                    val = getattr(v, name, None)
-                    if val and name not in merged:
-                        merged[name] = val
-                refs.extend(v.refs)
-            self._cache["versions"] = Versions(**merged, refs=tuple(refs))
-        return self._cache["versions"]  # type: ignore[no-any-return]
-
-    def dump_processes(self) -> set[str]:
-        """Processes we have goroutine dumps of (containerd, containerd-shim, kubelet, dockerd)."""
-        out: set[str] = set()
-        for d in self.evidence.dumps:
-            proc = getattr(d, "process", None)
-            if proc:
-                out.add(str(proc))
-        ga = self.goroutines
-        for p in getattr(ga, "processes", None) or []:
-            name = getattr(p, "process", None) or getattr(p, "name", None) or (p if isinstance(p, str) else None)
-            if name:
-                out.add(str(name))
-        return out
-
-    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
-
-
-_LONE_KINDS = frozenset(
-    {
-        "ttrpc-call",
-        "grpc-call",
-        "http-call",
-        "syscall",
-        "fsync",
-        "fdatasync",
-        "bbolt-commit-io",
-        "mutex",
-        "rwmutex-read",
-        "rwmutex-write",
-        "bbolt-writer",
-        "chan",
-    }
-)
-_LONE_TAGS = frozenset({"umount", "fsync", "fdatasync", "runc", "cni", "kubelet-relist", "task-exit"})
-
-
-def _lone_waits(ga: Any, chains: list[Chain]) -> list[Chain]:
-    """One-link chains for blocked goroutines that are in no chain: waits of a minute or
-    more (or on a telling path: umount, fsync, runc, CNI, the kubelet relist)."""
-    waits = getattr(ga, "waits", None)
-    if not waits:
-        return []
-    try:
-        from plegdoctor.goroutines.chains import describe_actor, describe_wait
-    except ImportError:
-        return []
-    in_chain = {(lk.process, lk.pid, lk.goroutine) for c in chains for lk in c.links}
-    out: list[Chain] = []
-    for w in waits:
-        kind = str(w.kind)
-        if kind not in _LONE_KINDS and kind not in ("select", "grpc-handler"):
-            continue
-        node = (w.dump, w.goroutine)
-        g = ga.goroutine(node)
-        info = getattr(ga, "infos", {}).get(node)
-        if g is None or info is None:
-            continue
-        if kind in ("select", "grpc-handler") and not (info.symptom or any(t.startswith("cri:") for t in info.tags)):
-            continue  # a select of hours is how loops idle; inside a CRI handler it is a stalled call
-        dump = ga.dumps[w.dump]
-        if (dump.process, dump.pid, g.id) in in_chain:
-            continue
-        tags = set(info.tags)
-        if w.syscall:
-            tags.add(f"syscall:{w.syscall}")
-            if w.syscall in ("fsync", "fdatasync"):
-                tags.add(w.syscall)
-            if w.syscall == "umount2":
-                tags.add("umount")
-        minutes = g.wait_minutes or 0
-        if minutes < 1 and not (tags & _LONE_TAGS):
-            continue
-        where = f"{dump.label} goroutine {g.id}" + (f", {g.wait_minutes} min" if g.wait_minutes is not None else "")
-        site = min(info.site, len(g.stack) - 1) if g.stack else None
-        link = ChainLink(
-            kind=str(w.kind),
-            process=dump.process,
-            detail=f"{describe_actor(info, g)} ({where}) {describe_wait(w, info)}",
-            evidence=(dump.ref(g),) + ((dump.ref(g, site),) if site is not None else ()),
-            goroutine=g.id,
-            pid=dump.pid,
-            function=g.stack[site][0] if site is not None else None,
-            resource=w.resource,
-            wait_minutes=g.wait_minutes,
-            tags=frozenset(tags),
-        )
-        out.append(Chain(links=(link,), blocked=0, max_wait_minutes=g.wait_minutes, score=float(minutes)))
-    out.sort(key=lambda c: -c.score)
-    return out[:50]
-
-
-def _call_audit(fn: Callable[..., Any], ev: Evidence) -> Any:
-    """config_audit.audit(config, versions, mounts): the first config, the merged versions."""
-    versions = RuleContext(ev).versions if ev.versions else None
-    config = ev.runtime_configs[0] if ev.runtime_configs else None
-    return fn(config, versions, list(ev.mounts))
 
 
 # ---------------------------------------------------------------------------------------

@@ -76,6 +76,8 @@ def _lock_hit(chain: Chain, what: str, base: float, **extra: Any) -> Hit:
     cls=C.CRI_STATUS_LOCK,
     fix=fixes.status_lock_fix(),
     references=(ISSUE_9770, ISSUE_8698, ISSUE_12680, PR_11558),
+    role="cause",
+    reads=("dumps",),
 )
 def cri_read_blocked_on_status_lock(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a CRI read (ListContainers, ContainerStatus, ...) that waits for a container's
@@ -115,6 +117,8 @@ def cri_read_blocked_on_status_lock(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.CRI_STATUS_LOCK,
     fix=fixes.status_lock_fix(),
     references=(ISSUE_9770, ISSUE_10583, ISSUE_12680, PR_11558),
+    role="cause",
+    reads=("dumps",),
 )
 def status_lock_held_by_update(ctx: RuleContext) -> Iterator[Hit]:
     """Detects CRI UpdateContainerResources holding a container's status write lock while it
@@ -147,6 +151,8 @@ def status_lock_held_by_update(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.CRI_STATUS_LOCK,
     fix=fixes.status_lock_fix(),
     references=(ISSUE_9770, "https://github.com/containerd/containerd/issues/7496"),
+    role="cause",
+    reads=("dumps",),
 )
 def status_lock_held_by_exit_handler(ctx: RuleContext) -> Iterator[Hit]:
     """Detects CRI TaskExit handling (`handleContainerExit`) in a chain with a container status
@@ -176,6 +182,8 @@ def status_lock_held_by_exit_handler(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.CRI_STATUS_LOCK,
     fix=fixes.status_lock_fix(),
     references=(ISSUE_9770, ISSUE_12680, PR_11558),
+    role="cause",
+    reads=("relists", "events"),
 )
 def long_update_container_resources(ctx: RuleContext) -> Iterator[Hit]:
     """Detects, from containerd's own log, an `UpdateContainerResources for "<id>"` start
@@ -234,6 +242,8 @@ def long_update_container_resources(ctx: RuleContext) -> Iterator[Hit]:
         "blob fsync out of the transaction (#10128); >= 2.1 offers bbolt no_sync (#10745)."
     ),
     references=(ISSUE_8698, ISSUE_9770, PR_10128, PR_10745),
+    role="cause",
+    reads=("dumps",),
 )
 def bbolt_writer_queue(ctx: RuleContext) -> Iterator[Hit]:
     """Detects goroutines waiting for bbolt's single writer lock (`go.etcd.io/bbolt.(*DB).beginRWTx`
@@ -279,6 +289,8 @@ def bbolt_writer_queue(ctx: RuleContext) -> Iterator[Hit]:
         "out of the transaction (#10128); on >= 2.1 consider bbolt no_sync (#10745)."
     ),
     references=(ISSUE_8698, ISSUE_9770, PR_10128, PR_10745),
+    role="cause",
+    reads=("dumps", "versions"),
 )
 def bbolt_held_across_fsync(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a goroutine that holds bbolt's writer lock (inside `bbolt.(*DB).Update`) and sits in
@@ -336,6 +348,8 @@ def bbolt_held_across_fsync(ctx: RuleContext) -> Iterator[Hit]:
         "/var/lib/containerd, I/O limits on heavy writers."
     ),
     references=(ISSUE_9770, PR_11558),
+    role="cause",
+    reads=("dumps",),
 )
 def status_checkpoint_fsync(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a goroutine holding a container status write lock (`(*statusStorage).UpdateSync`)
@@ -377,6 +391,8 @@ def status_checkpoint_fsync(ctx: RuleContext) -> Iterator[Hit]:
         "avoid mass image/container deletion while the node is busy."
     ),
     references=("https://github.com/containerd/containerd/blob/release/1.7/metadata/db.go",),
+    role="cause",
+    reads=("dumps",),
 )
 def metadata_gc_lock(ctx: RuleContext) -> Iterator[Hit]:
     """Detects goroutines queued on containerd's metadata `wlock` (`metadata.(*DB).Update` ->
@@ -427,6 +443,8 @@ _SPECIFIC = (
         "does). Search containerd issues for the holder's function; upgrading containerd often helps."
     ),
     references=("https://github.com/containerd/containerd/issues",),
+    role="cause",
+    reads=("dumps",),
 )
 def containerd_lock_convoy(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a lock convoy in containerd (5 or more goroutines waiting, directly or

@@ -51,6 +51,8 @@ VOLATILE_REFS = (ISSUE_9770, ISSUE_5325, PR_8676, OVL_VOLATILE)
         "not remove fsync waits elsewhere; lower dirty limits too."
     ),
     references=VOLATILE_REFS,
+    role="cause",
+    reads=("dumps", "versions"),
 )
 def shim_umount_syncfs(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a shim goroutine in the `umount2` system call while deleting a task:
@@ -107,6 +109,8 @@ def shim_umount_syncfs(ctx: RuleContext) -> Iterator[Hit]:
         "1.6.24/1.7.4/2.0 so a timed-out Delete does not leak the shim (#8954)."
     ),
     references=(ISSUE_9770, ISSUE_7496, ISSUE_8931, PR_8954),
+    role="cause",
+    reads=("dumps",),
 )
 def containerd_waits_shim_delete(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a containerd goroutine waiting for a shim ttrpc `Delete` call
@@ -156,6 +160,8 @@ def containerd_waits_shim_delete(ctx: RuleContext) -> Iterator[Hit]:
         "snapshots volatile (containerd >= 1.6.24/1.7.4/2.0, kernel >= 5.10) and lower dirty limits."
     ),
     references=(ISSUE_9770, ISSUE_7496, ISSUE_8931, PR_8954),
+    role="cause",
+    reads=("relists", "events", "versions"),
 )
 def task_delete_timeout_after_exit(ctx: RuleContext) -> Iterator[Hit]:
     """Detects containerd's `failed to handle container TaskExit event` (or a task delete
@@ -210,6 +216,8 @@ def task_delete_timeout_after_exit(ctx: RuleContext) -> Iterator[Hit]:
         "see PD401) or the shim is stuck. Dump the shim (kill -USR1 <shim pid>)."
     ),
     references=(ISSUE_9770, ISSUE_10583),
+    role="cause",
+    reads=("dumps",),
 )
 def update_waits_shim(ctx: RuleContext) -> Iterator[Hit]:
     """Detects CRI UpdateContainerResources waiting in the shim's task `Update` ttrpc call
@@ -251,6 +259,8 @@ def update_waits_shim(ctx: RuleContext) -> Iterator[Hit]:
         "limits; confirm with a shim goroutine dump (umount2) or a hung-task trace in ovl_sync_fs."
     ),
     references=(ISSUE_9770, ISSUE_5325, PR_8676),
+    role="cause",
+    reads=("relists", "events", "versions"),
 )
 def update_held_across_exit_timeout(ctx: RuleContext) -> Iterator[Hit]:
     """Detects, from containerd's log alone, the seed incident's shape: an
@@ -315,6 +325,8 @@ def update_held_across_exit_timeout(ctx: RuleContext) -> Iterator[Hit]:
         "good can be killed; its container is then recreated by the kubelet."
     ),
     references=(ISSUE_10583, ISSUE_7496),
+    role="cause",
+    reads=("dumps",),
 )
 def shim_call_stuck(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a containerd goroutine waiting for at least a minute in a ttrpc call to a shim
@@ -366,6 +378,8 @@ _RUNC_COMMS = ("runc", "runc:[2:INIT]", "runc:[1:CHILD]", "runc:[0:PARENT]", "ru
         "https://github.com/opencontainers/runc/issues/3904",
         "https://github.com/containerd/containerd/issues/7496",
     ),
+    role="cause",
+    reads=("dumps", "tasks"),
 )
 def runc_hang(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a shim or containerd goroutine waiting on a runc/crun child process (tag `runc`:
@@ -419,6 +433,8 @@ def runc_hang(ctx: RuleContext) -> Iterator[Hit]:
         "https://github.com/containerd/containerd/issues/4604",
         "https://www.cni.dev/docs/spec/",
     ),
+    role="cause",
+    reads=("dumps",),
 )
 def cni_hang(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a containerd goroutine waiting on a CNI plugin (tag `cni`:
@@ -459,6 +475,8 @@ def cni_hang(ctx: RuleContext) -> Iterator[Hit]:
         "and the plugin processes; dump containerd's goroutines to see the waiting CNI call."
     ),
     references=("https://github.com/containerd/containerd/issues/4604",),
+    role="cause",
+    reads=("relists", "events", "log_records"),
 )
 def cni_timeouts_in_log(ctx: RuleContext) -> Iterator[Hit]:
     """Detects containerd, dockerd and kubelet error records of a CNI ADD/DEL that did not

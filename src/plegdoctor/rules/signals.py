@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from plegdoctor.analysis.pleg_timeline import Interval
@@ -25,53 +25,17 @@ from plegdoctor.analysis.pressure import (
     dirty_high,
 )
 from plegdoctor.model import Chain, ChainLink, Event, EventKind, Ref
-from plegdoctor.rules.registry import Hit, RuleContext
+from plegdoctor.rules.context import RuleContext, Stall, stall_windows, stalls
+from plegdoctor.rules.registry import Hit
 
 # ---------------------------------------------------------------------------------------
-# Stalls (relist gaps and unhealthy windows, from the PLEG timeline)
-
-
-@dataclass(frozen=True, slots=True)
-class Stall:
-    """A span where the kubelet did not relist: a gap between two relist ticks, or a
-    `PLEG is not healthy` window (start = when the kubelet says relisting stopped)."""
-
-    start: datetime | None
-    end: datetime | None
-    seconds: float
-    refs: tuple[Ref, ...]
-    kind: str  # gap | unhealthy
-
-
-def stalls(ctx: RuleContext) -> list[Stall]:
-    """Relist gaps >= ctx.gap_seconds and unhealthy windows, longest first."""
-    return ctx.memo("stalls", lambda: _stalls(ctx))  # type: ignore[no-any-return]
-
-
-def _stalls(ctx: RuleContext) -> list[Stall]:
-    tl = ctx.timeline
-    if tl is None:
-        return []
-    out = [
-        Stall(g.start, g.end, g.seconds, (g.start_ref,) + ((g.end_ref,) if g.end_ref else ()), "gap")
-        for g in tl.gaps
-        if g.seconds >= ctx.gap_seconds
-    ]
-    for w in tl.unhealthy:
-        out.append(Stall(w.relisting_stopped_at, w.end, float(w.max_last_seen_seconds or 0.0), w.refs, "unhealthy"))
-    out.sort(key=lambda s: -s.seconds)
-    return out
+# Stalls (relist gaps and unhealthy windows, from the PLEG timeline; `Stall`, `stalls` and
+# `stall_windows` live in rules/context.py, which the context's pressure analysis needs)
 
 
 def worst_stall(ctx: RuleContext) -> Stall | None:
     s = stalls(ctx)
     return s[0] if s else None
-
-
-def stall_windows(ctx: RuleContext, slack: float = 0.0) -> list[tuple[datetime, datetime]]:
-    """Known (start, end) of stalls, widened by `slack` seconds on each side."""
-    pad = timedelta(seconds=slack)
-    return [(s.start - pad, s.end + pad) for s in stalls(ctx) if s.start is not None and s.end is not None]
 
 
 def during_stall(ctx: RuleContext, ts: datetime | None, slack: float = 60.0) -> bool | None:

@@ -45,6 +45,9 @@ K8S_94829 = "https://github.com/kubernetes/kubernetes/issues/94829"
         "vm.dirty_background_bytes=64MiB) so flushes stay short."
     ),
     references=(PSI_DOC, ISSUE_9770),
+    role="cause",
+    reads=("relists", "events", "pressure"),
+    proof="pressure",
 )
 def psi_io_pressure(ctx: RuleContext) -> Iterator[Hit]:
     """Detects high I/O pressure in `/proc/pressure/io`: `full` avg10/avg60 >= 20 % (all
@@ -90,6 +93,9 @@ def psi_io_pressure(ctx: RuleContext) -> Iterator[Hit]:
         "vm.dirty_background_bytes=64MiB)."
     ),
     references=(IOSTATS_DOC, ISSUE_9770),
+    role="cause",
+    reads=("relists", "events", "diskstats", "disk_samples"),
+    proof="pressure",
 )
 def disk_saturated(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a block device at >= 90 % utilisation with a long write queue or latency
@@ -138,6 +144,9 @@ def disk_saturated(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.DISK_IO_PRESSURE,
     fix=fixes.dirty_limits_fix(),
     references=("https://docs.kernel.org/admin-guide/sysctl/vm.html", ISSUE_9770),
+    role="cause",
+    reads=("relists", "events", "meminfo"),
+    proof="pressure",
 )
 def dirty_writeback_backlog(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a large dirty/writeback backlog in `/proc/meminfo` (`Dirty:` + `Writeback:` >=
@@ -184,6 +193,8 @@ def dirty_writeback_backlog(ctx: RuleContext) -> Iterator[Hit]:
     cls=C.FSYNC_IO_PRESSURE,
     fix=" ".join([fixes.dirty_limits_fix(), fixes.separate_disk_fix()]),
     references=(ISSUE_9770, "https://github.com/containerd/containerd/pull/10128"),
+    role="cause",
+    reads=("dumps",),
 )
 def runtime_goroutine_in_fsync(ctx: RuleContext) -> Iterator[Hit]:
     """Detects a runtime goroutine in `fsync`/`fdatasync` (`syscall.Fsync`, `syscall.Fdatasync`,
@@ -234,6 +245,8 @@ def runtime_goroutine_in_fsync(ctx: RuleContext) -> Iterator[Hit]:
         "heavy writers and readers (iotop, pidstat -d), move them to another disk or cap them with io.max."
     ),
     references=("https://github.com/kubernetes/kubernetes/issues/23255",),
+    role="cause",
+    reads=("events",),
 )
 def kubelet_du_slow(ctx: RuleContext) -> Iterator[Hit]:
     """Detects kubelet messages that its filesystem usage scans (`du`, `find` on volumes or
@@ -279,6 +292,8 @@ _RELIST_PATH_CALLS = frozenset(
         "/proc/diskstats twice 5 s apart."
     ),
     references=(K8S_94829, ISSUE_9770),
+    role="cause",
+    reads=("events",),
 )
 def cri_deadline_exceeded(ctx: RuleContext) -> Iterator[Hit]:
     """Detects kubelet CRI calls (ListContainers, ListPodSandbox, ContainerStatus,
@@ -542,6 +557,8 @@ def _is_runtime_comm(comm: str) -> bool:
         "https://github.com/kubernetes/kubernetes/issues/90593",
         K8S_94829,
     ),
+    role="cause",
+    reads=("events", "dumps", "mounts", "hung_tasks", "tasks"),
 )
 def runtime_waits_on_network_fs(ctx: RuleContext) -> Iterator[Hit]:
     """Detects the kubelet or the runtime blocked on a network filesystem, from any of:
@@ -728,6 +745,8 @@ def _nfs_kernel_tasks(ctx: RuleContext) -> list[tuple[str, int, str, tuple[Ref, 
         "network path; force-unmount (umount -f -l) the hung mount and recreate the pods that use it."
     ),
     references=(K8S_94829, "https://docs.kernel.org/filesystems/nfs/index.html"),
+    role="cause",
+    reads=("mounts", "hung_tasks", "tasks"),
 )
 def tasks_stuck_on_network_fs(ctx: RuleContext) -> Iterator[Hit]:
     """Detects kernel evidence of a hung network filesystem: a hung-task trace or a task's
