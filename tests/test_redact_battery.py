@@ -18,7 +18,6 @@ import pytest
 
 from plegdoctor.live import redact
 from plegdoctor.live.bundle import BundleWriter
-from plegdoctor.live.collect import Task, iter_tasks, ps_table, task_stacks
 from plegdoctor.live.redact import (
     REDACTED,
     EnvRedactor,
@@ -29,6 +28,8 @@ from plegdoctor.live.redact import (
     redact_toml,
     redactor_for,
 )
+from plegdoctor.live.sources.stacks import task_stacks
+from plegdoctor.live.sources.tasks import Task, iter_tasks, ps_table
 from plegdoctor.parsers.runtime_config import config_from_text
 
 
