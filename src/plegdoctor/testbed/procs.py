@@ -12,46 +12,12 @@ import ctypes.util
 import os
 import signal
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
+from plegdoctor.live.procfs import iter_procs, read_proc
+
 MNT_DETACH = 2
-
-
-@dataclass(frozen=True, slots=True)
-class ProcInfo:
-    pid: int
-    ppid: int
-    state: str
-    comm: str
-    cmdline: tuple[str, ...]
-
-
-def read_proc(pid: int) -> ProcInfo | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # comm is in parentheses and may itself contain spaces or parentheses: split at the last ')'
-    lpar, rpar = stat.find("("), stat.rfind(")")
-    rest = stat[rpar + 2 :].split()
-    return ProcInfo(
-        pid=pid,
-        ppid=int(rest[1]),
-        state=rest[0],
-        comm=stat[lpar + 1 : rpar],
-        cmdline=tuple(p.decode("utf-8", "replace") for p in raw.split(b"\0") if p),
-    )
-
-
-def iter_procs() -> Iterator[ProcInfo]:
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            info = read_proc(int(entry.name))
-            if info is not None:
-                yield info
 
 
 def pids_with_cmdline(needle: str, exclude: Iterable[int] = ()) -> list[int]:
