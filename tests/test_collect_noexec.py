@@ -27,9 +27,13 @@ from typing import Any
 
 import pytest
 
-from plegdoctor.live import collect
-from plegdoctor.live.collect import Actions, CollectOptions, StepTimeout, collect_bundle, run_tail, versions_text
+from plegdoctor.live import containerd_config, discover, tools
+from plegdoctor.live.actions import Actions, StepTimeout
+from plegdoctor.live.collect import CollectOptions, collect_bundle, parse_since
 from plegdoctor.live.gobinary import BuildInfo, binary_version, parse_modinfo, read_build_info
+from plegdoctor.live.sources import logs
+from plegdoctor.live.sources.versions import versions_text
+from plegdoctor.live.tools import run_tail
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "plegdoctor"
 TESTS = Path(__file__).resolve().parent
@@ -163,8 +167,8 @@ def _fake_journalctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str)
     tool = tmp_path / "journalctl"
     tool.write_text("#!/bin/sh\n" + body)
     tool.chmod(0o755)
-    monkeypatch.setitem(collect.TRUSTED_TOOLS, "journalctl", (str(tool),))
-    monkeypatch.setattr(collect, "_TRUSTED_PATHS", frozenset({str(tool), *collect.TRUSTED_TOOLS["dmesg"]}))
+    monkeypatch.setitem(tools.TRUSTED_TOOLS, "journalctl", (str(tool),))
+    monkeypatch.setattr(tools, "_TRUSTED_PATHS", frozenset({str(tool), *tools.TRUSTED_TOOLS["dmesg"]}))
     return str(tool)
 
 
@@ -180,7 +184,7 @@ def test_collect_executes_nothing_it_found_through_proc(
     # a PATH lookup of kubelet/containerd would find the fakes first
     monkeypatch.setenv("PATH", f"{fakes['bindir']}:{os.environ.get('PATH', '')}")
     journalctl = _fake_journalctl(tmp_path, monkeypatch, 'echo "2026-01-01T00:00:01.000000+0000 n kubelet[1]: hi"\n')
-    monkeypatch.setattr(collect, "journal_available", lambda: True)
+    monkeypatch.setattr(logs, "journal_available", lambda: True)
     out = tmp_path / "b.tar.gz"
     opts = CollectOptions(
         output=str(out),
@@ -247,13 +251,13 @@ def test_collect_cli_states_what_it_ran(fakes: dict[str, Any], tmp_path: Path) -
 
 
 def test_kubelet_and_shims_are_chosen_by_mount_namespace(fakes: dict[str, Any]) -> None:
-    assert collect.find_kubelet_pid() == fakes["kubelet"]
-    shims = collect.shim_pids_of(fakes["sock"], fakes["runtime"])
+    assert discover.find_kubelet_pid() == fakes["kubelet"]
+    shims = discover.shim_pids_of(fakes["sock"], fakes["runtime"])
     assert fakes["shim"] in shims
     if fakes["other_ns_shim"] is None:
         pytest.skip("needs root and unshare for a process in another mount namespace")
     assert fakes["other_ns_shim"] not in shims
-    assert fakes["other_ns_shim"] in collect.shim_pids_of(fakes["sock"])  # same name and address: ns decides
+    assert fakes["other_ns_shim"] in discover.shim_pids_of(fakes["sock"])  # same name and address: ns decides
 
 
 def test_run_tail_refuses_untrusted_binaries(fakes: dict[str, Any]) -> None:
@@ -311,17 +315,13 @@ def test_run_tail_stderr_is_bounded_and_never_written_to_disk(tmp_path: Path, mo
 
 def test_journal_lines_and_the_bundle_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_journalctl(tmp_path, monkeypatch, 'seq 1 50000 | sed "s/^/2026-01-01T00:00:00.000000+0000 n kubelet[1]: /"\n')
-    monkeypatch.setattr(collect, "journal_available", lambda: True)
-    monkeypatch.setattr(collect, "MAX_LOG_BYTES", 8192)
-    monkeypatch.setattr(
-        collect, "journal_lines", lambda u, s, t, a: run_tail([collect.journal_argv(u, s)[0]], t, 8192, a)
-    )
+    monkeypatch.setattr(logs, "journal_available", lambda: True)
+    monkeypatch.setattr(logs, "MAX_LOG_BYTES", 8192)
+    monkeypatch.setattr(logs, "journal_lines", lambda u, s, t, a: run_tail([logs.journal_argv(u, s)[0]], t, 8192, a))
     from plegdoctor.live.bundle import BundleWriter
 
     w = BundleWriter(tmp_path / "j.tar.gz", node="n")
-    collect._collect_log(
-        w, "logs/kubelet", "kubelet", None, collect.parse_since("1h"), 5, lambda m: None, [], Actions()
-    )
+    logs._collect_log(w, "logs/kubelet", "kubelet", None, parse_since("1h"), 5, lambda m: None, [], Actions())
     (entry,) = w.entries
     w.abort()
     assert entry.truncated and entry.note and "dropped from the head" in entry.note
@@ -435,7 +435,7 @@ _EXEC_CALLS = (
 
 # (file under src/plegdoctor, enclosing function) -> what argv[0] it runs, and why that is fixed
 ALLOWED = {
-    ("live/collect.py", "run_tail"): "a TRUSTED_TOOLS path only (journalctl, dmesg); refuses anything else",
+    ("live/tools.py", "run_tail"): "a TRUSTED_TOOLS path only (journalctl, dmesg); refuses anything else",
     ("live/cri/gen.py", "build_descriptor"): "sys.executable -m grpc_tools.protoc (developer tool, not run on nodes)",
 }
 
@@ -480,7 +480,7 @@ def test_every_exec_in_the_package_is_a_fixed_tool() -> None:
     assert unexpected == [], f"exec sites not in the allowlist (fixed argv[0]s only): {unexpected}"
     assert {(s[0], s[1]) for s in sites} == set(ALLOWED), "an allowlisted exec site is gone: shrink ALLOWED"
     assert not [s for s in sites if s[0] == "checkcmd.py"]
-    assert {"/usr/bin/journalctl", "/bin/journalctl", "/usr/bin/dmesg", "/bin/dmesg"} == collect._TRUSTED_PATHS
+    assert {"/usr/bin/journalctl", "/bin/journalctl", "/usr/bin/dmesg", "/bin/dmesg"} == tools._TRUSTED_PATHS
 
 
 def test_exec_site_scanner_sees_a_planted_exec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -512,9 +512,9 @@ def test_containerd_config_and_its_imports_are_read_not_dumped(tmp_path: Path) -
     (etc / "conf.d" / "10-a.toml").write_text(
         'imports = ["../b.toml"]\n[plugins."io.containerd.grpc.v1.cri"]\n  x = 1\n'
     )
-    (etc / "conf.d" / "20-big.toml").write_text("# " + "x" * (collect.MAX_CONFIG_BYTES + 10) + "\n")
+    (etc / "conf.d" / "20-big.toml").write_text("# " + "x" * (containerd_config.MAX_CONFIG_BYTES + 10) + "\n")
     (etc / "b.toml").write_text("version = 2\n")
-    got = collect.containerd_configs(None, str(main))
+    got = containerd_config.containerd_configs(None, str(main))
     assert [(Path(p).name, text is not None) for p, text, _ in got] == [
         ("config.toml", True),
         ("10-a.toml", True),
@@ -524,14 +524,14 @@ def test_containerd_config_and_its_imports_are_read_not_dumped(tmp_path: Path) -
     assert "larger than" in (got[2][2] or "")
     # the look-alike: a config without imports is one file
     main.write_text("version = 2\n")
-    assert len(collect.containerd_configs(None, str(main))) == 1
+    assert len(containerd_config.containerd_configs(None, str(main))) == 1
 
 
 def test_config_import_loops_and_fan_out_are_bounded(tmp_path: Path) -> None:
     d = tmp_path / "c"
     d.mkdir()
-    for i in range(collect.MAX_CONFIG_FILES + 5):
+    for i in range(containerd_config.MAX_CONFIG_FILES + 5):
         (d / f"{i:03d}.toml").write_text('imports = ["*.toml"]\n')  # every file imports all, itself included
-    got = collect.containerd_configs(None, str(d / "000.toml"))
-    assert len(got) == collect.MAX_CONFIG_FILES + 1
+    got = containerd_config.containerd_configs(None, str(d / "000.toml"))
+    assert len(got) == containerd_config.MAX_CONFIG_FILES + 1
     assert "imports not read" in (got[-1][2] or "")

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from plegdoctor.live.bundle import BundleWriter, redact_line
-from plegdoctor.live.collect import debug_address_from_config, parse_since, shim_dump_lines
-from plegdoctor.live.samplers import RawSample, disk_rates, parse_diskstats, parse_meminfo, parse_psi
+from plegdoctor.live.collect import parse_since
+from plegdoctor.live.containerd_config import debug_address_from_config
+from plegdoctor.live.samplers import NodeSampler
+from plegdoctor.live.samples import RawSample
+from plegdoctor.live.sources.goroutines import shim_dump_lines
 
 
 @pytest.mark.parametrize(
@@ -81,17 +84,46 @@ def test_unsafe_member_names_refused(tmp_path: Path) -> None:
     w.abort()
 
 
-def test_sample_series_format_and_parsers() -> None:
+def _proc(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+def test_sample_series_format_and_the_sampler_parses_through_the_parsers(tmp_path: Path) -> None:
     s = RawSample(1_790_000_000.25, "/proc/pressure/io", "some avg10=0.25 avg60=0.67 avg300=0.31 total=1828717\n")
     assert s.render().splitlines()[0] == "# pleg-doctor sample 2026-09-21T14:13:20.250000Z /proc/pressure/io"
-    psi = parse_psi("some avg10=0.25 avg60=0.67 avg300=0.31 total=1828717\nfull avg10=0.20 avg60=0 avg300=0 total=9\n")
-    assert psi["some"]["total"] == 1828717 and psi["full"]["avg10"] == 0.20
-    assert parse_meminfo("Dirty:  1024 kB\nHugePages_Total: 0\n") == {"Dirty": 1048576, "HugePages_Total": 0}
-    a = parse_diskstats(" 254 0 vda 100 0 800 50 200 0 1600 400 0 300 450 0 0 0 0 0 0\n")
-    b = parse_diskstats(" 254 0 vda 110 0 880 60 300 0 3600 1400 2 1300 1450 0 0 0 0 0 0\n")
-    (r,) = disk_rates(a, b, 2.0)
-    assert (r.util, r.writes_per_s, r.write_await_s, r.in_flight) == (0.5, 50.0, 0.01, 2)
+    proc, sys_block = tmp_path / "proc", tmp_path / "block"
+    (sys_block / "vda").mkdir(parents=True)  # a whole disk; vda1 (a partition) has no /sys/block entry
+    _proc(
+        proc,
+        {
+            "pressure/io": "some avg10=0.25 avg60=0.67 avg300=0.31 total=1828717\n"
+            "full avg10=0.20 avg60=0 avg300=0 total=9\n",
+            "meminfo": "MemTotal: 4096 kB\nDirty:  1024 kB\nWriteback: 2 kB\nHugePages_Total: 0\n",
+            "diskstats": " 254 0 vda 100 0 800 50 200 0 1600 400 0 300 450 0 0 0 0 0 0\n"
+            " 254 1 vda1 100 0 800 50 200 0 1600 400 0 300 450 0 0 0 0 0 0\n",
+            "vmstat": "nr_dirty 256\n",
+        },
+    )
+    sampler = NodeSampler(proc=str(proc), sys_block=str(sys_block))
+    first = sampler.sample(1000.0)
+    assert first.psi["io"]["some"]["total"] == 1828717 and first.psi["io"]["full"]["avg10"] == 0.20
+    assert "memory" not in first.psi and sampler.psi_available  # no memory file: skipped, PSI still there
+    assert first.meminfo["Dirty"] == 1048576 and first.meminfo["Writeback"] == 2048
+    assert first.disks == []  # rates need two samples
+    _proc(proc, {"diskstats": " 254 0 vda 110 0 880 60 300 0 3600 1400 2 1300 1450 0 0 0 0 0 0\n"})
+    (r,) = sampler.sample(1002.0).disks
+    assert (r.device, r.util, r.writes_per_s, r.write_await_s, r.in_flight) == ("vda", 0.5, 50.0, 0.01, 2)
     assert r.write_kib_per_s == 2000 * 512 / 1024 / 2
+    # every sampled file kept as a series the bundle's parsers read
+    assert sampler.series("/proc/diskstats").count("# pleg-doctor sample ") == 2
+    assert sampler.series("/proc/vmstat").startswith("# pleg-doctor sample 1970-01-01T00:16:40.000000Z /proc/vmstat\n")
+    # the look-alike: without PSI the io file is missing and the sampler says so once per tick
+    (proc / "pressure" / "io").unlink()
+    snap = sampler.sample(1003.0)
+    assert "io" not in snap.psi and sampler.psi_available is False
+    assert snap.errors == [f"{proc}/pressure/io unreadable (kernel without PSI, or psi=0)"]
 
 
 def test_collect_helpers() -> None:

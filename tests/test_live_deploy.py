@@ -75,7 +75,7 @@ def _daemonset() -> dict:
 
 
 def test_memory_limit_covers_the_journal_tail_and_tmp_is_not_at_the_edge() -> None:
-    from plegdoctor.live.collect import MAX_LOG_BYTES
+    from plegdoctor.live.tools import MAX_LOG_BYTES
 
     spec = _daemonset()["spec"]["template"]["spec"]
     (c,) = spec["containers"]

@@ -21,16 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from live_fakes import FakeCRI, standard_handlers
 from plegdoctor.errors import UserError
+from plegdoctor.live.capture_dir import STATE_FILE, PersistedState, clean_stage_dirs, prepare_capture_dir
 from plegdoctor.live.exporter import METRIC_NAMES, Exporter, ServerLimits, WatchState
 from plegdoctor.live.trigger import bundles_in
-from plegdoctor.live.watch import (
-    STATE_FILE,
-    PersistedState,
-    WatchConfig,
-    Watcher,
-    clean_stage_dirs,
-    prepare_capture_dir,
-)
+from plegdoctor.live.watch import WatchConfig, Watcher
 
 
 def _metrics(port: int) -> dict[str, float]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from plegdoctor import parsers
 from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.inputs import Source, iter_sources
-from plegdoctor.live import collect
+from plegdoctor.live.sources import tasks as live_tasks
 from plegdoctor.model import InputReport
 from plegdoctor.timeutil import TimeContext
 
@@ -56,10 +56,10 @@ def test_per_thread_ps_keeps_pid_tid_comm_state_wchan() -> None:
 
 def test_collect_ps_table_round_trips() -> None:
     tasks = [
-        collect.Task(812, 812, "T", "containerd", "do_signal_stop", "/usr/bin/containerd"),
-        collect.Task(812, 840, "T", "containerd", "do_signal_stop", "/usr/bin/containerd"),
+        live_tasks.Task(812, 812, "T", "containerd", "do_signal_stop", "/usr/bin/containerd"),
+        live_tasks.Task(812, 840, "T", "containerd", "do_signal_stop", "/usr/bin/containerd"),
     ]
-    ev, rep = parse_text("ps", "".join(collect.ps_table(tasks)))
+    ev, rep = parse_text("ps", "".join(live_tasks.ps_table(tasks)))
     assert rep.unparsed == 0
     assert [(t.pid, t.tgid, t.comm, t.state, t.wchan) for t in ev.tasks] == [
         (812, 812, "containerd", "T", "do_signal_stop"),

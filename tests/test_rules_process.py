@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 from plegdoctor.live.bundle import BundleWriter
-from plegdoctor.live.collect import Task, ps_table
+from plegdoctor.live.sources.tasks import Task, ps_table
 from plegdoctor.model import RootCauseClass
 from rulecheck import assert_fires, assert_quiet, diagnose
 

@@ -24,11 +24,11 @@ from waitress.wasyncore import close_all, loop
 
 from plegdoctor import __version__
 from plegdoctor.live.probe import CallResult, ProbeStatus, RelistProbe, RelistResult
-from plegdoctor.live.samplers import NodeSnapshot
+from plegdoctor.live.samples import METRIC_PREFIX, NodeSnapshot
+from plegdoctor.live.sources import metric_families, metric_names
 
-PREFIX = "pleg_doctor_"
+PREFIX = METRIC_PREFIX
 CRI_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 180, 300)
-MAX_DISKS = 16
 
 # Every metric name watch exports (the dashboard and the alert rules may use only these).
 METRIC_NAMES = (
@@ -44,19 +44,12 @@ METRIC_NAMES = (
     "pleg_doctor_runtime_up",
     "pleg_doctor_stalled",
     "pleg_doctor_stalls_total",
-    "pleg_doctor_pressure_avg10_ratio",
-    "pleg_doctor_pressure_stalled_seconds_total",
-    "pleg_doctor_disk_utilization_ratio",
-    "pleg_doctor_disk_write_await_seconds",
-    "pleg_doctor_disk_writes_per_second",
-    "pleg_doctor_disk_in_flight",
-    "pleg_doctor_memory_dirty_bytes",
-    "pleg_doctor_memory_writeback_bytes",
     "pleg_doctor_kubelet_pleg_last_seen_timestamp_seconds",
     "pleg_doctor_captures_total",
     "pleg_doctor_capture_bytes",
     "pleg_doctor_finding_active",
     "pleg_doctor_root_cause_confidence",
+    *metric_names(),  # the sampled SOURCES' (pressure, disks, memory)
 )
 
 
@@ -152,40 +145,8 @@ class _Collector(Collector):
             )
 
     def _node(self, node: NodeSnapshot) -> Iterator[Metric]:
-        avg = GaugeMetricFamily(
-            PREFIX + "pressure_avg10_ratio", "PSI avg10 as a ratio (0..1)", labels=["resource", "kind"]
-        )
-        total = CounterMetricFamily(
-            PREFIX + "pressure_stalled_seconds", "PSI total stall time", labels=["resource", "kind"]
-        )
-        for res, kinds in sorted(node.psi.items()):
-            for kind, vals in sorted(kinds.items()):
-                if "avg10" in vals:
-                    avg.add_metric([res, kind], vals["avg10"] / 100.0)
-                if "total" in vals:
-                    total.add_metric([res, kind], vals["total"] / 1e6)
-        yield avg
-        yield total
-        util = GaugeMetricFamily(
-            PREFIX + "disk_utilization_ratio", "Disk busy time ratio (iostat %util/100)", labels=["device"]
-        )
-        wawait = GaugeMetricFamily(
-            PREFIX + "disk_write_await_seconds", "Mean write latency over the last period", labels=["device"]
-        )
-        wps = GaugeMetricFamily(PREFIX + "disk_writes_per_second", "Completed writes per second", labels=["device"])
-        infl = GaugeMetricFamily(PREFIX + "disk_in_flight", "I/Os in flight", labels=["device"])
-        for d in sorted(node.disks, key=lambda d: -d.util)[:MAX_DISKS]:
-            util.add_metric([d.device], d.util)
-            wawait.add_metric([d.device], d.write_await_s)
-            wps.add_metric([d.device], d.writes_per_s)
-            infl.add_metric([d.device], d.in_flight)
-        yield from (util, wawait, wps, infl)
-        if "Dirty" in node.meminfo:
-            yield GaugeMetricFamily(PREFIX + "memory_dirty_bytes", "Dirty page cache", value=node.meminfo["Dirty"])
-        if "Writeback" in node.meminfo:
-            yield GaugeMetricFamily(
-                PREFIX + "memory_writeback_bytes", "Page cache under writeback", value=node.meminfo["Writeback"]
-            )
+        for families in metric_families():  # the sampled SOURCES' metrics (PSI, disks, memory)
+            yield from families(node)
 
 
 @dataclass(frozen=True, slots=True)
