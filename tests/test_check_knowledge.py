@@ -91,6 +91,40 @@ def test_fixed_in_versions(change: kb.Change, version: str, has: bool) -> None:
     assert change.contains(kb.ContainerdVersion.parse(version)) is has
 
 
+@pytest.mark.parametrize(
+    ("change", "version", "has", "target", "advice"),
+    [
+        (kb.MOUNT_OPTIONS, "1.6.21", False, "1.6.24", ">= 1.6.24"),  # its own branch got the fix
+        (kb.MOUNT_OPTIONS, "1.5.18", False, "1.6.24", ">= 1.6.24"),  # an older branch: the next that did
+        (kb.MOUNT_OPTIONS, "1.7.24", True, "1.7.4", "1.7.24 (has it)"),
+        (kb.MOUNT_OPTIONS, "2.2.1", True, None, "2.2.1 (has it)"),  # newer than every listed branch
+        (kb.FSYNC_VOLATILE_SPELLING, "1.6.39", False, "1.7.32", ">= 1.7.32"),
+        (kb.FSYNC_VOLATILE_SPELLING, "2.1.7", False, "2.1.8", ">= 2.1.8"),
+        (kb.SHIM_LEAK_FIX, "1.7.3", False, "1.7.4", ">= 1.7.4"),
+    ],
+)
+def test_fixed_in_gives_the_release_to_upgrade_to(
+    change: kb.Change, version: str, has: bool, target: str | None, advice: str
+) -> None:
+    v = kb.ContainerdVersion.parse(version)
+    ok, first = change.fixed_in(v)
+    assert ok is has and (str(first) if first else None) == target
+    assert change.upgrade_target(v) == advice
+
+
+def test_upgrade_target_of_an_unknown_version_lists_every_branch() -> None:
+    assert kb.FSYNC_VOLATILE_SPELLING.upgrade_target(None) == "1.7.32/2.0.9/2.1.8/2.2.4/2.3.0"
+
+
+def test_a_digit_run_too_long_to_be_a_version_is_unparseable_not_a_crash() -> None:
+    # `int()` refuses 5000 digits with ValueError; the parsers say "cannot parse" instead
+    with pytest.raises(UserError, match="cannot parse a containerd version"):
+        kb.ContainerdVersion.parse("1" * 5000 + ".2")
+    with pytest.raises(UserError, match="cannot parse a kernel version"):
+        kb.KernelVersion.parse("5" * 5000 + ".10")
+    assert kb.ContainerdVersion.parse("v123456789.1.2").major == 123456789
+
+
 def test_every_fact_cites_its_source() -> None:
     for change in kb.CHANGES:
         assert change.source.startswith("facts.md §")

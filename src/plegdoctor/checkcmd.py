@@ -145,16 +145,9 @@ def read_live(inputs: CheckInputs, want_config: bool, want_mounts: bool) -> None
 
 
 def build_report(inputs: CheckInputs) -> dict[str, Any]:
-    checks = inputs.extra + audit(inputs.config, inputs.versions, inputs.mounts, inputs.sysctls)
-    cv = kv = None
-    try:
-        cv = kb.ContainerdVersion.parse(inputs.versions.containerd) if inputs.versions.containerd else None
-    except UserError:
-        cv = None
-    try:
-        kv = kb.KernelVersion.parse(inputs.versions.kernel) if inputs.versions.kernel else None
-    except UserError:
-        kv = None
+    result = audit(inputs.config, inputs.versions, inputs.mounts, inputs.sysctls)
+    checks = [*inputs.extra, *result]
+    cv, kv = result.facts.containerd, result.facts.kernel  # as the checks read them
     counts = {s: sum(1 for c in checks if c.status == s) for s in (PASS, WARN, FAIL, INFO)}
     return {
         "schema": SCHEMA,

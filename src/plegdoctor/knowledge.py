@@ -9,7 +9,9 @@ Public API (used by plegdoctor.analysis.config_audit and the diagnosis rules):
   `containerd --version`, distro packages and `uname` print (`1.6.20~ds1`, `v1.7.24`,
   `1.7.24~ds1-6+deb13u1`, `containerd github.com/containerd/containerd v1.6.21 3dce8eb`,
   `5.15.0-76-generic`, `Linux node 6.1.0-9-amd64 #1 SMP ...`). Unparseable -> UserError.
-- `Change` records with `first_fixed` per release branch and `contains(version)`:
+- `Change` records with `first_fixed` per release branch, `contains(version)`, `fixed_in(version)`
+  (contained?, the release to upgrade to) and `upgrade_target(version)` (the advice text); the one
+  version model: the config audit, the PD5xx rules and rules/fixes.py compare through these:
   MOUNT_OPTIONS, TEMP_MOUNT_STRIP_VOLATILE, FSYNC_VOLATILE_SPELLING, SHIM_LEAK_FIX,
   IMAGE_PULL_WITH_SYNC_FS, CONTENT_COMMIT_PRESYNC, BBOLT_NO_SYNC, IMAGE_VOLUME_VOLATILE;
   `UNFIXED` lists known-open issues (the UpdateContainerResources status lock).
@@ -30,7 +32,8 @@ from plegdoctor.errors import UserError
 
 FACTS = "facts.md"  # the project's fact sheet (docs/facts.md in the repository)
 
-ISSUE_PLEG_IO = "https://github.com/containerd/containerd/issues/9770"
+# the umbrella issue of PLEG stalls under disk I/O (one definition: rules import it from here)
+ISSUE_9770 = "https://github.com/containerd/containerd/issues/9770"
 ISSUE_SEED = "https://github.com/containerd/containerd/issues/8698"
 ISSUE_UMOUNT_SLOW_DISK = "https://github.com/containerd/containerd/issues/5325"
 PR_MOUNT_OPTIONS = "https://github.com/containerd/containerd/pull/8676"
@@ -90,7 +93,9 @@ class ContainerdVersion(_OrderedByKey):
     prerelease: str = ""
     raw: str = ""
 
-    _TOKEN = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?((?:-(?:alpha|beta|rc)[.\d]*)?)(?:[~+-].*)?$")
+    # parts of at most 9 digits: `int` never sees a 5000-digit run (ValueError), and a longer
+    # run fails the match (UserError) like any other unparseable text
+    _TOKEN = re.compile(r"^v?(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?((?:-(?:alpha|beta|rc)[.\d]*)?)(?:[~+-].*)?$")
 
     @classmethod
     def parse(cls, text: str) -> ContainerdVersion:
@@ -127,7 +132,7 @@ class KernelVersion(_OrderedByKey):
     patch: int
     raw: str = ""
 
-    _TOKEN = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:[-+_.~].*)?$")
+    _TOKEN = re.compile(r"^(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?(?:[-+_.~].*)?$")
 
     @classmethod
     def parse(cls, text: str) -> KernelVersion:
@@ -164,13 +169,36 @@ class Change:
     source: str
     references: tuple[str, ...] = ()
 
-    def contains(self, version: ContainerdVersion) -> bool:
-        fixed = {ContainerdVersion.parse(v).branch: ContainerdVersion.parse(v) for v in self.first_fixed.values()}
-        mine = (version.major, version.minor)
+    def releases(self) -> tuple[ContainerdVersion, ...]:
+        """The first fixed release of each branch, in the table's order."""
+        return tuple(ContainerdVersion.parse(v) for v in self.first_fixed.values())
+
+    def fixed_in(self, version: ContainerdVersion) -> tuple[bool, ContainerdVersion | None]:
+        """(does `version` contain the change, the release to upgrade to): the first fixed
+        release of its own branch when that branch got the change, else of the next newer
+        branch that did; None for a branch newer than every listed one."""
+        fixed = {v.branch: v for v in self.releases()}
         if version.branch in fixed:
-            return version >= fixed[version.branch]
-        newest = max((v.major, v.minor) for v in fixed.values())
-        return mine > newest
+            first = fixed[version.branch]
+            return version >= first, first
+        mine = (version.major, version.minor)
+        newer = [v for v in fixed.values() if (v.major, v.minor) > mine]
+        if not newer:
+            return True, None
+        return False, min(newer)
+
+    def contains(self, version: ContainerdVersion) -> bool:
+        return self.fixed_in(version)[0]
+
+    def upgrade_target(self, version: ContainerdVersion | None) -> str:
+        """What to tell a user of `version`: '>= 1.6.24' on 1.6, '1.7.24 (has it)', the list of
+        first fixed releases ('1.6.24/1.7.4/2.0.0') when the version is unknown."""
+        if version is None:
+            return "/".join(str(v) for v in self.releases())
+        ok, target = self.fixed_in(version)
+        if ok:
+            return f"{version} (has it)"
+        return f">= {target}" if target else "a newer release"
 
     def fixed_in_text(self) -> str:
         return " / ".join(self.first_fixed.values())
@@ -305,7 +333,7 @@ STATUS_LOCK_UNFIXED = OpenIssue(
     "ListContainers (so every PLEG relist) waits on that container's status lock. Upstream fixes were "
     "closed or are still open.",
     f"{FACTS} §0.3, §7.3: container_update_resources.go UpdateSync @release/1.6..main; PR #11558 open",
-    (ISSUE_PLEG_IO, PR_STATUS_LOCK, "https://github.com/containerd/containerd/issues/12680"),
+    (ISSUE_9770, PR_STATUS_LOCK, "https://github.com/containerd/containerd/issues/12680"),
 )
 UNFIXED: tuple[OpenIssue, ...] = (STATUS_LOCK_UNFIXED,)
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from plegdoctor.errors import UserError
 from plegdoctor.knowledge import SCHEMAS, Schema
 from plegdoctor.model import Ref, quote
+from plegdoctor.parsers.mounts import VOLATILE_SPELLINGS
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
@@ -95,7 +96,7 @@ class RuntimeConfig:
     @property
     def volatile_configured(self) -> bool:
         return bool(self.overlay_mount_options) and any(
-            o in ("volatile", "fsync=volatile") for o in self.overlay_mount_options or ()
+            o in VOLATILE_SPELLINGS for o in self.overlay_mount_options or ()
         )
 
     def ref(self, key: str) -> Ref | None:

@@ -16,39 +16,39 @@ from __future__ import annotations
 import re
 
 from plegdoctor import knowledge as k
+from plegdoctor.errors import UserError
 from plegdoctor.model import Versions
-
-Version = tuple[int, int, int]
-
-
-def _table(change: k.Change) -> dict[tuple[int, int], Version]:
-    out: dict[tuple[int, int], Version] = {}
-    for text in change.first_fixed.values():
-        v = k.ContainerdVersion.parse(text)
-        out[(v.major, v.minor)] = (v.major, v.minor, v.patch)
-    return out
-
-
-# release line -> first fixed version on that line
-MOUNT_OPTIONS = _table(k.MOUNT_OPTIONS)
-TEMP_MOUNT_STRIP = _table(k.TEMP_MOUNT_STRIP_VOLATILE)
-FSYNC_VOLATILE_SPELLING = _table(k.FSYNC_VOLATILE_SPELLING)
-SHIM_LEAK_FIX = _table(k.SHIM_LEAK_FIX)
-CONTENT_PRESYNC = min(_table(k.CONTENT_COMMIT_PRESYNC).values())
-BBOLT_NO_SYNC = min(_table(k.BBOLT_NO_SYNC).values())
-KERNEL_VOLATILE = k.KERNEL_VOLATILE.since.key()
 
 VOLATILE_TOML = '[plugins."io.containerd.snapshotter.v1.overlayfs"] mount_options = ["volatile"]'
 NO_SYNC_TOML = '[plugins."io.containerd.metadata.v1.bolt"] no_sync = true'
 DIRTY_SYSCTL = "vm.dirty_bytes=268435456 vm.dirty_background_bytes=67108864"
 
+
+def containerd_version(versions: Versions) -> k.ContainerdVersion | None:
+    """The containerd version of `versions` (None when absent or unparseable)."""
+    try:
+        return k.ContainerdVersion.parse(versions.containerd) if versions.containerd else None
+    except UserError:
+        return None
+
+
+def kernel_version(versions: Versions) -> k.KernelVersion | None:
+    """The kernel release of `versions` (None when absent or unparseable)."""
+    try:
+        return k.KernelVersion.parse(versions.kernel) if versions.kernel else None
+    except UserError:
+        return None
+
+
+# Kept for tests/test_linear_regex.py (it proves this expression linear); nothing in src uses
+# it: versions are plegdoctor.knowledge.ContainerdVersion / KernelVersion.
 # Linear on any text: a number starts only where a digit run starts (a search from every
 # digit of a long run would be quadratic), parts are ASCII and at most 9 digits (possessive,
 # so a longer run fails at once instead of being cut), so `int` never sees 5000 digits.
 _VER = re.compile(r"v?(?<![0-9])([0-9]{1,9}+)\.([0-9]{1,9}+)(?![0-9])(?:\.([0-9]{1,9}+)(?![0-9]))?")
 
 
-def parse_version(text: str | None) -> Version | None:
+def parse_version(text: str | None) -> tuple[int, int, int] | None:
     """'1.7.24~ds1' -> (1, 7, 24); 'v2.1.9' -> (2, 1, 9); '5.15.0-76-generic' -> (5, 15, 0)."""
     if not text:
         return None
@@ -56,40 +56,6 @@ def parse_version(text: str | None) -> Version | None:
     if not m:
         return None
     return int(m[1]), int(m[2]), int(m[3] or 0)
-
-
-def fmt_version(v: Version) -> str:
-    return ".".join(str(x) for x in v)
-
-
-def fixed_in(table: dict[tuple[int, int], Version], v: Version) -> tuple[bool, Version | None]:
-    """(is `v` fixed, the version to upgrade to: on its own release line when that line got
-    the fix, else on the next line that did)."""
-    line = v[:2]
-    if line in table:
-        return v >= table[line], table[line]
-    if line > max(table):
-        return True, None
-    nxt = min(k for k in table if k > line)
-    return False, table[nxt]
-
-
-def containerd_version(versions: Versions) -> Version | None:
-    return parse_version(versions.containerd)
-
-
-def kernel_version(versions: Versions) -> Version | None:
-    return parse_version(versions.kernel)
-
-
-def upgrade_target(table: dict[tuple[int, int], Version], v: Version | None) -> str:
-    """e.g. '>= 1.6.24' for a 1.6 user, the generic list when the version is unknown."""
-    if v is None:
-        return "/".join(fmt_version(x) for x in table.values())
-    ok, target = fixed_in(table, v)
-    if ok:
-        return fmt_version(v) + " (has it)"
-    return ">= " + fmt_version(target) if target else "a newer release"
 
 
 # ---------------------------------------------------------------------------------------
@@ -105,21 +71,21 @@ def volatile_fix(versions: Versions) -> str:
         "and kernel >= 5.10; overlay then skips the syncfs on unmount)."
     ]
     if cv is not None:
-        ok, target = fixed_in(MOUNT_OPTIONS, cv)
+        ok, target = k.MOUNT_OPTIONS.fixed_in(cv)
         if not ok:
-            to = fmt_version(target) if target else "1.6.24"
+            to = str(target) if target else "1.6.24"
             parts.append(
-                f"Your containerd {fmt_version(cv)} ignores mount_options: upgrade to >= {to} first"
+                f"Your containerd {cv} ignores mount_options: upgrade to >= {to} first"
                 + _temp_mount_note(cv, target)
                 + "."
             )
         else:
-            parts.append(f"Your containerd {fmt_version(cv)} supports it" + _temp_mount_note(cv, cv) + ".")
+            parts.append(f"Your containerd {cv} supports it" + _temp_mount_note(cv, cv) + ".")
     if kv is not None:
-        if kv < KERNEL_VOLATILE:
-            parts.append(f"Your kernel {fmt_version(kv)} lacks overlay volatile: it needs a kernel >= 5.10.")
+        if not k.KERNEL_VOLATILE.has(kv):
+            parts.append(f"Your kernel {kv} lacks overlay volatile: it needs a kernel >= 5.10.")
         else:
-            parts.append(f"Your kernel {fmt_version(kv)} supports it.")
+            parts.append(f"Your kernel {kv} supports it.")
     parts.append(
         "Removes the link: shim Delete -> umount -> syncfs of the whole backing disk. Does NOT remove "
         "fsync/fdatasync under writeback (bbolt commit, CRI status checkpoint): in the lab the relist still "
@@ -130,16 +96,12 @@ def volatile_fix(versions: Versions) -> str:
     return " ".join(parts)
 
 
-def _temp_mount_note(cv: Version, target: Version | None) -> str:
+def _temp_mount_note(cv: k.ContainerdVersion, target: k.ContainerdVersion | None) -> str:
     base = target or cv
-    ok, strip_at = fixed_in(TEMP_MOUNT_STRIP, base)
+    ok, strip_at = k.TEMP_MOUNT_STRIP_VOLATILE.fixed_in(base)
     if ok:
         return ""
-    return (
-        f" (prefer >= {fmt_version(strip_at)}, which also strips volatile from temporary mounts, #9555)"
-        if strip_at
-        else ""
-    )
+    return f" (prefer >= {strip_at}, which also strips volatile from temporary mounts, #9555)" if strip_at else ""
 
 
 def dirty_limits_fix() -> str:
@@ -174,8 +136,8 @@ def bbolt_no_sync_fix(versions: Versions) -> str:
         "fdatasync while holding the single metadata writer lock (lab: 19 s -> 6.4 s on 2.1.9). Risk: the "
         "metadata DB can lose recent writes on a host crash."
     )
-    if cv is not None and cv < BBOLT_NO_SYNC:
-        base += f" Your containerd {fmt_version(cv)} does not have no_sync: upgrade to >= 2.1."
+    if cv is not None and not k.BBOLT_NO_SYNC.contains(cv):
+        base += f" Your containerd {cv} does not have no_sync: upgrade to >= 2.1."
     return base
 
 
@@ -186,10 +148,10 @@ def content_presync_fix(versions: Versions) -> str:
         "the whole-blob fsync runs inside the metadata transaction. Removes the link: content commit "
         "fsync while holding bbolt's writer lock."
     )
-    if cv is not None and cv < CONTENT_PRESYNC:
-        text += f" Your containerd {fmt_version(cv)} still fsyncs inside the transaction: upgrade to >= 2.0."
+    if cv is not None and not k.CONTENT_COMMIT_PRESYNC.contains(cv):
+        text += f" Your containerd {cv} still fsyncs inside the transaction: upgrade to >= 2.0."
     elif cv is not None:
-        text += f" Your containerd {fmt_version(cv)} already has it."
+        text += f" Your containerd {cv} already has it."
     return text
 
 
@@ -210,15 +172,15 @@ def shim_leak_fix(versions: Versions) -> str:
         "/ 2.0): a task Delete that timed out is retried instead of leaking the shim."
     )
     if cv is not None:
-        ok, target = fixed_in(SHIM_LEAK_FIX, cv)
+        ok, target = k.SHIM_LEAK_FIX.fixed_in(cv)
         if not ok and target:
-            text += f" Your containerd {fmt_version(cv)} lacks it: upgrade to >= {fmt_version(target)}."
+            text += f" Your containerd {cv} lacks it: upgrade to >= {target}."
     return text
 
 
 def fsync_volatile_spelling_fix(versions: Versions) -> str:
     cv = containerd_version(versions)
-    target = upgrade_target(FSYNC_VOLATILE_SPELLING, cv)
+    target = k.FSYNC_VOLATILE_SPELLING.upgrade_target(cv)
     return (
         "The kernel prints the option as `fsync=volatile` (6.12.80+); containerd recognises that spelling "
         f"only from 1.7.32 / 2.0.9 / 2.1.8 / 2.2.4 / 2.3.0 (#13256). Upgrade containerd ({target})."
