@@ -3,6 +3,11 @@
 These rules support a root cause (they say why a mechanism could happen here and which fix
 applies to this node's versions) but never make one on their own: the diagnosis only ranks a
 class that some non-configuration evidence shows.
+
+They decide on the config audit (`ctx.config_audit`, plegdoctor.analysis.config_audit): the
+statuses of the checks `pleg-doctor check` prints and the facts those read (parsed versions,
+containerd's overlay mounts, where the config sets mount_options), so `analyze` and `check`
+never disagree about a node. Version comparisons are plegdoctor.knowledge `Change` records.
 """
 
 from __future__ import annotations
@@ -10,72 +15,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from plegdoctor.model import Mount, Ref, RootCauseClass, Severity, Versions
+from plegdoctor import knowledge as kb
+from plegdoctor.analysis.config_audit import FAIL, PASS, WARN, Audit
+from plegdoctor.model import Ref, RootCauseClass, Severity, Versions
 from plegdoctor.rules import fixes
 from plegdoctor.rules.registry import Hit, RuleContext, rule
 from plegdoctor.rules.signals import task_delete_failures
 
 C = RootCauseClass
-ISSUE_9770 = "https://github.com/containerd/containerd/issues/9770"
 ISSUE_6406 = "https://github.com/containerd/containerd/issues/6406"
-PR_8676 = "https://github.com/containerd/containerd/pull/8676"
-PR_9555 = "https://github.com/containerd/containerd/pull/9555"
-PR_13256 = "https://github.com/containerd/containerd/pull/13256"
-PR_8954 = "https://github.com/containerd/containerd/pull/8954"
-OVL_VOLATILE = "https://docs.kernel.org/filesystems/overlayfs.html#volatile-mount"
 
 
-def _is_volatile(options: tuple[str, ...] | list[str]) -> bool:
-    return any(o in ("volatile", "fsync=volatile") for o in options)
-
-
-def container_overlay_mounts(ctx: RuleContext) -> list[Mount]:
-    """Overlay mounts made by containerd (container rootfs or snapshot mounts)."""
-    return [
-        m
-        for m in ctx.evidence.mounts
-        if m.fstype == "overlay"
-        and ("containerd" in m.target or any("containerd" in o for o in m.options if o.startswith("upperdir=")))
-    ]
-
-
-def configured_mount_options(ctx: RuleContext) -> tuple[list[str] | None, Ref | None]:
-    """Overlay snapshotter `mount_options` from the parsed containerd config, if any config was
-    given: (options, where). (None, None) when no config is known; ([], ref) when a config is
-    known but sets none."""
-    for cfg in ctx.evidence.runtime_configs:
-        ref = _first_ref(cfg)
-        for name in ("overlay_mount_options", "mount_options", "snapshotter_mount_options"):
-            val = getattr(cfg, name, None)
-            if val is not None:
-                return [str(x) for x in val], ref
-        opts = getattr(cfg, "snapshotter_options", None)
-        if isinstance(opts, dict):
-            ov = opts.get("overlayfs") or opts.get("io.containerd.snapshotter.v1.overlayfs") or {}
-            if isinstance(ov, dict):
-                return [str(x) for x in ov.get("mount_options") or []], ref
-        return [], ref
-    return None, None
-
-
-def _first_ref(obj: Any) -> Ref | None:
-    """Where the config says it: the `mount_options` line, else the overlay table, else the file."""
-    ref = getattr(obj, "ref", None)
-    if isinstance(ref, Ref):
-        return ref
-    refs = getattr(obj, "refs", None)
-    if isinstance(refs, dict):
-        for key, val in refs.items():
-            if key.endswith("mount_options") and isinstance(val, Ref):
-                return val
-    elif refs:
-        found = next((r for r in refs if isinstance(r, Ref)), None)
-        if found:
-            return found
-    path = getattr(obj, "path", None)
-    if path:
-        return Ref(str(path), int(getattr(obj, "overlay_table_line", None) or 1), "")
-    return None
+def config_audit(ctx: RuleContext) -> Audit | None:
+    """The config audit of this evidence (plegdoctor.analysis.config_audit): its checks'
+    statuses and the facts they read are what these rules decide on."""
+    found = ctx.config_audit
+    return found if isinstance(found, Audit) else None
 
 
 def _version_hit(ctx: RuleContext, title: str, refs: Iterable[Ref], weight: float, **extra: Any) -> Hit:
@@ -83,17 +38,14 @@ def _version_hit(ctx: RuleContext, title: str, refs: Iterable[Ref], weight: floa
     return Hit(title=title, evidence=(*refs, *ctx.versions.refs[:1]), weight=weight, **extra)
 
 
-def volatile_state(ctx: RuleContext) -> tuple[bool | None, bool | None, list[Ref]]:
-    """(volatile configured?, volatile in effect on mounts?, evidence) — None = unknown."""
-    configured, cref = configured_mount_options(ctx)
-    mounts = container_overlay_mounts(ctx)
-    refs = [cref] if cref else []
-    in_effect: bool | None = None
-    if mounts:
-        in_effect = all(_is_volatile(m.options) for m in mounts)
-        refs.append(mounts[0].ref)
-    conf: bool | None = None if configured is None else _is_volatile(configured)
-    return conf, in_effect, refs
+def _volatile_refs(audit: Audit) -> list[Ref]:
+    """Where the config says it (mount_options line, else its overlay table), and the first
+    containerd overlay mount."""
+    f = audit.facts
+    refs = [f.config_ref] if f.config_ref else []
+    if f.overlay_mounts:
+        refs.append(f.overlay_mounts[0].ref)
+    return refs
 
 
 @rule(
@@ -103,7 +55,7 @@ def volatile_state(ctx: RuleContext) -> tuple[bool | None, bool | None, list[Ref
     severity=Severity.INFO,
     cls=C.OVERLAY_UMOUNT_SYNC,
     fix=fixes.volatile_fix(Versions()),
-    references=(PR_8676, OVL_VOLATILE, ISSUE_9770),
+    references=(kb.PR_MOUNT_OPTIONS, kb.KERNEL_OVERLAY_DOC, kb.ISSUE_9770),
     role="condition",
     reads=("runtime_configs", "versions", "mounts"),
 )
@@ -126,15 +78,18 @@ def overlay_not_volatile(ctx: RuleContext) -> Iterator[Hit]:
     (containerd >= 1.6.24 / 1.7.4 / 2.0, kernel >= 5.10); see the fix text for this node's
     versions and the caveats.
     """
-    conf, in_effect, refs = volatile_state(ctx)
-    if conf is None and in_effect is None:
+    audit = config_audit(ctx)
+    if audit is None:
         return
-    if conf or in_effect:
+    # volatile-configured: pass/warn (info: no config, or another snapshotter);
+    # volatile-in-effect: pass = every containerd overlay mount is volatile, warn = one is not
+    configured, in_effect = audit.status("volatile-configured"), audit.status("volatile-in-effect")
+    if PASS in (configured, in_effect) or WARN not in (configured, in_effect):
         return
-    where = "containerd config sets no overlay mount_options" if conf is False else "overlay rootfs mounts lack it"
+    where = "containerd config sets no overlay mount_options" if configured == WARN else "overlay rootfs mounts lack it"
     yield Hit(
         title=f"overlay snapshots are not volatile ({where})",
-        evidence=tuple(refs),
+        evidence=tuple(_volatile_refs(audit)),
         weight=0.1,
         fix=fixes.volatile_fix(ctx.versions),
     )
@@ -147,7 +102,7 @@ def overlay_not_volatile(ctx: RuleContext) -> Iterator[Hit]:
     severity=Severity.WARNING,
     cls=C.OVERLAY_UMOUNT_SYNC,
     fix="Upgrade containerd to >= 1.6.24 / 1.7.4 / 2.0 (overlay mount_options: #8676, #8961, #9005).",
-    references=(PR_8676, "https://github.com/containerd/containerd/pull/8961"),
+    references=(kb.PR_MOUNT_OPTIONS, kb.PR_MOUNT_OPTIONS_16),
     role="condition",
     reads=("runtime_configs", "versions", "mounts"),
 )
@@ -164,23 +119,23 @@ def volatile_ignored_by_containerd(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: upgrade containerd; restart it and recreate containers (options apply to new mounts).
     """
-    conf, in_effect, refs = volatile_state(ctx)
-    if not conf:
+    audit = config_audit(ctx)
+    if audit is None or audit.status("volatile-configured") != PASS:
         return
-    cv = fixes.containerd_version(ctx.versions)
-    if cv is not None and not fixes.fixed_in(fixes.MOUNT_OPTIONS, cv)[0]:
-        target = fixes.upgrade_target(fixes.MOUNT_OPTIONS, cv)
+    cv = audit.facts.containerd
+    if cv is not None and audit.status("volatile-containerd") == FAIL:
+        target = kb.MOUNT_OPTIONS.upgrade_target(cv)
         yield _version_hit(
             ctx,
-            f"volatile configured, but containerd {fixes.fmt_version(cv)} ignores mount_options (needs {target})",
-            refs,
+            f"volatile configured, but containerd {cv} ignores mount_options (needs {target})",
+            _volatile_refs(audit),
             0.15,
             fix=f"Upgrade containerd to {target}. " + fixes.volatile_fix(ctx.versions),
         )
-    elif in_effect is False:
+    elif audit.status("volatile-in-effect") == WARN:
         yield Hit(
             title="volatile configured, but container overlay mounts do not show it (restart/recreate needed?)",
-            evidence=tuple(refs),
+            evidence=tuple(_volatile_refs(audit)),
             weight=0.1,
             fix="Restart containerd after changing its config and recreate containers: mount options apply to new "
             "mounts only. Check `containerd config dump` shows the option.",
@@ -194,7 +149,7 @@ def volatile_ignored_by_containerd(ctx: RuleContext) -> Iterator[Hit]:
     severity=Severity.CRITICAL,
     cls=C.OVERLAY_UMOUNT_SYNC,
     fix="Remove the volatile mount option or upgrade the kernel to >= 5.10.",
-    references=(OVL_VOLATILE, "https://github.com/containerd/containerd/pull/4785"),
+    references=(kb.KERNEL_OVERLAY_DOC, "https://github.com/containerd/containerd/pull/4785"),
     role="condition",
     reads=("runtime_configs", "versions", "mounts"),
 )
@@ -208,10 +163,12 @@ def volatile_kernel_too_old(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: remove the option or upgrade the kernel.
     """
-    conf, _, refs = volatile_state(ctx)
-    kv = fixes.kernel_version(ctx.versions)
-    if conf and kv is not None and kv < fixes.KERNEL_VOLATILE:
-        yield _version_hit(ctx, f"volatile configured on kernel {fixes.fmt_version(kv)} (needs >= 5.10)", refs, 0.05)
+    audit = config_audit(ctx)
+    if audit is None or audit.status("volatile-configured") != PASS:
+        return
+    kv = audit.facts.kernel
+    if kv is not None and audit.status("volatile-kernel") == FAIL:
+        yield _version_hit(ctx, f"volatile configured on kernel {kv} (needs >= 5.10)", _volatile_refs(audit), 0.05)
 
 
 @rule(
@@ -221,7 +178,7 @@ def volatile_kernel_too_old(ctx: RuleContext) -> Iterator[Hit]:
     severity=Severity.WARNING,
     cls=C.OVERLAY_UMOUNT_SYNC,
     fix="Upgrade containerd to >= 1.6.34 / 1.7.19 / 2.0, which strips volatile from temporary mounts (#9555).",
-    references=(PR_9555, ISSUE_6406),
+    references=(kb.PR_TEMP_MOUNT_STRIP, ISSUE_6406),
     role="condition",
     reads=("runtime_configs", "versions", "mounts"),
 )
@@ -237,18 +194,19 @@ def volatile_temp_mounts(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: upgrade containerd.
     """
-    conf, in_effect, refs = volatile_state(ctx)
-    cv = fixes.containerd_version(ctx.versions)
-    if not (conf or in_effect) or cv is None:
+    audit = config_audit(ctx)
+    if audit is None:
         return
-    ok, target = fixes.fixed_in(fixes.TEMP_MOUNT_STRIP, cv)
-    if ok or not fixes.fixed_in(fixes.MOUNT_OPTIONS, cv)[0]:
+    cv = audit.facts.containerd
+    # fail: this containerd keeps volatile on temp mounts and volatile is configured or in effect;
+    # only when it reads mount_options at all (else PD502 says so)
+    if cv is None or audit.status("volatile-temp-mounts") != FAIL or audit.status("volatile-containerd") != PASS:
         return
+    target = kb.TEMP_MOUNT_STRIP_VOLATILE.fixed_in(cv)[1]
     yield _version_hit(
         ctx,
-        f"volatile with containerd {fixes.fmt_version(cv)}: temporary mounts keep volatile (fixed in "
-        f"{fixes.fmt_version(target) if target else '2.0'})",
-        refs,
+        f"volatile with containerd {cv}: temporary mounts keep volatile (fixed in {target or '2.0'})",
+        _volatile_refs(audit),
         0.05,
     )
 
@@ -260,7 +218,7 @@ def volatile_temp_mounts(ctx: RuleContext) -> Iterator[Hit]:
     severity=Severity.WARNING,
     cls=C.OVERLAY_UMOUNT_SYNC,
     fix="Upgrade containerd to >= 1.7.32 / 2.0.9 / 2.1.8 / 2.2.4 / 2.3.0 (#13256).",
-    references=(PR_13256, "https://github.com/containerd/containerd/issues/13250"),
+    references=(kb.PR_FSYNC_VOLATILE, kb.ISSUE_FSYNC_VOLATILE),
     role="condition",
     reads=("runtime_configs", "versions", "mounts"),
 )
@@ -277,13 +235,16 @@ def fsync_volatile_spelling(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: upgrade containerd.
     """
-    mounts = [m for m in container_overlay_mounts(ctx) if "fsync=volatile" in m.options]
-    cv = fixes.containerd_version(ctx.versions)
-    if not mounts or cv is None or fixes.fixed_in(fixes.FSYNC_VOLATILE_SPELLING, cv)[0]:
+    audit = config_audit(ctx)
+    if audit is None:
+        return
+    mounts = [m for m in audit.facts.overlay_mounts if "fsync=volatile" in m.options]
+    cv = audit.facts.containerd
+    if not mounts or cv is None or kb.FSYNC_VOLATILE_SPELLING.contains(cv):
         return
     yield _version_hit(
         ctx,
-        f"fsync=volatile mounts with containerd {fixes.fmt_version(cv)}",
+        f"fsync=volatile mounts with containerd {cv}",
         (mounts[0].ref,),
         0.05,
         fix=fixes.fsync_volatile_spelling_fix(ctx.versions),
@@ -297,7 +258,7 @@ def fsync_volatile_spelling(ctx: RuleContext) -> Iterator[Hit]:
     severity=Severity.WARNING,
     cls=C.SHIM_HANG,
     fix="Upgrade containerd to >= 1.6.24 / 1.7.4 / 2.0 (#8954).",
-    references=(PR_8954, "https://github.com/containerd/containerd/issues/7496"),
+    references=(kb.PR_SHIM_LEAK, "https://github.com/containerd/containerd/issues/7496"),
     role="condition",
     reads=("versions", "events"),
 )
@@ -314,15 +275,16 @@ def shim_leak_fix_missing(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: upgrade containerd.
     """
-    cv = fixes.containerd_version(ctx.versions)
-    if cv is None or fixes.fixed_in(fixes.SHIM_LEAK_FIX, cv)[0]:
+    audit = config_audit(ctx)
+    cv = audit.facts.containerd if audit is not None else None
+    if cv is None or kb.SHIM_LEAK_FIX.contains(cv):
         return
     evs = task_delete_failures(ctx)
     if not evs:
         return
     yield _version_hit(
         ctx,
-        f"containerd {fixes.fmt_version(cv)} with task delete failures: shim cleanup fix missing",
+        f"containerd {cv} with task delete failures: shim cleanup fix missing",
         (evs[0].ref,),
         0.1,
         fix=fixes.shim_leak_fix(ctx.versions),
