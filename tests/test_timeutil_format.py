@@ -1,0 +1,49 @@
+"""timeutil.format_seconds, the one duration formatter: its words at each unit boundary, and
+that its two styles say exactly what the reporters and the rule findings say today."""
+
+from __future__ import annotations
+
+import pytest
+
+from plegdoctor.report.common import fmt_seconds as report_fmt
+from plegdoctor.rules.signals import fmt_seconds as finding_fmt
+from plegdoctor.timeutil import format_seconds
+
+FINDING = {"missing": "?", "largest": "min", "smallest": "s"}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "report", "finding"),
+    [
+        (None, "-", "?"),
+        (0.25, "250 ms", "0.2 s"),
+        (0.9994, "999 ms", "1.0 s"),
+        (1.0, "1.0 s", "1.0 s"),
+        (9.94, "9.9 s", "9.9 s"),
+        (10.0, "10 s", "10 s"),
+        (119.4, "119 s", "119 s"),
+        (120.0, "2.0 min", "2.0 min"),
+        (3599.0, "60.0 min", "60.0 min"),
+        (3600.0, "1.0 h", "60.0 min"),  # the styles differ only in hours and milliseconds
+        (7200.0, "2.0 h", "120.0 min"),
+    ],
+)
+def test_words_at_each_boundary(seconds: float | None, report: str, finding: str) -> None:
+    assert format_seconds(seconds) == report
+    assert format_seconds(seconds, **FINDING) == finding
+
+
+def test_styles_match_the_formatters_they_replace() -> None:
+    values: list[float | None] = [None, -3.0, 0.0, 1e-4]
+    values += [x / 100 for x in range(0, 130_000, 7)]  # 0 .. 1300 s in 0.07 s steps
+    values += [3599.94, 3600.0, 86400.0 * 3, 1e9]
+    for v in values:
+        assert format_seconds(v) == report_fmt(v), v
+        assert format_seconds(v, **FINDING) == finding_fmt(v), v
+
+
+def test_unknown_style_is_refused() -> None:
+    with pytest.raises(ValueError):
+        format_seconds(5.0, largest="d")
+    with pytest.raises(ValueError):
+        format_seconds(5.0, smallest="us")
