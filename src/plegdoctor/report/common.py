@@ -5,19 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from plegdoctor.timeutil import format_seconds
+
 
 def fmt_seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 3600:
-        return f"{value / 3600:.1f} h"
-    if value >= 120:
-        return f"{value / 60:.1f} min"
-    if value >= 10:
-        return f"{value:.0f} s"
-    if value >= 1:
-        return f"{value:.1f} s"
-    return f"{value * 1000:.0f} ms"
+    """Durations in reports: `-` when unknown, from hours down to milliseconds."""
+    return format_seconds(value)
 
 
 def fmt_time(value: str | None) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plegdoctor.kernelnames import KernelWait, waits_in
+from plegdoctor.knowledge import ISSUE_9770
 from plegdoctor.model import EventKind, Ref, RootCauseClass, Severity
 from plegdoctor.rules import fixes
 from plegdoctor.rules.registry import Hit, RuleContext, rule
@@ -20,7 +21,6 @@ from plegdoctor.rules.signals import fmt_seconds, kernel_stack_has, link, step_h
 C = RootCauseClass
 ISSUE_5325 = "https://github.com/containerd/containerd/issues/5325"
 ISSUE_6406 = "https://github.com/containerd/containerd/issues/6406"
-ISSUE_9770 = "https://github.com/containerd/containerd/issues/9770"
 HUNG_TASK_DOC = "https://docs.kernel.org/admin-guide/sysctl/kernel.html#hung-task-timeout-secs"
 
 RUNTIME_COMMS = (

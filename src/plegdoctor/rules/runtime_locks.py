@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from plegdoctor.knowledge import ISSUE_9770
 from plegdoctor.model import Chain, RootCauseClass, Severity
 from plegdoctor.rules import fixes
 from plegdoctor.rules.registry import Hit, RuleContext, rule
@@ -26,7 +27,6 @@ from plegdoctor.rules.signals import (
 )
 
 C = RootCauseClass
-ISSUE_9770 = "https://github.com/containerd/containerd/issues/9770"
 ISSUE_8698 = "https://github.com/containerd/containerd/issues/8698"
 ISSUE_10583 = "https://github.com/containerd/containerd/issues/10583"
 ISSUE_12680 = "https://github.com/containerd/containerd/issues/12680"

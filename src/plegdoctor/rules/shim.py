@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from plegdoctor.knowledge import ISSUE_9770
 from plegdoctor.model import RootCauseClass, Severity
 from plegdoctor.rules import fixes
 from plegdoctor.rules.registry import Hit, RuleContext, rule
@@ -28,7 +29,6 @@ from plegdoctor.rules.signals import (
 
 C = RootCauseClass
 ISSUE_5325 = "https://github.com/containerd/containerd/issues/5325"
-ISSUE_9770 = "https://github.com/containerd/containerd/issues/9770"
 ISSUE_7496 = "https://github.com/containerd/containerd/issues/7496"
 ISSUE_8931 = "https://github.com/containerd/containerd/issues/8931"
 ISSUE_10583 = "https://github.com/containerd/containerd/issues/10583"

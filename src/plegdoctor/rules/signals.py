@@ -27,6 +27,7 @@ from plegdoctor.analysis.pressure import (
 from plegdoctor.model import Chain, ChainLink, Event, EventKind, Ref
 from plegdoctor.rules.context import RuleContext, Stall, stall_windows, stalls
 from plegdoctor.rules.registry import Hit
+from plegdoctor.timeutil import format_seconds
 
 # ---------------------------------------------------------------------------------------
 # Stalls (relist gaps and unhealthy windows, from the PLEG timeline; `Stall`, `stalls` and
@@ -257,11 +258,8 @@ def plural(n: int, word: str, suffix: str = "s") -> str:
 
 
 def fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "?"
-    if s >= 120:
-        return f"{s / 60:.1f} min"
-    return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
+    """Durations in rule titles: `?` when unknown, minutes at most, tenths of seconds at least."""
+    return format_seconds(s, missing="?", largest="min", smallest="s")
 
 
 def kernel_stack_has(stack: Iterable[str], *names: str) -> str | None:

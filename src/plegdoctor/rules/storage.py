@@ -8,6 +8,7 @@ from typing import Any
 
 from plegdoctor.analysis.pressure import dirty_high
 from plegdoctor.kernelnames import waits_in
+from plegdoctor.knowledge import ISSUE_9770
 from plegdoctor.model import EventKind, Ref, RootCauseClass, Severity
 from plegdoctor.parsers.mounts import is_network as is_network_mount
 from plegdoctor.rules import fixes
@@ -29,7 +30,6 @@ from plegdoctor.rules.signals import (
 C = RootCauseClass
 PSI_DOC = "https://docs.kernel.org/accounting/psi.html"
 IOSTATS_DOC = "https://docs.kernel.org/admin-guide/iostats.html"
-ISSUE_9770 = "https://github.com/containerd/containerd/issues/9770"
 K8S_94829 = "https://github.com/kubernetes/kubernetes/issues/94829"
 
 
