@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from plegdoctor.model import RootCauseClass as C
-from plegdoctor.rules.generic import MECHANISMS, mechanism_of
+from plegdoctor.rules.generic.mechanisms import MECHANISMS, mechanism_of
 from rulecheck import assert_fires, assert_quiet, diagnose
 
 REAL = Path(__file__).resolve().parent / "corpus" / "real"

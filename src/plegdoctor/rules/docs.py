@@ -38,7 +38,7 @@ def render() -> str:
     out += [
         "",
         "Generic rules (PD8xx, class `unknown` in the index) name the class per finding from the mechanism the "
-        "wait shows (`plegdoctor.rules.generic.MECHANISMS`).",
+        "wait shows (`plegdoctor.rules.generic.mechanisms.MECHANISMS`).",
     ]
     out += ["", "## Index", "", "| code | name | severity | class | title |", "|---|---|---|---|---|"]
     for code, r in rules.items():
