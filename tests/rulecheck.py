@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from plegdoctor.commands import analyze_paths
+from plegdoctor.pipeline import analyze_paths
 
 Evidence = Iterable[str | Path] | Mapping[str, str]
 

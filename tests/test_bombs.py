@@ -20,7 +20,7 @@ import zstandard
 
 from plegdoctor import inputs
 from plegdoctor.cli import main
-from plegdoctor.commands import collect_evidence
+from plegdoctor.pipeline import collect_evidence
 from plegdoctor.evidence import EventList, Evidence
 from plegdoctor.inputs import Limits
 from plegdoctor.model import Event, EventKind, Ref
@@ -197,9 +197,9 @@ def test_ordinary_pax_header_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_a_big_member_is_decompressed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from plegdoctor import commands
+    from plegdoctor import pipeline
 
-    monkeypatch.setattr(commands, "PREPASS_BYTES", MiB)
+    monkeypatch.setattr(pipeline, "PREPASS_BYTES", MiB)
     big = b"I0602 05:48:00.000000    1679 kubelet.go:1] x\n" * (8 * MiB // 46)
     p = tmp_path / "bundle.tar.gz"
     p.write_bytes(_tar({"big.log": big, "kubelet.log": _pleg_lines(5)}, "w:gz"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from plegdoctor.commands import analyze_paths
+from plegdoctor.pipeline import analyze_paths
 
 HERE = Path(__file__).resolve().parent / "corpus" / "real"
 CASES = sorted(p for p in HERE.iterdir() if p.is_dir()) if HERE.is_dir() else []

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from plegdoctor.commands import analyze_paths, demo_dir
+from plegdoctor.commands import demo_dir
+from plegdoctor.pipeline import analyze_paths
 from plegdoctor.model import RootCauseClass
 
 C = RootCauseClass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from plegdoctor.commands import collect_evidence
+from plegdoctor.pipeline import collect_evidence
 
 DEEP = "[" * 100_000
 

@@ -11,7 +11,7 @@ REAL = Path(__file__).resolve().parent / "corpus" / "real"
 
 
 def _events(dg_inputs_path: Path) -> tuple[object, list]:
-    from plegdoctor.commands import collect_evidence
+    from plegdoctor.pipeline import collect_evidence
 
     ev = collect_evidence([str(dg_inputs_path)])
     return ev, ev.events

@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 
 from plegdoctor import parsers
-from plegdoctor.commands import analyze_paths
+from plegdoctor.pipeline import analyze_paths
 from plegdoctor.model import RootCauseClass
 
 HERE = Path(__file__).resolve().parent / "incidents"

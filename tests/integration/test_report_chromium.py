@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 
 from conftest import require
-from plegdoctor.commands import analyze_paths, demo_dir, render
+from plegdoctor.commands import demo_dir, render
+from plegdoctor.pipeline import analyze_paths
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -69,7 +69,7 @@ def capture_bundle(node: LabNode, out: Path, log: Callable[[str], None]) -> dict
 
 def diagnose_bundle(bundle: str) -> tuple[str, str, list[str]]:
     """(top class, its summary, all classes) from `pleg-doctor analyze`'s code."""
-    from plegdoctor.commands import analyze_paths
+    from plegdoctor.pipeline import analyze_paths
 
     diag = analyze_paths([bundle])
     classes = [str(rc.cls) for rc in diag.root_causes]

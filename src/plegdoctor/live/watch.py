@@ -297,9 +297,9 @@ class Watcher:
 
     def _analyze(self, path: Path) -> None:
         try:
-            from plegdoctor.commands import analyze_paths
+            from plegdoctor.pipeline import analyze_paths
         except ImportError:
-            log.warning("analysis unavailable in this build (plegdoctor.commands.analyze_paths missing); bundle kept")
+            log.warning("analysis unavailable in this build (plegdoctor.pipeline.analyze_paths missing); bundle kept")
             return
         try:
             diag = analyze_paths([str(path)])
