@@ -217,18 +217,20 @@ def test_mechanism_table_orders_subsystem_before_lock() -> None:
 
 
 def test_every_class_is_defined_with_its_remediation_in_docs_and_rules_output() -> None:
-    from plegdoctor.model import CLASS_DEFINITIONS, RootCauseClass
+    from plegdoctor.diagnosis.classes import CAUSE_CLASSES
+    from plegdoctor.model import RootCauseClass
     from plegdoctor.rulescmd import rules_text
 
-    assert set(CLASS_DEFINITIONS) == set(RootCauseClass)
+    assert set(CAUSE_CLASSES) == set(RootCauseClass)
     text = rules_text()
     docs = (Path(__file__).resolve().parents[1] / "docs" / "rules.md").read_text(encoding="utf-8")
-    for cls, (meaning, remedy) in CLASS_DEFINITIONS.items():
+    for cls, rec in CAUSE_CLASSES.items():
+        meaning, remedy = rec.meaning, rec.remedy
         assert meaning and remedy
         assert f"  {cls}" in text and meaning in text
         assert f"| `{cls}` | {meaning} |" in docs
-    assert "CRI-O" in CLASS_DEFINITIONS[RootCauseClass.CRI_STATUS_LOCK][0]
-    assert "CRI-O" in CLASS_DEFINITIONS[RootCauseClass.RUNTIME_LOCK_CONTENTION][0]
+    assert "CRI-O" in CAUSE_CLASSES[RootCauseClass.CRI_STATUS_LOCK].meaning
+    assert "CRI-O" in CAUSE_CLASSES[RootCauseClass.RUNTIME_LOCK_CONTENTION].meaning
 
 
 def test_pd805_fires_on_a_hung_runc_with_its_dbus_connection_open() -> None:

@@ -7,8 +7,9 @@ import sys
 
 import click
 
+from plegdoctor.diagnosis.classes import CAUSE_CLASSES
 from plegdoctor.errors import UserError
-from plegdoctor.model import CLASS_DEFINITIONS
+from plegdoctor.model import RootCauseClass
 from plegdoctor.rules.registry import get_rule, load_all
 
 
@@ -23,8 +24,9 @@ def rules_text() -> str:
         lines.append(f"  {code}  {r.severity!s:<8}  {r.root_cause!s:<24}  {r.title}")
     lines.append("")
     lines.append("Root-cause classes")
-    for cls, (meaning, remedy) in CLASS_DEFINITIONS.items():
-        lines.append(f"  {cls!s:<25} {meaning} (fix: {remedy})")
+    for cls in RootCauseClass:
+        rec = CAUSE_CLASSES[cls]
+        lines.append(f"  {cls!s:<25} {rec.meaning} (fix: {rec.remedy})")
     lines.append("")
     lines.append("pleg-doctor explain CODE prints a rule's documentation.")
     return "\n".join(lines) + "\n"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from plegdoctor.model import CLASS_DEFINITIONS, RootCauseClass
+from plegdoctor.diagnosis.classes import CAUSE_CLASSES
+from plegdoctor.model import RootCauseClass
 from plegdoctor.rules.registry import FAMILIES, load_all
 
 DEFAULT_PATH = Path(__file__).resolve().parents[3] / "docs" / "rules.md"
@@ -33,8 +34,8 @@ def render() -> str:
     ]
     for cls in RootCauseClass:
         codes = [c for c, r in rules.items() if r.root_cause == cls]
-        meaning, remedy = CLASS_DEFINITIONS[cls]
-        out.append(f"| `{cls}` | {meaning} | {remedy} | {', '.join(codes) if codes else '-'} |")
+        rec = CAUSE_CLASSES[cls]
+        out.append(f"| `{cls}` | {rec.meaning} | {rec.remedy} | {', '.join(codes) if codes else '-'} |")
     out += [
         "",
         "Generic rules (PD8xx, class `unknown` in the index) name the class per finding from the mechanism the "
