@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Atheris target: the log scanner, i.e. the path a log file takes through pleg-doctor:
 sniffing (plegdoctor.parsers.sniff over every registered parser), then the kubelet,
-containerd, journald and dockerd log parsers (plegdoctor.parsers._logcommon's chunked
+containerd, journald and dockerd log parsers (plegdoctor.parsers.logs.scanner's chunked
 candidate-line scanner, journald framing, klog/logrus helpers, embedded goroutine dumps).
 
 The input's length picks the parser (so seed files are plain log text and mutations reach

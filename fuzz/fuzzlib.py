@@ -1,5 +1,5 @@
 """What the fuzz targets and the property tests (tests/test_fuzz_properties.py) share: feed
-bytes to a parser the way `commands.collect_evidence` does, and check what came back.
+bytes to a parser the way `pipeline.collect_evidence` does, and check what came back.
 
 A parser may end an input with `UserError` (and its `InputError`), which the CLI prints as
 one line; any other exception, or a broken invariant (`Broken`), is a crash:
@@ -27,7 +27,7 @@ from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.goroutines.model import Dump
 from plegdoctor.inputs import Source
 from plegdoctor.model import InputReport, Ref
-from plegdoctor.parsers import _logcommon
+from plegdoctor.parsers.logs import scanner as _logcommon
 from plegdoctor.timeutil import TimeContext
 
 DISPLAY = "fuzz-input.log"

@@ -343,7 +343,7 @@ def test_log_handler_hands_raw_dump_lines_with_their_line_numbers() -> None:
     from plegdoctor.evidence import Evidence, ParseContext
     from plegdoctor.inputs import iter_sources
     from plegdoctor.model import InputReport
-    from plegdoctor.parsers import dockerd_log
+    from plegdoctor.parsers.logs import dockerd as dockerd_log
     from plegdoctor.timeutil import TimeContext
 
     (src,) = list(iter_sources([str(FIX / "journald-dockerd-mixed-synthetic.log")]))

@@ -22,8 +22,11 @@ from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.goroutines import parse as gparse
 from plegdoctor.inputs import Source
 from plegdoctor.model import EventKind, InputReport
-from plegdoctor.parsers import _logcommon, kubelet_log, runtime_config, top
-from plegdoctor.parsers._logcommon import GO_QUOTED, go_unquote, parse_go_duration
+from plegdoctor.parsers import runtime_config, top
+from plegdoctor.parsers.logs import common as _logcommon
+from plegdoctor.parsers.logs import kubelet as kubelet_log
+from plegdoctor.parsers.logs import kubelet_events
+from plegdoctor.parsers.logs.common import GO_QUOTED, go_unquote, parse_go_duration
 from plegdoctor.rules.fixes import parse_version
 from plegdoctor.timeutil import TimeContext
 
@@ -84,12 +87,12 @@ def test_kubelet_fields_as_before() -> None:
     seen = 0
     for line in _lines_with("="):
         old = [(m.group(1), m.group(2)) for m in OLD_KV.finditer(line)]
-        new = [(m.group(1), m.group(2)) for m in kubelet_log._KV.finditer(line)]
+        new = [(m.group(1), m.group(2)) for m in kubelet_events._KV.finditer(line)]
         assert new == old, line
         seen += bool(old)
     assert seen > 300
     # a key inside a run starts at its first letter, as before
-    assert kubelet_log._fields('9abc=1 x.y-z="q" _k={a{b}c}') == {"abc": "1", "x.y-z": "q", "_k": "{a{b}c}"}
+    assert kubelet_events._fields('9abc=1 x.y-z="q" _k={a{b}c}') == {"abc": "1", "x.y-z": "q", "_k": "{a{b}c}"}
 
 
 def test_cri_method_as_before() -> None:
@@ -104,7 +107,7 @@ def test_cri_method_as_before() -> None:
     seen = 0
     for line in lines + extra:
         old = OLD_CRI_FAILED.search(line)
-        m, method = kubelet_log._cri_method(line)
+        m, method = kubelet_events._cri_method(line)
         assert (method, m.group(1) if m else None) == ((old.group(1), old.group(2)) if old else (None, None)), line
         seen += old is not None
     assert seen >= len(extra) - 1
@@ -119,9 +122,9 @@ def test_last_seen_and_du_as_before() -> None:
     ]
     seen = 0
     for line in lines:
-        old, new = OLD_LAST_SEEN.search(line), kubelet_log._LAST_SEEN.search(line)
+        old, new = OLD_LAST_SEEN.search(line), kubelet_events._LAST_SEEN.search(line)
         assert (old and old.group(1)) == (new and new.group(1)), line
-        old_du, new_du = OLD_DU_TOOK.search(line), kubelet_log._DU_TOOK.search(line)
+        old_du, new_du = OLD_DU_TOOK.search(line), kubelet_events._DU_TOOK.search(line)
         close = line.find("]", new_du.end()) if new_du else -1
         new_pair = (new_du.group(1), line[new_du.end() - 1 : close + 1]) if new_du and close >= 0 else None
         assert new_pair == (old_du.groups() if old_du else None), line

@@ -10,7 +10,10 @@ import pytest
 from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.inputs import iter_sources
 from plegdoctor.model import InputReport
-from plegdoctor.parsers import _logcommon, containerd_log, journald, kubelet_log
+from plegdoctor.parsers.logs import containerd as containerd_log
+from plegdoctor.parsers.logs import engine, scanner
+from plegdoctor.parsers.logs import journal as journald
+from plegdoctor.parsers.logs import kubelet as kubelet_log
 from plegdoctor.timeutil import TimeContext
 
 FIX = Path(__file__).parent / "fixtures" / "logs"
@@ -77,8 +80,8 @@ def test_ten_megabyte_single_line(tmp_path, mod):
 
 
 def test_line_over_the_limit_is_skipped_with_a_warning(tmp_path, monkeypatch):
-    monkeypatch.setattr(_logcommon, "MAX_LINE", 1 << 20)
-    monkeypatch.setattr(_logcommon, "CHUNK", 256 << 10)
+    monkeypatch.setattr(scanner, "MAX_LINE", 1 << 20)
+    monkeypatch.setattr(scanner, "CHUNK", 256 << 10)
     p = tmp_path / "huge.log"
     p.write_bytes(TICK + b"y" * (3 << 20) + b"\n" + TICK2)
     ev, ctx = run(p, kubelet_log)
@@ -104,7 +107,7 @@ def test_gzip_input_goes_through_the_generic_reader(tmp_path):
 
 def test_fallback_without_hyperscan_finds_the_same(monkeypatch):
     ev1, _ = run(FIX / "kubelet-klog-structured.log", kubelet_log)
-    monkeypatch.setattr(_logcommon, "_hs", None)
+    monkeypatch.setattr(scanner, "_hs", None)
     ev2, _ = run(FIX / "kubelet-klog-structured.log", kubelet_log)
     assert list(ev1.relists.ts) == list(ev2.relists.ts)
     assert [(e.kind, e.ref.line) for e in ev1.events] == [(e.kind, e.ref.line) for e in ev2.events]
@@ -112,7 +115,7 @@ def test_fallback_without_hyperscan_finds_the_same(monkeypatch):
 
 
 def test_many_chunks_keep_line_numbers(tmp_path, monkeypatch):
-    monkeypatch.setattr(_logcommon, "CHUNK", 4096)
+    monkeypatch.setattr(scanner, "CHUNK", 4096)
     lines = []
     for i in range(3000):
         s = 6 + i * 1.0 + (50.0 if i >= 1500 else 0.0)
@@ -156,8 +159,8 @@ def test_split_scan_in_two_processes_matches_sequential(tmp_path, monkeypatch):
     monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
     seq, seq_ctx = run(out, kubelet_log)
     monkeypatch.delenv("PLEG_DOCTOR_SCAN_WORKERS")
-    monkeypatch.setattr(journald, "SPLIT_MIN_BYTES", 1)
-    monkeypatch.setattr(journald, "_split_allowed", lambda: True)
+    monkeypatch.setattr(engine, "SPLIT_MIN_BYTES", 1)
+    monkeypatch.setattr(engine, "split_allowed", lambda: True)
     par, par_ctx = run(out, kubelet_log)
     assert list(par.relists.ts) == list(seq.relists.ts)
     assert list(par.relists.line) == list(seq.relists.line)

@@ -12,9 +12,11 @@ import pytest
 from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.inputs import iter_sources
 from plegdoctor.model import EventKind, InputReport
-from plegdoctor.parsers import containerd_log, dockerd_log, sniff
-from plegdoctor.parsers._logcommon import go_unquote, parse_logrus_text
-from plegdoctor.parsers.containerd_log import DUMP_BEGIN, DUMP_END, ContainerdHandler, EmbeddedDump
+from plegdoctor.parsers import sniff
+from plegdoctor.parsers.logs import containerd as containerd_log
+from plegdoctor.parsers.logs import dockerd as dockerd_log
+from plegdoctor.parsers.logs.common import go_unquote, parse_logrus_text
+from plegdoctor.parsers.logs.containerd import DUMP_BEGIN, DUMP_END, ContainerdHandler, EmbeddedDump
 from plegdoctor.timeutil import TimeContext
 
 FIX = Path(__file__).parent / "fixtures" / "logs"

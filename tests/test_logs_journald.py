@@ -10,7 +10,8 @@ import pytest
 from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.inputs import iter_sources
 from plegdoctor.model import EventKind, InputReport
-from plegdoctor.parsers import journald, sniff
+from plegdoctor.parsers import sniff
+from plegdoctor.parsers.logs import journal as journald
 from plegdoctor.timeutil import TimeContext
 
 FIX = Path(__file__).parent / "fixtures" / "logs"

@@ -11,7 +11,8 @@ import pytest
 from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.inputs import iter_sources
 from plegdoctor.model import EventKind, InputReport
-from plegdoctor.parsers import kubelet_log, sniff
+from plegdoctor.parsers import sniff
+from plegdoctor.parsers.logs import kubelet as kubelet_log
 from plegdoctor.timeutil import TimeContext
 
 FIX = Path(__file__).parent / "fixtures" / "logs"
@@ -197,3 +198,26 @@ def test_prose_that_mentions_pleg_is_not_a_bare_message(tmp_path):
         ctx = ParseContext(ev, InputReport(src.display, kubelet_log.KIND), TimeContext())
         kubelet_log.parse(src, ctx)
     assert not events(ev, EventKind.PLEG_UNHEALTHY)
+
+
+def test_klog_stamps_of_other_lines_follow_a_year_rollover(tmp_path):
+    """Event lines get their stamp through a per-minute cache: it must give what the
+    resolver gives, across New Year and an out-of-order line from before it."""
+    msg = '"Skipping pod synchronization" err="PLEG is not healthy: pleg was last seen active 3m0s ago"'
+    stamps = ["1231 23:59:58.100000", "1231 23:59:59.200000", "0101 00:00:00.300000", "1231 23:59:59.900000"]
+    stamps += ["0101 00:00:01.400000", "0101 00:00:02.500000"]
+    p = tmp_path / "k.log"
+    p.write_text("".join(f"E{s}    1 kubelet.go:2359] {msg}\n" for s in stamps))
+    ev = Evidence()
+    for src in iter_sources([str(p)]):
+        kubelet_log.parse(src, ParseContext(ev, InputReport(src.display, "kubelet-log"), TimeContext(year=2023)))
+    got = [e.ts for e in events(ev, EventKind.SKIPPING_POD_SYNC)]
+    want = [
+        datetime(2023, 12, 31, 23, 59, 58, 100000, tzinfo=UTC),
+        datetime(2023, 12, 31, 23, 59, 59, 200000, tzinfo=UTC),
+        datetime(2024, 1, 1, 0, 0, 0, 300000, tzinfo=UTC),
+        datetime(2023, 12, 31, 23, 59, 59, 900000, tzinfo=UTC),
+        datetime(2024, 1, 1, 0, 0, 1, 400000, tzinfo=UTC),
+        datetime(2024, 1, 1, 0, 0, 2, 500000, tzinfo=UTC),
+    ]
+    assert got == want

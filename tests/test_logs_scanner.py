@@ -14,7 +14,9 @@ from plegdoctor.analysis.pleg_timeline import build_timeline
 from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.inputs import iter_sources
 from plegdoctor.model import InputReport
-from plegdoctor.parsers import _logcommon, journald, kubelet_log
+from plegdoctor.parsers.logs import common, engine, scanner, split
+from plegdoctor.parsers.logs import journal as journald
+from plegdoctor.parsers.logs import kubelet as kubelet_log
 from plegdoctor.timeutil import TimeContext
 
 
@@ -129,7 +131,7 @@ def test_small_chunks_and_follow_mode_give_the_same_as_one_chunk(tmp_path, monke
     p.write_text(text)
     monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
     big = summary(*run(p))
-    monkeypatch.setattr(_logcommon, "CHUNK", 97)  # lines, multi-line values and ticks cut anywhere
+    monkeypatch.setattr(scanner, "CHUNK", 97)  # lines, multi-line values and ticks cut anywhere
     small = summary(*run(p))
     assert small == big
     # and the values are the real ones: every multi-line value became one event
@@ -163,7 +165,7 @@ def test_ticks_batch_equals_the_regex_path(tmp_path, monkeypatch):
     ev, _ = run(p)
     ref = Evidence()
     ctx = ParseContext(ref, InputReport(str(p), "kubelet-log"), TimeContext(year=2023))
-    handler = kubelet_log.KubeletHandler(ctx, str(p), _logcommon.StampResolver(ctx.time, None))
+    handler = kubelet_log.KubeletHandler(ctx, str(p), common.StampResolver(ctx.time, None))
     for n, raw in enumerate(p.read_bytes().split(b"\n"), 1):
         if b"GenericPLEG: Relisting" in raw:
             handler.tick_fast(n, raw.rstrip(b"\r"))
@@ -186,16 +188,22 @@ def test_segments_read_by_two_processes_equal_one_sequential_pass(tmp_path, monk
     monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
     seq = summary(*run(p, mod))
     monkeypatch.delenv("PLEG_DOCTOR_SCAN_WORKERS")
-    monkeypatch.setattr(journald, "SPLIT_MIN_BYTES", 1)
-    monkeypatch.setattr(journald, "SEGMENT_BYTES", 4096)  # many cuts, some inside multi-line values
-    monkeypatch.setattr(journald, "_split_allowed", lambda: True)
-    monkeypatch.setattr(_logcommon, "CHUNK", 1000)
+    monkeypatch.setattr(engine, "SPLIT_MIN_BYTES", 1)
+    monkeypatch.setattr(split, "SEGMENT_BYTES", 4096)  # many cuts, some inside multi-line values
+    monkeypatch.setattr(engine, "split_allowed", lambda: True)
+    monkeypatch.setattr(scanner, "CHUNK", 1000)
     merged = []
-    real_merge = journald._merge
-    monkeypatch.setattr(journald, "_merge", lambda *a: merged.append(1) or real_merge(*a))
+    real_merge = split._merge
+    monkeypatch.setattr(split, "_merge", lambda *a: merged.append(1) or real_merge(*a))
+    replayed = []
+    real_replay = kubelet_log.KubeletHandler.replay
+    monkeypatch.setattr(
+        kubelet_log.KubeletHandler, "replay", lambda self, *a: replayed.append(1) or real_replay(self, *a)
+    )
     ev, ctx = run(p, mod)
     assert summary(ev, ctx) == seq
     assert len(merged) >= 10  # the child did read segments
+    assert len(replayed) >= 10  # and read ahead the plain klog lines of its segments
     if mod is journald:  # containerd's lines in between went to its handler, in order
         updates = [e for e in ev.events if e.process == "containerd"]
         assert len(updates) > 10 and len(updates) % 2 == 0
@@ -211,14 +219,14 @@ def test_a_failing_child_is_made_up_for_by_the_parent(tmp_path, monkeypatch):
     monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
     seq = summary(*run(p))
     monkeypatch.delenv("PLEG_DOCTOR_SCAN_WORKERS")
-    monkeypatch.setattr(journald, "SPLIT_MIN_BYTES", 1)
-    monkeypatch.setattr(journald, "SEGMENT_BYTES", 8192)
-    monkeypatch.setattr(journald, "_split_allowed", lambda: True)
+    monkeypatch.setattr(engine, "SPLIT_MIN_BYTES", 1)
+    monkeypatch.setattr(split, "SEGMENT_BYTES", 8192)
+    monkeypatch.setattr(engine, "split_allowed", lambda: True)
 
     def boom(*_a):
         raise RuntimeError("child dies")
 
-    monkeypatch.setattr(journald, "_child_segments", boom)
+    monkeypatch.setattr(split, "_child_segments", boom)
     assert summary(*run(p)) == seq
 
 
@@ -236,8 +244,8 @@ def test_line_numbers_without_stringzilla_are_the_same(tmp_path, monkeypatch):
     p = tmp_path / "k.log"
     p.write_text(text)
     monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
-    monkeypatch.setattr(_logcommon, "CHUNK", 5000)
+    monkeypatch.setattr(scanner, "CHUNK", 5000)
     fast = summary(*run(p))
-    monkeypatch.setattr(_logcommon, "_sz_count", None)
+    monkeypatch.setattr(scanner, "_sz_count", None)
     assert summary(*run(p)) == fast
     assert fast["lines"] == text.count("\n") and fast["line"][0] == 1

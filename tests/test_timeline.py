@@ -14,7 +14,9 @@ from plegdoctor.analysis.pleg_timeline import build_timeline, events_around, per
 from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.inputs import iter_sources
 from plegdoctor.model import InputReport
-from plegdoctor.parsers import containerd_log, journald, kubelet_log
+from plegdoctor.parsers.logs import containerd as containerd_log
+from plegdoctor.parsers.logs import journal as journald
+from plegdoctor.parsers.logs import kubelet as kubelet_log
 from plegdoctor.timeutil import TimeContext
 
 FIX = Path(__file__).parent / "fixtures" / "logs"

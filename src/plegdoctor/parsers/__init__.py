@@ -19,10 +19,10 @@ from types import ModuleType
 # kind -> module. Order breaks ties (earlier wins).
 PARSERS: dict[str, str] = {
     "goroutine-dump": "plegdoctor.parsers.goroutine_dump",
-    "journal": "plegdoctor.parsers.journald",
-    "kubelet-log": "plegdoctor.parsers.kubelet_log",
-    "containerd-log": "plegdoctor.parsers.containerd_log",
-    "dockerd-log": "plegdoctor.parsers.dockerd_log",
+    "journal": "plegdoctor.parsers.logs.journal",
+    "kubelet-log": "plegdoctor.parsers.logs.kubelet",
+    "containerd-log": "plegdoctor.parsers.logs.containerd",
+    "dockerd-log": "plegdoctor.parsers.logs.dockerd",
     "psi": "plegdoctor.parsers.psi",
     "diskstats": "plegdoctor.parsers.diskstats",
     "iostat": "plegdoctor.parsers.iostat",

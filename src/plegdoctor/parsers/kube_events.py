@@ -18,7 +18,7 @@ import re
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import Event, EventKind, Ref, quote
-from plegdoctor.parsers._logcommon import parse_go_duration
+from plegdoctor.parsers.logs.common import parse_go_duration
 from plegdoctor.parsers._unread import Unread
 
 if TYPE_CHECKING:

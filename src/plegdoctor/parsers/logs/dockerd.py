@@ -7,14 +7,17 @@ Accepted variants (fixture tests/fixtures/logs/dockerd-text.log):
   that file) and, on old dockerd, the dump logged inline between the BEGIN/END markers.
 
 Error-level lines become DOCKERD_ERROR events; warning+ lines LogRecords; an inline dump is
-extracted like containerd's (process "dockerd"). The parsing is containerd_log's handler.
+extracted like containerd's (process "dockerd"). The parsing is `containerd`'s handler.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from plegdoctor.parsers._logcommon import head_frames, process_of_ident
+from plegdoctor.parsers.logs.common import StampResolver, head_frames
+from plegdoctor.parsers.logs.containerd import ContainerdHandler
+from plegdoctor.parsers.logs.registry import LogFormat, process_of_ident
+from plegdoctor.parsers.logs.scanner import TAG_IDENT, Needle
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
@@ -50,6 +53,18 @@ def sniff(lines: list[str]) -> float:
 
 
 def parse(source: Source, ctx: ParseContext) -> None:
-    from plegdoctor.parsers.journald import run_log_parser
+    from plegdoctor.parsers.logs.engine import run_log_parser
 
     run_log_parser(source, ctx, default_process="dockerd", what="dockerd log")
+
+
+def _handler(ctx: ParseContext, path: str, _resolver: StampResolver) -> ContainerdHandler:
+    return ContainerdHandler(ctx, path, "dockerd")
+
+
+FORMAT = LogFormat(
+    process="dockerd",
+    handler=_handler,
+    idents=("dockerd", "docker"),
+    needles=(Needle(b" dockerd[", TAG_IDENT), Needle(b"dockerd[", TAG_IDENT, line_start=True)),
+)

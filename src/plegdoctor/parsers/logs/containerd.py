@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from plegdoctor.model import Event, EventKind, LogRecord, Ref, quote
-from plegdoctor.parsers._logcommon import (
+from plegdoctor.parsers.logs.common import (
     LOGRUS_LEVELS,
     WARNING_PLUS,
     StampResolver,
@@ -41,9 +41,10 @@ from plegdoctor.parsers._logcommon import (
     parse_iso,
     parse_journal_frame,
     parse_logrus_text,
-    process_of_ident,
     to_utc,
 )
+from plegdoctor.parsers.logs.registry import LogFormat, process_of_ident
+from plegdoctor.parsers.logs.scanner import TAG_IDENT, Needle
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
@@ -89,7 +90,7 @@ def sniff(lines: list[str]) -> float:
 
 
 def parse(source: Source, ctx: ParseContext) -> None:
-    from plegdoctor.parsers.journald import run_log_parser
+    from plegdoctor.parsers.logs.engine import run_log_parser
 
     run_log_parser(source, ctx, default_process="containerd", what="containerd log")
 
@@ -421,3 +422,29 @@ def hand_over_dump(dump: EmbeddedDump, ctx: ParseContext) -> bool:
         return False
     ctx.evidence.dumps.extend(dumps)
     return True
+
+
+def by_content(text: str) -> bool:
+    """An unframed line of a journal (`-o cat`) is a logrus line: containerd's."""
+    return text.startswith(('time="', "level="))
+
+
+def _handler(ctx: ParseContext, path: str, _resolver: StampResolver) -> ContainerdHandler:
+    return ContainerdHandler(ctx, path, "containerd")
+
+
+FORMAT = LogFormat(
+    process="containerd",
+    handler=_handler,
+    idents=("containerd",),
+    ident_prefixes=("containerd-shim",),  # v1 shims log on their own identifier, same logrus format
+    needles=(
+        Needle(b" containerd[", TAG_IDENT),
+        Needle(b" containerd-shim", TAG_IDENT),
+        Needle(b"containerd[", TAG_IDENT, line_start=True),
+        Needle(b'time="', TAG_IDENT, line_start=True),
+        Needle(b"level=", TAG_IDENT, line_start=True),
+    ),
+    by_content=by_content,
+    json_line=lambda obj: True,  # logrus JSON: any other JSON line (after the kubelet's)
+)

@@ -1,0 +1,170 @@
+"""Relist ticks of the kubelet handler: the hot path of a kubelet log (one line a second).
+
+`RelistTicks` is the part of `kubelet.KubeletHandler` that puts `GenericPLEG: Relisting`
+lines into the RelistSeries: one line at a time (`tick_fast`) or a batch from the scanner
+(`ticks`), keeping the text only of ticks that border a long interval.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from plegdoctor.model import quote
+
+if TYPE_CHECKING:
+    from plegdoctor.evidence import RelistSeries
+    from plegdoctor.parsers.logs.common import StampResolver
+
+KEEP_TEXT_INTERVAL = 1.5  # keep the text of ticks that border an interval at least this long
+
+_STAMP = struct.Struct("11sx9sc")  # `Lmmdd hh:mm` `:` `ss.uuuuuu` ` ` of a klog stamp
+_TICK_STAMP = re.compile(rb"[IWEF](\d{4} \d\d):(\d\d):(\d\d\.\d{6}) ")
+
+
+class RelistTicks:
+    """Relist ticks into `series` (see the module docstring); needs `resolver`."""
+
+    resolver: StampResolver
+
+    def init_ticks(self, series: RelistSeries, path: str) -> None:
+        self.series = series
+        self.src_id = series.source_id(path)
+        self.last_tick_ts = -1.0
+        self.last_tick_text: bytes | None = None
+        self._hour_cache: dict[bytes, float] = {}
+        self._minute_cache: dict[bytes, float] = {}  # b"I0615 00:00" -> epoch of that minute
+        self._ts_append = series.ts.append
+        self._src_append = series.src.append
+        self._line_append = series.line.append
+
+    def tick_fast(self, lineno: int, raw: bytes) -> bool:
+        """A `GenericPLEG: Relisting` line; False if the fast path cannot read it.
+
+        The klog stamp is matched on bytes right after the journald frame (or at the line
+        start), the epoch of its local hour is cached by the raw `MMDD hh` bytes, and the
+        tick goes straight into the RelistSeries arrays. It also fills the minute cache
+        that `ticks` reads."""
+        i = raw.find(b"]: ")
+        m = _TICK_STAMP.match(raw, i + 3) if i != -1 else None
+        if m is None:
+            m = _TICK_STAMP.match(raw)
+            if m is None:
+                return False
+        hour_key, minute, sec = m.groups()
+        base = self._hour_cache.get(hour_key)
+        if base is None:
+            base = self._hour_base(hour_key)
+            if base is None:
+                return False
+        minute_base = base + int(minute) * 60
+        self._minute_cache[raw[m.start() : m.start() + 11]] = minute_base
+        ts = minute_base + float(sec)
+        last = self.last_tick_ts
+        if last >= 0 and (ts - last >= KEEP_TEXT_INTERVAL or last - ts >= KEEP_TEXT_INTERVAL):
+            self._add_tick(ts, lineno, raw)
+            return True
+        self._ts_append(ts)
+        self._src_append(self.src_id)
+        self._line_append(lineno)
+        self.last_tick_ts = ts
+        self.last_tick_text = raw
+        return True
+
+    def ticks(self, buf: bytes, flat: list[int], slow: Callable[[int, bytes], None]) -> None:
+        """A batch of relist lines from the scanner: `flat` = [lineno, start, end, ...],
+        each line `buf[start:end]` (see LineScanner.scan). This runs once per second of
+        log, so it is written for speed: the 22-byte klog stamp `Lmmdd hh:mm:ss.uuuuuu `
+        is sliced at a fixed place (after the journald frame, or at the line start), its
+        `Lmmdd hh:mm` part looked up in a cache of minute epochs (filled by `tick_fast`
+        from validated stamps) and the seconds added. A line the cache does not know, or
+        that is not shaped like that, goes to `slow(lineno, line)`, in order."""
+        cache = self._minute_cache
+        find = buf.find
+        stamp = _STAMP.unpack_from
+        ts_append = self._ts_append
+        src_append = self._src_append
+        line_append = self._line_append
+        src_id = self.src_id
+        keep = KEEP_TEXT_INTERVAL
+        last = self.last_tick_ts
+        prev_s = prev_e = -1  # the previous tick, while it is in buf and its text not taken
+        it = iter(flat)
+        for lineno, s, e in zip(it, it, it, strict=True):
+            p = find(b"]: ", s, e)
+            p = s if p == -1 else p + 3
+            try:
+                if p + 22 > e:  # the stamp and the space after it inside the line
+                    raise ValueError
+                # b"I0615 00:00", b"ss.uuuuuu", b" " (bytes: buf may be a bytearray)
+                key, secs, space = stamp(buf, p)
+                base = cache.get(key)
+                if base is None or secs[2] != 46 or space != b" ":  # "." before the micros
+                    raise ValueError
+                ts = base + float(secs)
+            except ValueError:
+                self.last_tick_ts = last
+                if prev_s >= 0:
+                    self.last_tick_text = _line(buf, prev_s, prev_e)
+                slow(lineno, _line(buf, s, e))
+                last = self.last_tick_ts
+                prev_s = -1
+                continue
+            if last >= 0 and not -keep < ts - last < keep:
+                self.last_tick_ts = last
+                if prev_s >= 0:
+                    self.last_tick_text = _line(buf, prev_s, prev_e)
+                self._add_tick(ts, lineno, _line(buf, s, e))
+                last = ts
+                prev_s = -1
+                continue
+            ts_append(ts)
+            src_append(src_id)
+            line_append(lineno)
+            last = ts
+            prev_s = s
+            prev_e = e
+        self.last_tick_ts = last
+        if prev_s >= 0:
+            self.last_tick_text = _line(buf, prev_s, prev_e)
+
+    def _hour_base(self, hour_key: bytes) -> float | None:
+        shift = self.resolver.shift
+        base = self.resolver.epoch(int(hour_key[0:2]), int(hour_key[2:4]), int(hour_key[5:7]), 0, 0, 0)
+        if self.resolver.shift != shift:
+            self._hour_cache.clear()  # year rollover: cached hours belong to the old year
+            self._minute_cache.clear()
+        if base is not None:
+            self._hour_cache[hour_key] = base
+        return base
+
+    def _add_tick(self, ts: float, lineno: int, raw: bytes | str) -> None:
+        series = self.series
+        prev = len(series) - 1
+        if self.last_tick_ts >= 0 and abs(ts - self.last_tick_ts) >= KEEP_TEXT_INTERVAL:
+            if prev >= 0 and prev not in series.texts and self.last_tick_text is not None:
+                series.keep_text(prev, _text(self.last_tick_text))
+            series.append(ts, self.src_id, lineno, _text(raw))
+        else:
+            series.append(ts, self.src_id, lineno)
+        self.last_tick_ts = ts
+        self.last_tick_text = raw if isinstance(raw, bytes) else raw.encode()
+
+    def finish_tick_text(self) -> None:
+        """Keep the text of the latest tick (it borders a long interval)."""
+        last = len(self.series) - 1
+        if last >= 0 and self.last_tick_text is not None and last not in self.series.texts:
+            self.series.keep_text(last, _text(self.last_tick_text))
+
+
+def _line(buf: bytes, start: int, end: int) -> bytes:
+    line = bytes(buf[start:end])
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+def _text(raw: bytes | str) -> str:
+    if isinstance(raw, str):
+        return quote(raw)
+    return quote(raw[:400].decode("utf-8", "replace"))
