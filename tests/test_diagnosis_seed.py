@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from plegdoctor.commands import demo_dir
-from plegdoctor.pipeline import analyze_paths
 from plegdoctor.model import RootCauseClass
+from plegdoctor.pipeline import analyze_paths
 
 C = RootCauseClass
 

@@ -36,8 +36,8 @@ from pathlib import Path
 import pytest
 
 from plegdoctor import parsers
-from plegdoctor.pipeline import analyze_paths
 from plegdoctor.model import RootCauseClass
+from plegdoctor.pipeline import analyze_paths
 
 HERE = Path(__file__).resolve().parent / "incidents"
 INCIDENTS = sorted(p for p in HERE.iterdir() if p.is_dir())

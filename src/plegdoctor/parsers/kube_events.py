@@ -18,8 +18,8 @@ import re
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import Event, EventKind, Ref, quote
-from plegdoctor.parsers.logs.common import parse_go_duration
 from plegdoctor.parsers._unread import Unread
+from plegdoctor.parsers.logs.common import parse_go_duration
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
