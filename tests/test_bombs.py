@@ -20,10 +20,10 @@ import zstandard
 
 from plegdoctor import inputs
 from plegdoctor.cli import main
-from plegdoctor.pipeline import collect_evidence
 from plegdoctor.evidence import EventList, Evidence
 from plegdoctor.inputs import Limits
 from plegdoctor.model import Event, EventKind, Ref
+from plegdoctor.pipeline import collect_evidence
 
 MiB = 1 << 20
 
@@ -439,8 +439,8 @@ def test_timeline_counts_see_the_events_over_the_cap(tmp_path: Path) -> None:
 def test_counted_goroutine_records_are_bounded_per_input(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 100-byte pprof record of 1,999,999 goroutines took 25 s and 1.3 GB; repeated dumps
     in one input share the budget."""
-    from plegdoctor.goroutines import parse as gparse
     from plegdoctor.goroutines import parse_dump_binary
+    from plegdoctor.goroutines import scan as gparse
 
     monkeypatch.setattr(gparse, "MAX_EXPANDED", 1000)
     record = "goroutine profile: total {n}\n{n} @ 0x1 0x2\n#\t0x1\tmain.f+0x1\t/a.go:1\n#\t0x2\tmain.g+0x1\t/a.go:2\n\n"

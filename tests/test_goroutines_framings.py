@@ -469,7 +469,7 @@ def test_canonical_func_and_file() -> None:
 
 
 def test_classification_sees_canonical_names() -> None:
-    from plegdoctor.goroutines.waits import func_role
+    from plegdoctor.goroutines.roles import func_role
 
     assert func_role("github.com/containerd/containerd/vendor/github.com/stevvooe/ttrpc.(*Client).Call") == func_role(
         "github.com/containerd/ttrpc.(*Client).Call"

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from plegdoctor.errors import UserError
 from plegdoctor.evidence import Evidence, ParseContext
-from plegdoctor.goroutines import parse as gparse
+from plegdoctor.goroutines import framing as gparse
 from plegdoctor.inputs import Source
 from plegdoctor.model import EventKind, InputReport
 from plegdoctor.parsers import runtime_config, top

@@ -11,86 +11,32 @@ linear in goroutines; matching is cached per (dump, lock, lock identity).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from itertools import compress, repeat
+from operator import attrgetter, itemgetter
+from typing import NamedTuple
 
-from plegdoctor.goroutines.buckets import Bucket, bucketize
-from plegdoctor.goroutines.model import CONTAINERD, DOCKERD, KUBELET, SHIM, Dump, Goroutine, Similarity
-from plegdoctor.goroutines.waits import (
-    DOCKER_API_SERVERS,
-    DOCKERD_DAEMON_METHOD,
-    LOCK_KINDS,
+from plegdoctor.goroutines.buckets import bucketize
+from plegdoctor.goroutines.chains import build_chains
+from plegdoctor.goroutines.gcpause import no_gc
+from plegdoctor.goroutines.model import (
+    CONTAINERD,
+    DOCKERD,
+    KUBELET,
+    SHIM,
+    Dump,
+    Goroutine,
+    GoroutineAnalysis,
+    Node,
+    Similarity,
     StackInfo,
-    WaitKind,
-    classify,
-    decode_syscall,
-    lock_identity,
+    Wait,
 )
-from plegdoctor.model import Chain, Ref
+from plegdoctor.goroutines.roles import DOCKER_API_SERVERS, DOCKERD_DAEMON_METHOD
+from plegdoctor.goroutines.syscalls import decode_syscall
+from plegdoctor.goroutines.tags import LOCK_KINDS, Tag, WaitKind
+from plegdoctor.goroutines.waits import classify, lock_identity, receiver_type
 
-Node = tuple[int, int]  # (dump index, goroutine id)
 _tuple_new = tuple.__new__
-
-SCHEMA = "pleg-doctor/goroutines/v1"
-
-
-class Wait(NamedTuple):
-    """What one blocked goroutine waits for. `holder` is the (dump index, goroutine id)
-    of the goroutine inferred to hold it (None when not visible), with `confidence` and
-    `reason` (the knowledge that made the inference)."""
-
-    dump: int
-    goroutine: int
-    kind: str
-    resource: str
-    lock: str | None
-    identity: tuple[str, ...]
-    holder: Node | None
-    confidence: float
-    reason: str
-    syscall: str | None
-    call: str | None
-
-
-@dataclass
-class GoroutineAnalysis:
-    dumps: list[Dump]
-    buckets: list[Bucket]
-    waits: list[Wait]
-    chains: list[Chain]
-    infos: dict[Node, StackInfo] = field(repr=False, default_factory=dict)
-    similarity: Similarity = Similarity.ANY_POINTER
-    _index: dict[Node, Goroutine] | None = field(default=None, repr=False)
-
-    @property
-    def goroutine_count(self) -> int:
-        return sum(len(d.goroutines) for d in self.dumps)
-
-    def goroutine(self, node: Node) -> Goroutine | None:
-        if self._index is None:
-            self._index = {(di, g.id): g for di, d in enumerate(self.dumps) for g in d.goroutines}
-        return self._index.get(node)
-
-    def wait_of(self, node: Node) -> Wait | None:
-        for w in self.waits:
-            if (w.dump, w.goroutine) == node:
-                return w
-        return None
-
-    def wait_ref(self, w: Wait) -> Ref:
-        """Evidence for a wait: the waiting goroutine's header and its wait site."""
-        info = self.infos[(w.dump, w.goroutine)]
-        return self.ref((w.dump, w.goroutine), info.site)
-
-    def ref(self, node: Node, frame: int | None = None) -> Ref:
-        g = self.goroutine(node)
-        assert g is not None
-        return self.dumps[node[0]].ref(g, frame)
-
-    def to_json(self, max_waits: int | None = None) -> dict[str, Any]:
-        from plegdoctor.goroutines.render import analysis_json
-
-        return analysis_json(self, max_waits=max_waits)
 
 
 class _Holder(NamedTuple):
@@ -109,40 +55,59 @@ def analyze(
     similarity: Similarity = Similarity.ANY_POINTER,
     buckets: bool = True,
 ) -> GoroutineAnalysis:
-    from plegdoctor.goroutines.parse import no_gc
-
     with no_gc():
         return _analyze(dumps, similarity, buckets)
 
 
-def _analyze(dumps: list[Dump], similarity: Similarity, buckets: bool) -> GoroutineAnalysis:
-    from plegdoctor.goroutines.chains import build_chains
+_STATE = attrgetter("state")
+_STACK = attrgetter("stack")
+_ID = attrgetter("id")
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
+_THIRD = itemgetter(2)
+_NO_WAIT = frozenset({WaitKind.RUNNING, WaitKind.IDLE})
+_SYSCALL_KINDS = frozenset({WaitKind.SYSCALL, WaitKind.FSYNC, WaitKind.FDATASYNC, WaitKind.BBOLT_COMMIT_IO})
+Served = list[tuple[Node, Goroutine, StackInfo]]
 
+
+def _analyze(dumps: list[Dump], similarity: Similarity, buckets: bool) -> GoroutineAnalysis:
     dumps = [d for d in dumps if d.goroutines]
     cache: dict[tuple[str, int], StackInfo] = {}
     infos: dict[Node, StackInfo] = {}
+    index: dict[Node, Goroutine] = {}  # GoroutineAnalysis.goroutine(), sharing the node tuples of `infos`
     holders: dict[tuple[int, str], list[_Holder]] = defaultdict(list)
-    serving: dict[str, list[tuple[Node, Goroutine, StackInfo]]] = defaultdict(list)
-    cri_served: dict[str, list[tuple[Node, Goroutine, StackInfo]]] = defaultdict(list)
-    docker_served: dict[str, list[tuple[Node, Goroutine, StackInfo]]] = defaultdict(list)
-    sync_loops: dict[int, list[tuple[Node, Goroutine, StackInfo]]] = defaultdict(list)
+    serving: dict[str, Served] = defaultdict(list)
+    cri_served: dict[str, Served] = defaultdict(list)
+    docker_served: dict[str, Served] = defaultdict(list)
+    sync_loops: dict[int, Served] = defaultdict(list)
     pending: list[tuple[Node, Goroutine, StackInfo]] = []
     for di, dump in enumerate(dumps):
         proc = dump.process
-        for g in dump.goroutines:
-            key = (g.state, id(g.stack))
+        # per distinct (state, stack) of this dump: its info, and whether the goroutine is
+        # indexed beyond `infos` (holds a lock, serves a call, ...) or waits
+        # (the per-goroutine passes are C-level: map, zip, compress)
+        gs = dump.goroutines
+        keys = list(zip(map(_STATE, gs), map(id, map(_STACK, gs)), strict=True))
+        plans: dict[tuple[str, int], tuple[StackInfo, bool, bool, str | None]] = {}
+        for key, g in dict(zip(keys, gs, strict=True)).items():  # one goroutine per distinct (state, stack)
             info = cache.get(key)
             if info is None:
-                info = classify(g.state, g.stack)
-                cache[key] = info
-            node = (di, g.id)
-            infos[node] = info
-            if info.holds:
-                for h in info.holds:
-                    frames = (h.frame, *_metadata_frames(g)) if h.lock == "bbolt-writer" else (h.frame,)
-                    holders[(di, h.lock)].append(
-                        _Holder(node, g, h.mode, lock_identity(g, frames), h.confidence, h.reason, False)
-                    )
+                info = cache[key] = classify(g.state, g.stack)
+            plans[key] = _plan(info, g, proc)
+        planned = list(map(plans.__getitem__, keys))
+        del keys
+        nodes = list(zip(repeat(di), map(_ID, gs), strict=False))  # repeat() never ends
+        stack_infos = list(map(_FIRST, planned))
+        infos.update(zip(nodes, stack_infos, strict=True))
+        index.update(zip(nodes, gs, strict=True))
+        for node, g, (info, _, _, docker_method) in compress(
+            zip(nodes, gs, planned, strict=True), map(_SECOND, planned)
+        ):
+            for h in info.holds:
+                frames = (h.frame, *_metadata_frames(g)) if h.lock == "bbolt-writer" else (h.frame,)
+                holders[(di, h.lock)].append(
+                    _Holder(node, g, h.mode, lock_identity(g, frames), h.confidence, h.reason, False)
+                )
             if info.kind == WaitKind.RWMUTEX_WRITE and info.lock:
                 holders[(di, info.lock)].append(
                     _Holder(
@@ -159,33 +124,32 @@ def _analyze(dumps: list[Dump], similarity: Similarity, buckets: bool) -> Gorout
                 serving[info.serving].append((node, g, info))
             if info.cri_method and proc == CONTAINERD:
                 cri_served[info.cri_method].append((node, g, info))
-            if proc == DOCKERD:
-                for loc in g.stack:
-                    m = DOCKERD_DAEMON_METHOD.search(loc[0])
-                    if m:
-                        docker_served[m.group(1)].append((node, g, info))
-                        break
-            if proc == KUBELET and any(loc[0].endswith("kubelet.(*Kubelet).syncLoopIteration") for loc in g.stack):
+            if docker_method is not None:
+                docker_served[docker_method].append((node, g, info))
+            if proc == KUBELET and any(loc[0].endswith(_SYNC_LOOP) for loc in g.stack):
                 sync_loops[di].append((node, g, info))
-            if info.kind not in (WaitKind.RUNNING, WaitKind.IDLE):
-                pending.append((node, g, info))
+        pending.extend(compress(zip(nodes, gs, stack_infos, strict=True), map(_THIRD, planned)))
 
     waits: list[Wait] = []
     match_cache: dict[tuple[int, str, tuple[str, ...], str], list[tuple[float, _Holder, str]]] = {}
+    # (kind, resource, lock, identity, holder, confidence, reason, syscall, call) of waits that
+    # depend on the stack only (RPC calls, channels, ...), per (dump, info)
+    same: dict[tuple[int, int], tuple[object, ...]] = {}
     for node, g, info in pending:
         di = node[0]
-        dump = dumps[di]
-        holder: Node | None = None
-        conf = 0.0
-        reason = ""
-        identity: tuple[str, ...] = ()
-        resource = info.lock_label or info.description
-        syscall = None
-        if info.kind in LOCK_KINDS:
+        found = same.get((di, id(info)))
+        if found is not None:  # the common case first
+            waits.append(_tuple_new(Wait, (di, g.id, *found)))
+            continue
+        kind = info.kind
+        if kind in LOCK_KINDS:
+            holder: Node | None = None
+            conf = 0.0
+            reason = ""
             identity = lock_identity(g, info.id_frames)
             resource = _resource(info, identity)
             if info.lock:
-                mode = "read" if info.kind == WaitKind.RWMUTEX_READ else "write"
+                mode = "read" if kind == WaitKind.RWMUTEX_READ else "write"
                 mkey = (di, info.lock, identity, mode)
                 cands = match_cache.get(mkey)
                 if cands is None:
@@ -195,46 +159,16 @@ def _analyze(dumps: list[Dump], similarity: Similarity, buckets: bool) -> Gorout
                     if cand.node != node:
                         holder, conf, reason = cand.node, round(c, 3), why
                         break
-        elif info.kind in (WaitKind.SYSCALL, WaitKind.FSYNC, WaitKind.FDATASYNC, WaitKind.BBOLT_COMMIT_IO):
+            fields: tuple[object, ...] = (kind, resource, info.lock, identity, holder, conf, reason, None, info.call)
+        elif kind in _SYSCALL_KINDS:
             syscall = decode_syscall(g, info)
             resource = f"syscall {syscall}" if syscall else "a syscall"
-        elif info.kind == WaitKind.TTRPC_CALL:
-            resource = f"ttrpc {info.call or 'call'} to the shim"
-            if info.call and info.call.startswith("Task."):
-                method = info.call.split(".", 1)[1]
-                holder, conf, reason = _best_remote(
-                    serving.get(method, []), dump, 0.8, f"shim goroutine serving {method}"
-                )
-        elif info.kind == WaitKind.GRPC_CALL:
-            resource = f"gRPC {info.call or 'call'}"
-            if info.cri_client:
-                resource = f"CRI {info.cri_client} (runtime)"
-                holder, conf, reason = _best_remote(
-                    [c for c in cri_served.get(info.cri_client, []) if c[2].kind not in (WaitKind.RUNNING,)],
-                    dump,
-                    0.6,
-                    f"containerd goroutine serving CRI {info.cri_client}",
-                )
-        elif info.kind == WaitKind.HTTP_CALL and info.call:
-            api = info.call.split(".", 1)[1]
-            resource = f"Docker API {api} (dockerd)"
-            served = [c for m in DOCKER_API_SERVERS.get(api, ()) for c in docker_served.get(m, [])]
-            holder, conf, reason = _best_remote(served, dump, 0.6, f"dockerd goroutine serving {api}")
-        elif info.kind == WaitKind.CHAN and dump.process == KUBELET and "kubelet-relist" in info.tags:
-            resource = "the PLEG event channel"
-            busy = [c for c in sync_loops.get(di, []) if not _in_sync_select(c[1], c[2])]
-            if busy:
-                holder, conf, reason = (
-                    busy[0][0],
-                    0.6,
-                    "relist blocks sending to the PLEG event channel; its reader, syncLoopIteration, is busy",
-                )
-        waits.append(
-            _tuple_new(
-                Wait,
-                (di, g.id, info.kind, resource, info.lock, identity, holder, conf, reason, syscall, info.call),
+            fields = (kind, resource, info.lock, (), None, 0.0, "", syscall, info.call)
+        else:
+            fields = same[(di, id(info))] = _stack_wait(
+                info, dumps[di], di, serving, cri_served, docker_served, sync_loops
             )
-        )
+        waits.append(_tuple_new(Wait, (di, g.id, *fields)))
     _generic_holders(dumps, waits, infos)
     analysis = GoroutineAnalysis(
         dumps=dumps,
@@ -243,9 +177,81 @@ def _analyze(dumps: list[Dump], similarity: Similarity, buckets: bool) -> Gorout
         chains=[],
         infos=infos,
         similarity=similarity,
+        _index=index,
     )
     analysis.chains = build_chains(analysis)
     return analysis
+
+
+_SYNC_LOOP = "kubelet.(*Kubelet).syncLoopIteration"
+
+
+def _plan(info: StackInfo, g: Goroutine, proc: str) -> tuple[StackInfo, bool, bool, str | None]:
+    """(info, indexed beyond `infos`, waits, the dockerd Daemon method it serves) of a stack."""
+    docker_method = None
+    if proc == DOCKERD:
+        for loc in g.stack:
+            m = DOCKERD_DAEMON_METHOD.search(loc[0])
+            if m:
+                docker_method = m.group(1)
+                break
+    special = bool(
+        info.holds
+        or (info.kind == WaitKind.RWMUTEX_WRITE and info.lock)
+        or (info.serving and proc == SHIM)
+        or (info.cri_method and proc == CONTAINERD)
+        or docker_method is not None
+        or proc == KUBELET
+    )
+    return info, special, info.kind not in _NO_WAIT, docker_method
+
+
+def _stack_wait(
+    info: StackInfo,
+    dump: Dump,
+    di: int,
+    serving: dict[str, Served],
+    cri_served: dict[str, Served],
+    docker_served: dict[str, Served],
+    sync_loops: dict[int, Served],
+) -> tuple[object, ...]:
+    """The wait fields of a goroutine whose wait depends on its stack only (not a lock or a
+    syscall): an RPC call matched to the remote goroutine serving it, the PLEG channel."""
+    holder: Node | None = None
+    conf = 0.0
+    reason = ""
+    resource = info.lock_label or info.description
+    kind = info.kind
+    if kind == WaitKind.TTRPC_CALL:
+        resource = f"ttrpc {info.call or 'call'} to the shim"
+        if info.call and info.call.startswith("Task."):
+            method = info.call.split(".", 1)[1]
+            holder, conf, reason = _best_remote(serving.get(method, []), dump, 0.8, f"shim goroutine serving {method}")
+    elif kind == WaitKind.GRPC_CALL:
+        resource = f"gRPC {info.call or 'call'}"
+        if info.cri_client:
+            resource = f"CRI {info.cri_client} (runtime)"
+            holder, conf, reason = _best_remote(
+                [c for c in cri_served.get(info.cri_client, []) if c[2].kind not in (WaitKind.RUNNING,)],
+                dump,
+                0.6,
+                f"containerd goroutine serving CRI {info.cri_client}",
+            )
+    elif kind == WaitKind.HTTP_CALL and info.call:
+        api = info.call.split(".", 1)[1]
+        resource = f"Docker API {api} (dockerd)"
+        served = [c for m in DOCKER_API_SERVERS.get(api, ()) for c in docker_served.get(m, [])]
+        holder, conf, reason = _best_remote(served, dump, 0.6, f"dockerd goroutine serving {api}")
+    elif kind == WaitKind.CHAN and dump.process == KUBELET and Tag.KUBELET_RELIST in info.tags:
+        resource = "the PLEG event channel"
+        busy = [c for c in sync_loops.get(di, []) if not _in_sync_select(c[1], c[2])]
+        if busy:
+            holder, conf, reason = (
+                busy[0][0],
+                0.6,
+                "relist blocks sending to the PLEG event channel; its reader, syncLoopIteration, is busy",
+            )
+    return (kind, resource, info.lock, (), holder, conf, reason, None, info.call)
 
 
 def _metadata_frames(g: Goroutine) -> tuple[int, ...]:
@@ -328,16 +334,12 @@ def _generic_holders(dumps: list[Dump], waits: list[Wait], infos: dict[Node, Sta
         return
     want_types = {key[1].split("@", 1)[0] for key in wanted}
     found: dict[tuple[int, str], Node] = {}
-    from plegdoctor.goroutines.waits import _receiver_type
-
     for di, dump in enumerate(dumps):
         per_stack: dict[int, list[int]] = {}
         for g in dump.goroutines:
             frames = per_stack.get(id(g.stack))
             if frames is None:
-                frames = [
-                    j for j, loc in enumerate(g.stack) if ".(*" in loc[0] and _receiver_type(loc[0]) in want_types
-                ]
+                frames = [j for j, loc in enumerate(g.stack) if ".(*" in loc[0] and receiver_type(loc[0]) in want_types]
                 per_stack[id(g.stack)] = frames
             if not frames:
                 continue
@@ -345,11 +347,11 @@ def _generic_holders(dumps: list[Dump], waits: list[Wait], infos: dict[Node, Sta
             for j in frames:
                 if j == info.site and info.kind in LOCK_KINDS:
                     continue
-                a = g.args[j]
+                a = g.arg(j)
                 word = a.split(",", 1)[0].strip()
                 if not word.startswith("0x") or word.endswith("?"):
                     continue
-                key = (di, f"{_receiver_type(g.stack[j][0])}@{word}")
+                key = (di, f"{receiver_type(g.stack[j][0])}@{word}")
                 if key in wanted and key not in found:
                     found[key] = (di, g.id)
     for key, idxs in wanted.items():

@@ -2,68 +2,26 @@
 
 Buckets never span dumps (two processes, or two snapshots of one process, stay apart).
 Grouping is a hash of `Goroutine.signature(level)`, so it is linear, not panicparse's
-pairwise O(n^2); the pointer-insensitive level normalises each goroutine's arguments with
-one regular-expression pass over their joined text.
+pairwise O(n^2); the pointer-insensitive level normalises each goroutine's arguments (one
+string, `Goroutine.argtext`) with one regular-expression pass.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
-from plegdoctor.goroutines.model import ELIDED, TRUNCATED, Dump, Frame, Goroutine, Similarity
+from plegdoctor.goroutines.model import ELIDED, TRUNCATED, Bucket, Dump, Goroutine, Similarity
 
+_WAIT = attrgetter("wait_minutes")
+_ID = attrgetter("id")
+_LOCKED = attrgetter("locked")
+_ARGTEXT = attrgetter("argtext")
 _POINTER = re.compile(r"0x[0-9a-f]{6,}\??")
 _HEX = re.compile(r"0x[0-9a-f]+\??")
-_SEP = "\x1f"  # between the arguments of one goroutine (never in dump text)
-_GSEP = "\x1e"  # between goroutines
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """Goroutines of one dump that share a signature. `sample` is the goroutine with the
-    longest wait (its frames and arguments are what the bucket shows)."""
-
-    dump: int  # index into the analysed dumps
-    state: str
-    ids: tuple[int, ...]
-    wait_min: int | None
-    wait_max: int | None
-    locked: bool
-    sample: Goroutine
-    args_vary: bool  # some argument values differ between members
-
-    @property
-    def count(self) -> int:
-        return len(self.ids)
-
-    @property
-    def frames(self) -> tuple[Frame, ...]:
-        return self.sample.frames
-
-    def to_json(self, dump: Dump) -> dict[str, Any]:
-        g = self.sample
-        return {
-            "process": dump.process,
-            "pid": dump.pid,
-            "sandbox": dump.sandbox,
-            "state": self.state,
-            "count": self.count,
-            "ids": list(self.ids),
-            "wait_minutes": [self.wait_min, self.wait_max],
-            "locked": self.locked,
-            "truncated": bool(g.flags & TRUNCATED),
-            "elided": bool(g.flags & ELIDED),
-            "created_by": (
-                {"func": g.created_by[0], "file": g.created_by[1], "line": g.created_by[2]} if g.created_by else None
-            ),
-            "frames": [
-                {"func": loc[0], "args": a, "file": loc[1], "line": loc[2]}
-                for loc, a in zip(g.stack, g.args, strict=False)
-            ],
-            "evidence": {"path": dump.source, "line": g.line},
-        }
 
 
 def _key(g: Goroutine, level: Similarity) -> tuple[Any, ...]:
@@ -72,61 +30,108 @@ def _key(g: Goroutine, level: Similarity) -> tuple[Any, ...]:
     if level == Similarity.ANY_VALUE:
         return (g.state, id(g.stack), created, flags)
     if level == Similarity.ANY_POINTER:
-        args = _POINTER.sub("*", _SEP.join(g.args))
+        args = _POINTER.sub("*", g.argtext)
         return (g.state, id(g.stack), created, flags, args)
     if level == Similarity.EXACT_LINES:
-        return (g.state, id(g.stack), created, flags, g.args)
-    return (g.state, id(g.stack), created, flags, g.args, g.locked)
+        return (g.state, id(g.stack), created, flags, g.argtext)
+    return (g.state, id(g.stack), created, flags, g.argtext, g.locked)
 
 
 def bucketize(dumps: list[Dump], level: Similarity = Similarity.ANY_POINTER) -> list[Bucket]:
     """Buckets of all dumps, largest first (ties: longest wait, then dump order)."""
     out: list[Bucket] = []
     for di, dump in enumerate(dumps):
-        groups: dict[tuple[Any, ...], list[Goroutine]] = {}
         gs = dump.goroutines
         if level == Similarity.ANY_POINTER:
-            # one regular-expression pass over every goroutine's arguments at once
-            joined = _GSEP.join([_SEP.join(g.args) for g in gs])
-            norms = _POINTER.sub("*", joined).split(_GSEP)
-            keys: Any = (
-                (g.state, id(g.stack), g.created_by[0] if g.created_by else None, g.flags & (ELIDED | TRUNCATED), n)
-                for g, n in zip(gs, norms, strict=True)
-            )
-        else:
-            keys = (_key(g, level) for g in gs)
-        for g, k in zip(gs, keys, strict=True):
-            members = groups.get(k)
-            if members is None:
+            for members in _pointer_groups(gs):
+                out.append(_make_bucket(di, members))
+            continue
+        groups: dict[tuple[Any, ...], list[Goroutine]] = {}
+        for g in gs:
+            k = _key(g, level)
+            found = groups.get(k)
+            if found is None:
                 groups[k] = [g]
             else:
-                members.append(g)
+                found.append(g)
         for members in groups.values():
             out.append(_make_bucket(di, members))
     out.sort(key=lambda b: (-b.count, -(b.wait_max or -1), b.dump, b.sample.id))
     return out
 
 
+def _pointer_groups(gs: tuple[Goroutine, ...]) -> Iterator[list[Goroutine]]:
+    """Goroutines grouped at ANY_POINTER: same state, stack, creator and flags, and the same
+    arguments once pointer-like words are masked (`_POINTER`, over `Goroutine.argtext`).
+
+    Masking every goroutine is one regular-expression substitution each; in a large group of
+    one stack most members differ from the first only in pointers, which `_same_as` tests
+    with a match (no new string) before masking the rest."""
+    coarse: dict[tuple[Any, ...], list[Goroutine]] = {}
+    for g in gs:
+        key = (g.state, id(g.stack), g.created_by[0] if g.created_by else None, g.flags & (ELIDED | TRUNCATED))
+        found = coarse.get(key)
+        if found is None:
+            coarse[key] = [g]
+        else:
+            found.append(g)
+    sub = _POINTER.sub
+    for members in coarse.values():
+        texts = list(map(_ARGTEXT, members))
+        masked: Any = map(sub, repeat("*"), texts)
+        if len(members) >= _MATCH_FROM:
+            first = sub("*", texts[0])
+            same = _same_as(texts[0], first) if len(members) >= _MATCH_FROM + 4 * first.count("*") else None
+            if same is not None:
+                oks = list(map(same, texts))
+                if all(oks):
+                    yield members
+                    continue
+                masked = (first if ok else sub("*", t) for t, ok in zip(texts, oks, strict=True))
+        groups: dict[str, list[Goroutine]] = {}
+        for g, m in zip(members, masked, strict=True):
+            found = groups.get(m)
+            if found is None:
+                groups[m] = [g]
+            else:
+                found.append(g)
+        yield from groups.values()
+
+
+# members of a group from which compiling a match pays for itself: compiling costs about what
+# 250 substitutions save, plus 4 per pointer word (measured); below it, masking is cheaper
+_MATCH_FROM = 256
+# a pointer word as _POINTER masks it, atomic: all its hex digits and its `?`, never fewer
+_ATOMIC_POINTER = r"(?>0x[0-9a-f]{6,}\??)"
+
+
+def _same_as(text: str, masked: str) -> Callable[[str], object] | None:
+    """A test `t -> truthy` that holds exactly when `t` masks to `masked` (= `text` masked),
+    or None when there is no such cheap test. The pattern is `masked` with each `*` a pointer
+    word, matched atomically; a match then is the masking: no pointer word can start inside a
+    literal piece (it would have been masked in `text`, or would run into the next pointer's
+    `0x`). A `*` already in `text` would be taken for a pointer: no test then."""
+    if "*" in text or len(masked) > 4096 or masked.count("*") > 256:
+        return None
+    return re.compile(_ATOMIC_POINTER.join(map(re.escape, masked.split("*")))).fullmatch
+
+
 def _make_bucket(di: int, members: list[Goroutine]) -> Bucket:
-    waits = [g.wait_minutes for g in members if g.wait_minutes is not None]
+    minutes = list(map(_WAIT, members))  # (the passes over members are C-level)
+    waits = [m for m in minutes if m is not None]
     sample = members[0]
     if waits:
-        best = max(waits)
-        for g in members:
-            if g.wait_minutes == best:
-                sample = g
-                break
-    first_args = members[0].args
-    vary = any(g.args != first_args for g in members)
+        sample = members[minutes.index(max(waits))]  # the first with the longest wait
+    first_args = members[0].argtext
     return Bucket(
         dump=di,
         state=sample.state,
-        ids=tuple(g.id for g in members),
+        ids=tuple(map(_ID, members)),
         wait_min=min(waits) if waits else None,
         wait_max=max(waits) if waits else None,
-        locked=any(g.locked for g in members),
+        locked=any(map(_LOCKED, members)),
         sample=sample,
-        args_vary=vary,
+        args_vary=any(map(first_args.__ne__, map(_ARGTEXT, members))),
     )
 
 

@@ -11,33 +11,28 @@ cause (transitively) times (1 + the longest wait in minutes), doubled for sympto
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from plegdoctor.goroutines.model import Goroutine
-from plegdoctor.goroutines.waits import LOCK_KINDS, StackInfo, WaitKind
+from plegdoctor.goroutines.model import Goroutine, GoroutineAnalysis, Node, StackInfo, Wait
+from plegdoctor.goroutines.tags import LOCK_KINDS, Tag, WaitKind
 from plegdoctor.model import Chain, ChainLink, Ref
-
-if TYPE_CHECKING:
-    from plegdoctor.goroutines.analysis import GoroutineAnalysis, Node, Wait
 
 MAX_DEPTH = 12
 MAX_CHAINS = 50
 
 _WHAT_BY_TAG = (
-    ("kubelet-syncloop", "the kubelet sync loop (syncLoopIteration)"),
-    ("update-container-resources", "UpdateContainerResources"),
-    ("content-commit", "the content writer Commit"),
-    ("task-exit", "the TaskExit handler (handleContainerExit)"),
-    ("kubelet-relist", "the PLEG relist"),
-    ("gc", "metadata garbage collection"),
-    ("image-pull", "an image pull"),
-    ("unpack", "an image unpack"),
+    (Tag.KUBELET_SYNCLOOP, "the kubelet sync loop (syncLoopIteration)"),
+    (Tag.UPDATE_CONTAINER_RESOURCES, "UpdateContainerResources"),
+    (Tag.CONTENT_COMMIT, "the content writer Commit"),
+    (Tag.TASK_EXIT, "the TaskExit handler (handleContainerExit)"),
+    (Tag.KUBELET_RELIST, "the PLEG relist"),
+    (Tag.GC, "metadata garbage collection"),
+    (Tag.IMAGE_PULL, "an image pull"),
+    (Tag.UNPACK, "an image unpack"),
 )
 
 
 def describe_actor(info: StackInfo, g: Goroutine) -> str:
     """Who this goroutine is, in words: `CRI ListContainers`, `shim Delete`, ..."""
-    if info.cri_method and "update-container-resources" not in info.tags:
+    if info.cri_method and Tag.UPDATE_CONTAINER_RESOURCES not in info.tags:
         return f"CRI {info.cri_method}"
     for tag, what in _WHAT_BY_TAG:
         if tag in info.tags:
@@ -47,8 +42,8 @@ def describe_actor(info: StackInfo, g: Goroutine) -> str:
     if info.kind == WaitKind.BBOLT_COMMIT_IO:
         return "a bbolt transaction commit"
     for t in sorted(info.tags):
-        if t.startswith("dockerd:"):
-            return f"dockerd {t[8:]}"
+        if t.startswith(Tag.DOCKERD):
+            return f"dockerd {t[len(Tag.DOCKERD) :]}"
     if info.cri_client:
         return f"CRI client {info.cri_client}"
     if g.stack:
@@ -165,11 +160,11 @@ def _link(analysis: GoroutineAnalysis, path: list[Node], i: int, waits: dict[Nod
     function = g.stack[min(info.site, len(g.stack) - 1)][0] if g.stack else None
     kind = w.kind if w is not None else str(info.kind)
     if w is not None and w.syscall:
-        tags.add(f"syscall:{w.syscall}")
+        tags.add(Tag.SYSCALL.of(w.syscall))
         if w.syscall in ("fsync", "fdatasync"):
             tags.add(w.syscall)
         if w.syscall == "umount2":
-            tags.add("umount")
+            tags.add(Tag.UMOUNT)
     return ChainLink(
         kind=kind,
         process=dump.process,

@@ -1,4 +1,5 @@
-"""The data model of a parsed goroutine dump: Frame, Goroutine, Dump, Problem.
+"""The data model of the goroutine engine: a parsed dump (Frame, Goroutine, Dump, Problem) and
+its analysis (StackInfo, Hold, Wait, Bucket, GoroutineAnalysis; `Node` names a goroutine).
 
 Designed for dumps of 10^5 goroutines: records are NamedTuples (immutable, created by a
 C-level constructor, 8 bytes per field) rather than dataclasses, and everything that
@@ -17,7 +18,8 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-from plegdoctor.model import Ref
+from plegdoctor.goroutines.tags import WaitKind
+from plegdoctor.model import Chain, Ref
 
 # A code location, interned: (function, file, line). `file` is "" and `line` 0 when the
 # file line was lost (pasted excerpt cut after the function line).
@@ -150,17 +152,21 @@ def normalize_args(args: str, level: Similarity) -> str:
     return _HEX_WORD.sub("*", args)
 
 
+ARG_SEP = "\n"  # between the argument texts of `Goroutine.argtext` (never inside a dump line)
+
+
 class Goroutine(NamedTuple):
     """One goroutine of a dump. `stack` is innermost first; `args[i]` belongs to
-    `stack[i]`. `wait_minutes` is None when the header printed no minutes (running,
-    or blocked < 1 minute). `line` is the source line of the header."""
+    `stack[i]` (kept as one string, `argtext`, the texts joined by ARG_SEP: one object per
+    goroutine instead of one per frame). `wait_minutes` is None when the header printed no
+    minutes (running, or blocked < 1 minute). `line` is the source line of the header."""
 
     id: int
     state: str
     wait_minutes: int | None
     locked: bool
     stack: tuple[Loc, ...]
-    args: tuple[str, ...]
+    argtext: str
     created_by: Loc | None
     parent_id: int | None
     line: int
@@ -168,12 +174,23 @@ class Goroutine(NamedTuple):
     elided: int = 0  # frames elided: N for "...N frames elided...", -1 for "additional"
 
     @property
+    def args(self) -> tuple[str, ...]:
+        """The argument text of each frame (`args[i]` belongs to `stack[i]`)."""
+        return tuple(self.argtext.split(ARG_SEP)) if self.stack else ()
+
+    def arg(self, index: int) -> str:
+        """`args[index]`, without splitting the others."""
+        if not 0 <= index < len(self.stack):
+            raise IndexError(index)
+        return self.argtext.split(ARG_SEP, index + 1)[index]
+
+    @property
     def frames(self) -> tuple[Frame, ...]:
         return tuple(Frame(loc[0], a, loc[1], loc[2]) for loc, a in zip(self.stack, self.args, strict=False))
 
     def frame(self, index: int) -> Frame:
         loc = self.stack[index]
-        return Frame(loc[0], self.args[index], loc[1], loc[2])
+        return Frame(loc[0], self.arg(index), loc[1], loc[2])
 
     @property
     def funcs(self) -> tuple[str, ...]:
@@ -290,7 +307,7 @@ class Dump:
         if frame is not None and 0 <= frame < len(g.stack):
             loc = g.stack[frame]
             where = f" {loc[1]}:{loc[2]}" if loc[1] else ""
-            text = f"{text} ... {loc[0]}({g.args[frame]}){where}"
+            text = f"{text} ... {loc[0]}({g.arg(frame)}){where}"
             line = g.frame_line(frame)
         return Ref(self.source, line, text[:300])
 
@@ -319,3 +336,147 @@ class Dump:
             "problem_lines": [p.line for p in self.problems],
             "notes": list(self.notes),
         }
+
+
+# ---------------------------------------------------------------------------------------
+# The analysis: what each distinct stack does, what each goroutine waits for, buckets
+
+Node = tuple[int, int]  # (dump index, goroutine id)
+
+
+class Hold(NamedTuple):
+    """A lock a stack holds while it runs (from the knowledge tables of roles.py)."""
+
+    lock: str
+    mode: str
+    frame: int  # frame whose receiver identifies the lock instance
+    confidence: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StackInfo:
+    """What one distinct (state, stack) means (waits.classify)."""
+
+    kind: WaitKind
+    site: int  # index of the frame where the goroutine waits (the lock taker, the syscall wrapper, ...)
+    lock: str | None = None
+    lock_label: str | None = None
+    id_frames: tuple[int, ...] = ()  # frames whose accurate receivers identify the lock instance
+    syscall: str | None = None  # syscall name from the wrapper (when the number is not readable)
+    syscall_frame: int = -1
+    holds: tuple[Hold, ...] = ()
+    cri_method: str | None = None
+    cri_client: str | None = None
+    call: str | None = None  # "Task.Delete" for ttrpc, "RuntimeService.ListContainers" for gRPC
+    serving: str | None = None  # shim method served ("Delete")
+    tags: frozenset[str] = field(default_factory=frozenset)
+    symptom: bool = False
+    description: str = ""
+
+
+class Wait(NamedTuple):
+    """What one blocked goroutine waits for. `holder` is the (dump index, goroutine id)
+    of the goroutine inferred to hold it (None when not visible), with `confidence` and
+    `reason` (the knowledge that made the inference)."""
+
+    dump: int
+    goroutine: int
+    kind: str
+    resource: str
+    lock: str | None
+    identity: tuple[str, ...]
+    holder: Node | None
+    confidence: float
+    reason: str
+    syscall: str | None
+    call: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Goroutines of one dump that share a signature. `sample` is the goroutine with the
+    longest wait (its frames and arguments are what the bucket shows)."""
+
+    dump: int  # index into the analysed dumps
+    state: str
+    ids: tuple[int, ...]
+    wait_min: int | None
+    wait_max: int | None
+    locked: bool
+    sample: Goroutine
+    args_vary: bool  # some argument values differ between members
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    @property
+    def frames(self) -> tuple[Frame, ...]:
+        return self.sample.frames
+
+    def to_json(self, dump: Dump) -> dict[str, Any]:
+        g = self.sample
+        return {
+            "process": dump.process,
+            "pid": dump.pid,
+            "sandbox": dump.sandbox,
+            "state": self.state,
+            "count": self.count,
+            "ids": list(self.ids),
+            "wait_minutes": [self.wait_min, self.wait_max],
+            "locked": self.locked,
+            "truncated": bool(g.flags & TRUNCATED),
+            "elided": bool(g.flags & ELIDED),
+            "created_by": (
+                {"func": g.created_by[0], "file": g.created_by[1], "line": g.created_by[2]} if g.created_by else None
+            ),
+            "frames": [
+                {"func": loc[0], "args": a, "file": loc[1], "line": loc[2]}
+                for loc, a in zip(g.stack, g.args, strict=False)
+            ],
+            "evidence": {"path": dump.source, "line": g.line},
+        }
+
+
+@dataclass
+class GoroutineAnalysis:
+    """Buckets, waits and chains of some dumps (goroutines.analysis.analyze). Rendering is
+    goroutines.render's (the CLI calls it); this record only answers lookups."""
+
+    dumps: list[Dump]
+    buckets: list[Bucket]
+    waits: list[Wait]
+    chains: list[Chain]
+    infos: dict[Node, StackInfo] = field(repr=False, default_factory=dict)
+    similarity: Similarity = Similarity.ANY_POINTER
+    _index: dict[Node, Goroutine] | None = field(default=None, repr=False)
+
+    @property
+    def goroutine_count(self) -> int:
+        return sum(len(d.goroutines) for d in self.dumps)
+
+    def goroutine(self, node: Node) -> Goroutine | None:
+        return self.goroutine_index().get(node)
+
+    def goroutine_index(self) -> dict[Node, Goroutine]:
+        """Every goroutine by (dump index, goroutine id)."""
+        if self._index is None:
+            self._index = {(di, g.id): g for di, d in enumerate(self.dumps) for g in d.goroutines}
+        return self._index
+
+    def wait_of(self, node: Node) -> Wait | None:
+        for w in self.waits:
+            if (w.dump, w.goroutine) == node:
+                return w
+        return None
+
+    def wait_ref(self, w: Wait) -> Ref:
+        """Evidence for a wait: the waiting goroutine's header and its wait site."""
+        info = self.infos[(w.dump, w.goroutine)]
+        return self.ref((w.dump, w.goroutine), info.site)
+
+    def ref(self, node: Node, frame: int | None = None) -> Ref:
+        g = self.goroutine(node)
+        assert g is not None
+        return self.dumps[node[0]].ref(g, frame)

@@ -7,14 +7,12 @@ import html
 import json
 import re
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from plegdoctor.goroutines.buckets import Bucket, display_args
+from plegdoctor.goroutines.buckets import display_args
 from plegdoctor.goroutines.chains import chain_text
-from plegdoctor.goroutines.model import ELIDED, TRUNCATED, short_func
-
-if TYPE_CHECKING:
-    from plegdoctor.goroutines.analysis import GoroutineAnalysis
+from plegdoctor.goroutines.gcpause import no_gc
+from plegdoctor.goroutines.model import ELIDED, TRUNCATED, Bucket, GoroutineAnalysis, Wait, short_func
 
 SCHEMA = "pleg-doctor/goroutines/v1"
 
@@ -32,37 +30,90 @@ def _minutes(b: Bucket) -> str:
     return f" [{b.wait_min}~{b.wait_max} min]"
 
 
-def _wait_json(a: GoroutineAnalysis, w: Any) -> dict[str, Any]:
-    dumps = a.dumps
-    d = dumps[w.dump]
-    g = a.goroutine((w.dump, w.goroutine))
-    holder = None
-    if w.holder is not None:
-        hd = dumps[w.holder[0]]
-        holder = {"goroutine": w.holder[1], "process": hd.process, "pid": hd.pid, "dump": w.holder[0]}
-    return {
-        "goroutine": w.goroutine,
-        "dump": w.dump,
-        "process": d.process,
-        "pid": d.pid,
-        "waits_for": {
-            "kind": str(w.kind),
-            "resource": w.resource,
-            "holder": w.holder[1] if w.holder else None,
-            "holder_detail": holder,
-            "confidence": w.confidence,
-            "reason": w.reason or None,
-            "syscall": w.syscall,
-            "call": w.call,
-        },
-        "evidence": {"path": d.source, "line": g.line if g is not None else None},
-    }
+_SHARED_MAX = 10_000  # distinct `waits_for` objects kept for sharing
+
+
+class _WaitJson:
+    """`waits[]` entries of the JSON document. The `waits_for` object of waits on the same
+    thing is built once and shared (the objects are only read by the encoder)."""
+
+    def __init__(self, a: GoroutineAnalysis) -> None:
+        self.a = a
+        self.waits_for: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    @staticmethod
+    def key(w: Wait) -> tuple[Any, ...]:
+        return (str(w.kind), w.resource, w.holder, w.confidence, w.reason, w.syscall, w.call)
+
+    def waits_for_of(self, w: Wait, key: tuple[Any, ...]) -> dict[str, Any]:
+        wf = self.waits_for.get(key)
+        if wf is None:
+            holder = None
+            if w.holder is not None:
+                hd = self.a.dumps[w.holder[0]]
+                holder = {"goroutine": w.holder[1], "process": hd.process, "pid": hd.pid, "dump": w.holder[0]}
+            wf = {
+                "kind": str(w.kind),
+                "resource": w.resource,
+                "holder": w.holder[1] if w.holder else None,
+                "holder_detail": holder,
+                "confidence": w.confidence,
+                "reason": w.reason or None,
+                "syscall": w.syscall,
+                "call": w.call,
+            }
+            if len(self.waits_for) < _SHARED_MAX:
+                self.waits_for[key] = wf
+        return wf
+
+    def __call__(self, w: Wait) -> dict[str, Any]:
+        a = self.a
+        d = a.dumps[w.dump]
+        g = a.goroutine((w.dump, w.goroutine))
+        return {
+            "goroutine": w.goroutine,
+            "dump": w.dump,
+            "process": d.process,
+            "pid": d.pid,
+            "waits_for": self.waits_for_of(w, self.key(w)),
+            "evidence": {"path": d.source, "line": g.line if g is not None else None},
+        }
+
+
+class _WaitBytes:
+    """One `waits[]` entry encoded as `dumps(_WaitJson(a)(w))` encodes it (same keys in the
+    same order, compact), from encoded pieces that repeat (the dump's process and path, the
+    `waits_for` object): one bytes-format per wait instead of two dicts."""
+
+    _FORMAT = b'{"goroutine":%d,"dump":%s,"process":%s,"pid":%s,"waits_for":%s,"evidence":{"path":%s,"line":%d}}'
+
+    def __init__(self, a: GoroutineAnalysis, dumps: Callable[[Any], bytes]) -> None:
+        self.a = a
+        self.dumps = dumps
+        self.objects = _WaitJson(a)
+        self.per_dump = [(dumps(i), dumps(d.process), dumps(d.pid), dumps(d.source)) for i, d in enumerate(a.dumps)]
+        self.encoded: dict[tuple[Any, ...], bytes] = {}  # Wait fields after (dump, goroutine) -> waits_for
+        self.index = a.goroutine_index()
+
+    def __call__(self, w: Wait) -> bytes:
+        fields = w[2:]  # what `waits_for` is made of (and the lock identity)
+        enc = self.encoded.get(fields)
+        if enc is None:
+            enc = self.dumps(self.objects.waits_for_of(w, self.objects.key(w)))
+            if len(self.encoded) < _SHARED_MAX:
+                self.encoded[fields] = enc
+        g = self.index.get((w.dump, w.goroutine))
+        if g is None or type(w.goroutine) is not int or type(g.line) is not int:
+            return self.dumps(self.objects(w))  # (not seen: every wait is of a goroutine of the dumps)
+        dump, process, pid, path = self.per_dump[w.dump]
+        return self._FORMAT % (w.goroutine, dump, process, pid, enc, path, g.line)
 
 
 def analysis_json(a: GoroutineAnalysis, max_waits: int | None = None) -> dict[str, Any]:
     dumps = a.dumps
     processes = [dict(d.to_json(), index=i) for i, d in enumerate(dumps)]
-    waits_out = [_wait_json(a, w) for w in (a.waits if max_waits is None else a.waits[:max_waits])]
+    wait_json = _WaitJson(a)
+    waits_out = [wait_json(w) for w in (a.waits if max_waits is None else a.waits[:max_waits])]
     return {
         "schema": SCHEMA,
         "processes": processes,
@@ -102,8 +153,6 @@ def iter_json(a: GoroutineAnalysis, batch: int = 2000) -> Iterator[bytes]:
     `waits` list is encoded a batch at a time, so peak memory does not hold 10^5 wait
     dicts at once (bench/bench_goroutines.py: ~45 MB less at 10^5 goroutines). orjson
     encodes the pieces (~7x faster than the stdlib); the stdlib stays the fallback."""
-    from plegdoctor.goroutines.parse import no_gc
-
     dumps: Callable[[Any], bytes]
     try:
         import orjson
@@ -123,10 +172,11 @@ def iter_json(a: GoroutineAnalysis, batch: int = 2000) -> Iterator[bytes]:
             yield dumps(value)
             continue
         yield b"["
+        wait_bytes = _WaitBytes(a, dumps)
         for start in range(0, len(a.waits), batch):
             with no_gc():
-                part = dumps([_wait_json(a, w) for w in a.waits[start : start + batch]])
-            yield (b"," if start else b"") + part[1:-1]
+                part = b",".join(map(wait_bytes, a.waits[start : start + batch]))
+            yield (b"," if start else b"") + part
         yield b"]"
     yield b"}\n"
 

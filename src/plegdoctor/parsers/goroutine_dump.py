@@ -15,7 +15,9 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from plegdoctor.goroutines.parse import AGGREGATED_STACK, BEGIN_MARK, find_header, parse_dump_binary, strip_log_prefix
+from plegdoctor.goroutines.framing import strip_log_prefix
+from plegdoctor.goroutines.lines import AGGREGATED_STACK, BEGIN_MARK, find_header
+from plegdoctor.goroutines.parse import parse_dump_binary
 from plegdoctor.model import Event, EventKind, Ref
 
 if TYPE_CHECKING:
