@@ -258,8 +258,8 @@ def plural(n: int, word: str, suffix: str = "s") -> str:
 
 
 def fmt_seconds(s: float | None) -> str:
-    """Durations in rule titles: `?` when unknown, minutes at most, tenths of seconds at least."""
-    return format_seconds(s, missing="?", largest="min", smallest="s")
+    """Durations in findings, in the words the reports use (timeutil.format_seconds)."""
+    return format_seconds(s)
 
 
 def kernel_stack_has(stack: Iterable[str], *names: str) -> str | None:
