@@ -19,6 +19,7 @@ from plegdoctor.model import (
     DiskSample,
     DiskStat,
     Event,
+    EventKind,
     HungTask,
     InputReport,
     LogRecord,
@@ -61,18 +62,33 @@ class DroppedEvents:
                 self.last = ts
 
 
+# An event past the kept head of its kind, not built yet: (ts, kind, process, path, line,
+# quoted text, attrs to copy). Most of them are dropped before `seal` (see EventList.defer).
+_Deferred = tuple[datetime | None, EventKind, str, str, int, str, dict[str, Any]]
+
+
 class EventList(list[Event]):
     """The events list, bounded per kind: the first `cap // 2` events of a kind and its
     last `cap - cap // 2` are kept, those between are counted in `dropped` (count and
     first/last time), and `counts` has every kind's exact total. Parsers `append` as to
-    a list; `seal()` (after the last input) puts the kept tails in place."""
+    a list (or `defer`, which builds an event only if it may be kept); `seal()` (after the
+    last input) puts the kept tails in place."""
 
     def __init__(self, cap: int = MAX_EVENTS_PER_KIND) -> None:
         super().__init__()
         self.cap = cap
         self.counts: dict[str, int] = {}
         self.dropped: dict[str, DroppedEvents] = {}
-        self._tails: dict[str, deque[Event]] = {}
+        self._tails: dict[str, deque[Event | _Deferred]] = {}
+
+    def _tail(self, kind: str) -> deque[Event | _Deferred]:
+        tail = self._tails.get(kind)
+        if tail is None:
+            tail = self._tails[kind] = deque(maxlen=max(self.cap - self.cap // 2, 1))
+        elif len(tail) == tail.maxlen:
+            first = tail[0]
+            self.dropped.setdefault(kind, DroppedEvents()).add(first.ts if isinstance(first, Event) else first[0])
+        return tail
 
     def append(self, event: Event) -> None:
         kind = str(event.kind)
@@ -81,20 +97,39 @@ class EventList(list[Event]):
         if n <= self.cap // 2:
             super().append(event)
             return
-        tail = self._tails.get(kind)
-        if tail is None:
-            tail = self._tails[kind] = deque(maxlen=max(self.cap - self.cap // 2, 1))
-        if len(tail) == tail.maxlen:
-            self.dropped.setdefault(kind, DroppedEvents()).add(tail[0].ts)
-        tail.append(event)
+        self._tail(kind).append(event)
+
+    def defer(
+        self, ts: datetime | None, kind: EventKind, process: str, path: str, line: int, text: str, attrs: dict[str, Any]
+    ) -> bool:
+        """`append(Event(ts, kind, process, Ref(path, line, text), dict(attrs)))` for an
+        event past the kept head of its kind: counted, and built at `seal` only if it is in
+        the kept tail (a log with 10^5 errors of one kind builds 10^4 events, not 10^5).
+        False (nothing done): the event goes to the head, build and `append` it."""
+        name = str(kind)
+        n = self.counts.get(name, 0) + 1
+        if n <= self.cap // 2:
+            return False
+        self.counts[name] = n
+        self._tail(name).append((ts, kind, process, path, line, text, attrs))
+        return True
 
     def extend(self, events: Any) -> None:
         for e in events:
             self.append(e)
 
     def seal(self) -> None:
+        refs: dict[tuple[str, int, str], Ref] = {}  # the events of one line share its Ref
         for tail in self._tails.values():
-            super().extend(tail)
+            for item in tail:
+                if type(item) is tuple:
+                    ts, kind, process, path, line, text, attrs = item
+                    ref = refs.get((path, line, text))
+                    if ref is None:
+                        ref = refs[(path, line, text)] = Ref(path, line, text)
+                    super().append(Event(ts, kind, process, ref, dict(attrs)))
+                else:
+                    super().append(item)  # type: ignore[arg-type]
             tail.clear()
 
 

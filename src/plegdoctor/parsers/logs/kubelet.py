@@ -397,10 +397,15 @@ class KubeletHandler(RelistTicks):
         A plan (and `fields`) may be shared by many lines: each event gets its own dicts."""
         ref = None
         if plan:
-            ref = Ref(self.path, lineno, quote(text))
-            append = self.evidence.events.append
+            events = self.evidence.events
+            defer = getattr(events, "defer", None)  # EventList: events past the kept head
+            quoted = quote(text)
             for kind, attrs in plan:
-                append(Event(ts, kind, "kubelet", ref, dict(attrs)))
+                if defer is not None and defer(ts, kind, "kubelet", self.path, lineno, quoted, attrs):
+                    continue
+                if ref is None:
+                    ref = Ref(self.path, lineno, quoted)
+                events.append(Event(ts, kind, "kubelet", ref, dict(attrs)))
         if severity in WARNING_PLUS and self.kept_records < MAX_RECORDS_PER_SOURCE:
             self.kept_records += 1
             self.evidence.add_log_record(
