@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from plegdoctor.errors import UserError
 from plegdoctor.pipeline import analyze_paths, parse_datetime_option
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FORMATS = ("text", "json", "markdown", "html")
 
@@ -38,6 +40,8 @@ def _fail_exit(diagnosis: Any, fail_on: str | None) -> int:
 def _emit(text: str, output: str | None) -> None:
     if output and output != "-":
         try:
+            from pathlib import Path
+
             Path(output).write_text(text, encoding="utf-8")
         except OSError as exc:
             raise UserError(f"-O {output}: {exc.strerror or exc}") from None
@@ -233,6 +237,7 @@ def analyze(
 
 def demo_dir() -> Path:
     from importlib import resources
+    from pathlib import Path
 
     return Path(str(resources.files("plegdoctor") / "demo" / "seed-incident"))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from plegdoctor.errors import UserError
 
@@ -34,6 +33,8 @@ def parse_tz(value: str | None) -> tzinfo | None:
                 sign = 1 if v[0] == "+" else -1
                 return timezone(sign * timedelta(hours=hours, minutes=minutes))
         raise UserError(f"--tz: cannot parse offset {value!r} (use +08:00 or an IANA name)")
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only for an IANA name (start-up)
+
     try:
         return ZoneInfo(v)
     except (ZoneInfoNotFoundError, ValueError):

@@ -24,7 +24,6 @@ line and column; as an `analyze` input it is a warning on that input.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +199,8 @@ def _check_key_parts(text: str, path: str) -> None:
 
 def config_from_text(text: str, path: str) -> RuntimeConfig:
     """Parse a config's text. Invalid TOML or an unknown schema version -> UserError."""
+    import tomllib  # here: a node's 1-line log does not pay for the TOML parser
+
     _check_key_parts(text, path)
     try:
         data = tomllib.loads(text)
