@@ -11,6 +11,7 @@ RuleContext.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,9 +59,26 @@ def stall_text(inside: bool | None) -> str:
 
 
 def events(ctx: RuleContext, *kinds: EventKind) -> list[Event]:
-    """Events of these kinds; one per source line (a parser may emit several kinds for one line)."""
-    wanted = {str(k) for k in kinds}
-    return _one_per_line(e for e in ctx.evidence.events if str(e.kind) in wanted)
+    """Events of these kinds, in evidence order; one per source line (a parser may emit several
+    kinds for one line). The events are indexed by kind once per context and each answer is
+    kept, so the rules that ask for the same kinds do not walk every event again."""
+    wanted = sorted({str(k) for k in kinds})
+    key = "events:" + ",".join(wanted)
+
+    def compute() -> list[Event]:
+        index: dict[str, list[tuple[int, Event]]] = ctx.memo("events-by-kind", lambda: _index_by_kind(ctx))
+        picked = [index.get(k, []) for k in wanted]
+        merged = picked[0] if len(picked) == 1 else heapq.merge(*picked, key=lambda pe: pe[0])
+        return _one_per_line(e for _, e in merged)
+
+    return list(ctx.memo(key, compute))  # a copy: callers may sort or trim theirs
+
+
+def _index_by_kind(ctx: RuleContext) -> dict[str, list[tuple[int, Event]]]:
+    index: dict[str, list[tuple[int, Event]]] = {}
+    for i, e in enumerate(ctx.evidence.events):
+        index.setdefault(str(e.kind), []).append((i, e))
+    return index
 
 
 def _one_per_line(evs: Iterable[Event]) -> list[Event]:
