@@ -75,9 +75,7 @@ def _why_not(head: bytes, found: list[Dump]) -> str:
 def command(dumps: tuple[str, ...], output: str, match: str | None, min_wait: int | None, similarity: str) -> None:
     """Parse Go goroutine dumps (containerd, shims, kubelet, dockerd; raw, pprof, log lines,
     journald, pasted) and print buckets, who waits for whom, and blocking chains."""
-    from plegdoctor.goroutines.analysis import analyze
-    from plegdoctor.goroutines.render import iter_json, render_html, render_text
-    from plegdoctor.report.common import escape_controls
+    from plegdoctor.goroutines.gcpause import no_gc
 
     filter_re = None
     if match:
@@ -85,6 +83,17 @@ def command(dumps: tuple[str, ...], output: str, match: str | None, min_wait: in
             filter_re = re.compile(match)
         except re.error as exc:
             raise UserError(f"-m: bad regular expression: {exc}") from None
+    with no_gc():
+        _run(dumps, output, filter_re, min_wait, similarity)
+
+
+def _run(
+    dumps: tuple[str, ...], output: str, filter_re: re.Pattern[str] | None, min_wait: int | None, similarity: str
+) -> None:
+    from plegdoctor.goroutines.analysis import analyze
+    from plegdoctor.goroutines.render import iter_json, render_html, render_text
+    from plegdoctor.report.common import escape_controls
+
     parsed, reasons = load_dumps(list(dumps))
     if not parsed:
         raise UserError("no goroutines found: " + "; ".join(reasons or ["no input"]))
