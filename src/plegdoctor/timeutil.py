@@ -131,29 +131,18 @@ class TimeContext:
 # ----------------------------------------------------------------------------------------
 # Durations for people
 
-_LARGEST = ("h", "min")
-_SMALLEST = ("ms", "s")
 
-
-def format_seconds(value: float | None, *, missing: str = "-", largest: str = "h", smallest: str = "ms") -> str:
-    """The one formatter of durations: `2.0 h` (from 3600 s), `2.5 min` (from 120 s), `42 s`
-    (from 10 s), `3.2 s`, `350 ms` (below 1 s); `missing` for None.
-
-    `largest="min"` never says hours (7200 s -> `120.0 min`) and `smallest="s"` never says
-    milliseconds (0.25 s -> `0.2 s`): together with `missing="?"` they give the words of
-    the rule findings (`rules.signals.fmt_seconds`), the defaults those of the reporters
-    (`report.common.fmt_seconds`).
-    """
-    if largest not in _LARGEST or smallest not in _SMALLEST:
-        raise ValueError(f"largest must be one of {_LARGEST}, smallest one of {_SMALLEST}")
+def format_seconds(value: float | None) -> str:
+    """The one formatter of durations, for reports and findings alike: `2.0 h` (from 3600 s),
+    `2.5 min` (from 120 s), `42 s` (from 10 s), `3.2 s`, `350 ms` (below 1 s); `-` for None."""
     if value is None:
-        return missing
-    if largest == "h" and value >= 3600:
+        return "-"
+    if value >= 3600:
         return f"{value / 3600:.1f} h"
     if value >= 120:
         return f"{value / 60:.1f} min"
     if value >= 10:
         return f"{value:.0f} s"
-    if value >= 1 or smallest == "s":
+    if value >= 1:
         return f"{value:.1f} s"
     return f"{value * 1000:.0f} ms"
