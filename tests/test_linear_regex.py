@@ -27,7 +27,6 @@ from plegdoctor.parsers.logs import common as _logcommon
 from plegdoctor.parsers.logs import kubelet as kubelet_log
 from plegdoctor.parsers.logs import kubelet_events
 from plegdoctor.parsers.logs.common import GO_QUOTED, go_unquote, parse_go_duration
-from plegdoctor.rules.fixes import parse_version
 from plegdoctor.timeutil import TimeContext
 
 TESTS = Path(__file__).resolve().parent
@@ -42,7 +41,6 @@ OLD_DU_TOOK = re.compile(
 )
 OLD_DUR_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 OLD_LOGRUS_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
-OLD_VER = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
 OLD_TOP = {
     "_SUMMARY": re.compile(r"^top - (\d\d:\d\d:\d\d) up .{1,60}?load average: ([\d.]+), ([\d.]+), ([\d.]+)\s*$"),
     "_CPU": re.compile(r"^%Cpu\(s\):.{0,120}?([\d.]+) wa\b"),
@@ -156,25 +154,6 @@ def test_logrus_fields_as_before() -> None:
         assert gparse._LOGRUS_FIELD.findall(line) == old, line
         seen += bool(old)
     assert seen > 300
-
-
-def test_version_as_before_on_real_text() -> None:
-    seen = 0
-    for line in corpus_lines():
-        old = OLD_VER.search(line)
-        if old is not None and max(len(g or "") for g in old.groups()) > 9:
-            continue  # a part of 10+ digits is no version (and `int` of 5000 digits raises)
-        if old is not None and not all((g or "0").isascii() for g in old.groups()):
-            continue
-        want = (int(old[1]), int(old[2]), int(old[3] or 0)) if old else None
-        assert parse_version(line) == want, line
-        seen += old is not None
-    assert seen > 500
-    assert parse_version("1" * 5000 + ".2") is None
-    assert parse_version("x 1" * 5000) is None
-    assert parse_version("1.7.24~ds1") == (1, 7, 24)
-    assert parse_version("Linux n 5.15.0-76-generic") == (5, 15, 0)
-    assert parse_version("containerd 1v2.3") == (2, 3, 0)
 
 
 def test_top_as_before() -> None:

@@ -13,8 +13,6 @@ vm.dirty_background_bytes=64 MiB brought both to ~1 s.
 
 from __future__ import annotations
 
-import re
-
 from plegdoctor import knowledge as k
 from plegdoctor.errors import UserError
 from plegdoctor.model import Versions
@@ -38,24 +36,6 @@ def kernel_version(versions: Versions) -> k.KernelVersion | None:
         return k.KernelVersion.parse(versions.kernel) if versions.kernel else None
     except UserError:
         return None
-
-
-# Kept for tests/test_linear_regex.py (it proves this expression linear); nothing in src uses
-# it: versions are plegdoctor.knowledge.ContainerdVersion / KernelVersion.
-# Linear on any text: a number starts only where a digit run starts (a search from every
-# digit of a long run would be quadratic), parts are ASCII and at most 9 digits (possessive,
-# so a longer run fails at once instead of being cut), so `int` never sees 5000 digits.
-_VER = re.compile(r"v?(?<![0-9])([0-9]{1,9}+)\.([0-9]{1,9}+)(?![0-9])(?:\.([0-9]{1,9}+)(?![0-9]))?")
-
-
-def parse_version(text: str | None) -> tuple[int, int, int] | None:
-    """'1.7.24~ds1' -> (1, 7, 24); 'v2.1.9' -> (2, 1, 9); '5.15.0-76-generic' -> (5, 15, 0)."""
-    if not text:
-        return None
-    m = _VER.search(text)
-    if not m:
-        return None
-    return int(m[1]), int(m[2]), int(m[3] or 0)
 
 
 # ---------------------------------------------------------------------------------------
