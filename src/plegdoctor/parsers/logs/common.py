@@ -126,22 +126,22 @@ def frame_parts(line: str) -> tuple[str, int | None, int, datetime | None] | Non
     """(ident, pid, end, ts) of `parse_journal_frame(line)`, or None when it is None: the
     hot path of the log dispatcher, without the frame object and the local stamp's ints."""
     m = _JOURNAL_RE.match(line)
-    if m is None:
-        return None
-    bident = m.group(10)
+    return None if m is None else frame_of(m, m.end())
+
+
+def frame_of(m: re.Match[str], end: int) -> tuple[str, int | None, int, datetime | None] | None:
+    """`frame_parts` of a match of `_JOURNAL_RE` (or of `FRAMED_KLOG_RE`, whose first 11
+    groups are the same) ending at `end`."""
+    mon, iso, ident, pid, bident, bpid = m.group(1, 5, 8, 9, 10, 11)
     if bident is not None:
-        return bident, int(m.group(11)), m.end(), None
-    mon = m.group(1)
+        return bident, int(bpid), end, None
     ts = None
     if mon is not None:
         if mon not in MONTHS:
             return None
-    else:
-        iso = m.group(5)
-        if iso:
-            ts = parse_iso(iso)
-    pid = m.group(9)
-    return m.group(8), int(pid) if pid else None, m.end(), ts
+    elif iso:
+        ts = parse_iso(iso)
+    return ident, int(pid) if pid else None, end, ts
 
 
 _head_frames: tuple[list[str], list[JournalFrame | None]] | None = None
@@ -167,6 +167,14 @@ KLOG_RE = re.compile(
     r"(?P<pid>[0-9]{1,10}+) (?P<file>[^ :\]]++):(?P<line>[0-9]{1,10}+)\] ?"
 )
 KLOG_SEVERITY = {"I": "info", "W": "warning", "E": "error", "F": "fatal"}
+# A journald frame and the klog header after it, in one match (the hot path of a kubelet
+# journal): the frame is an atomic group, so it is the frame `_JOURNAL_RE` alone matches and
+# the klog part is `KLOG_RE` matched at its end (or absent). Groups 1-11 are the frame's
+# (see `frame_of`), FRAMED_KLOG_SEV.. those of KLOG_RE in its order.
+FRAMED_KLOG_RE = re.compile(
+    r"(?>" + _JOURNAL_RE.pattern + r")(?:" + re.sub(r"\(\?P<\w+>", "(", KLOG_RE.pattern) + r")?"
+)
+FRAMED_KLOG_SEV = _JOURNAL_RE.groups + 1  # the group of the klog severity letter
 _KLOG_TS_B = re.compile(rb"[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) ")
 
 

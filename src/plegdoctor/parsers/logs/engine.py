@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from plegdoctor.evidence import ParseContext
 from plegdoctor.parsers.logs.common import (
+    FRAMED_KLOG_RE,
+    FRAMED_KLOG_SEV,
     KLOG_RE,
+    MONTHS,
     StampResolver,
     epoch_to_dt,
-    frame_parts,
+    frame_of,
     parse_iso,
     parse_journal_frame,
     realtime_to_dt,
@@ -48,6 +51,8 @@ if TYPE_CHECKING:
     from plegdoctor.inputs import Source
 
 SPLIT_MIN_BYTES = 64 << 20  # a plain file this big is read by two processes (`split`)
+_framed_klog = FRAMED_KLOG_RE.match
+_SEV = FRAMED_KLOG_SEV
 
 
 def journal_needles() -> list[Needle]:
@@ -176,6 +181,9 @@ class Dispatcher:
     def on_ticks(self, buf: bytes, flat: list[int]) -> None:
         """A batch of relist lines (see LineScanner.scan)."""
         k = self.ticker
+        if k.multi is None:  # the common case: no value open
+            k.ticks(buf, flat, self._slow_tick)
+            return
         i = 0
         while i < len(flat) and k.multi is not None:  # a tick closes an open multi-line value
             self.on_line(flat[i], _line(buf, flat[i + 1], flat[i + 2]), self.tick_tag)
@@ -209,7 +217,22 @@ class Dispatcher:
                 self._json_line(lineno, text)
             return
         ticking = self.ticking.process
-        frame = frame_parts(text)
+        m = _framed_klog(text)
+        if m is not None:
+            end = m.start(_SEV)
+            if end >= 0 and k.multi is None and m.group(1) in MONTHS:
+                # the hot path: a klog line in a year-less frame (no time to learn), read
+                # straight by the kubelet handler when it is the kubelet's
+                ident = m.group(8)
+                proc = self._procs.get(ident, "")
+                if proc == "":
+                    proc = self._procs[ident] = process_of_ident(ident)
+                if proc == ticking:
+                    k.klog_line(lineno, text, m, _SEV)
+                    return
+            frame = frame_of(m, end if end >= 0 else m.end())
+        else:
+            frame = None
         if frame is not None:
             ident, pid, end, ts = frame
             if ts is not None:

@@ -20,8 +20,9 @@ warning+ lines as LogRecords (at most MAX_RECORDS_PER_SOURCE per input).
 Speed: only lines that contain one of NEEDLES are decoded and parsed (see
 `scanner.LineScanner`), plus the lines after an open `key=<`; relist ticks come in batches
 and cost a fixed-place slice of the klog stamp and a cached minute epoch
-(`kubelet_ticks.RelistTicks.ticks`); the split body and events of a repeated klog body are
-worked out once (`kubelet_events`). `records` counts the lines read; `unparsed` counts
+(`kubelet_ticks.RelistTicks.ticks`); a journald-framed klog line is read by one match of
+frame and header (`common.FRAMED_KLOG_RE`, `klog_line`); the split body and events of a
+repeated klog body are worked out once (`kubelet_events`). `records` counts the lines read; `unparsed` counts
 candidate lines that were not kubelet lines, plus lines of the first 64 KiB that were not.
 """
 
@@ -267,6 +268,27 @@ class KubeletHandler(RelistTicks):
             return
         self._planned(lineno, text, ts, KLOG_SEVERITY[sev], int(pid), body)
 
+    def klog_line(self, lineno: int, text: str, m: re.Match[str], g: int) -> None:
+        """`feed` of a journald-framed klog line while no value is open: `handle_message`
+        of its message, read from `m`, the line's `common.FRAMED_KLOG_RE` match, whose
+        klog groups start at `g` (the dispatcher's hot path: one match, no slices)."""
+        self.records += 1
+        at = m.start(g)
+        e = self._klog_epoch(text, m, at, g)
+        ts = None if e is None else datetime.fromtimestamp(e, UTC)
+        body = text[m.end() :]
+        if body.endswith("=<"):
+            self.multi = (lineno, text, text[:at], text[at:-1])
+            self.multi_lines = []
+            return
+        severity = KLOG_SEVERITY[m.group(g)]
+        pid = int(m.group(g + 7))
+        if len(body) > PLAN_BODY_MAX or "GenericPLEG: Relisting" in body:
+            message, fields, form = split_body(body)
+            self._classify(lineno, text, ts, severity, pid, message, fields, form, body)
+            return
+        self._planned(lineno, text, ts, severity, pid, body)
+
     def _planned(self, lineno: int, text: str, ts: datetime | None, severity: str, pid: int, body: str) -> None:
         # A kubelet repeats its messages (the same CRI error for the same containers every
         # sync): the split body and the events it yields are worked out once per body.
@@ -295,19 +317,30 @@ class KubeletHandler(RelistTicks):
             return None
         return self._klog_epoch(msg, m), msg[0], int(m.group(8)), body
 
-    def _klog_epoch(self, msg: str, m: re.Match[str]) -> float | None:
-        """`resolver.epoch` of the klog stamp `m` matched at the start of `msg`, with the
-        epoch of its minute cached by `mmdd hh:mm` while the resolver is in that month and
-        year (so its month tracking has nothing to do): the same float, fewer ints."""
+    def preparse_match(self, text: str, m: re.Match[str], g: int) -> tuple[float | None, str, int, str] | None:
+        """`preparse` of the message of a framed klog line, from its `FRAMED_KLOG_RE`
+        match `m` (klog groups from `g` on)."""
+        if self.multi is not None:
+            return None
+        body = text[m.end() :]
+        if body.endswith("=<") or len(body) > PLAN_BODY_MAX or "GenericPLEG: Relisting" in body:
+            return None
+        return self._klog_epoch(text, m, m.start(g), g), m.group(g), int(m.group(g + 7)), body
+
+    def _klog_epoch(self, msg: str, m: re.Match[str], at: int = 0, g: int = 1) -> float | None:
+        """`resolver.epoch` of the klog stamp `m` matched at `at` in `msg` (its groups from
+        `g` on), with the epoch of its minute cached by `mmdd hh:mm` while the resolver is in
+        that month and year (so its month tracking has nothing to do): the same float, fewer ints."""
         r = self.resolver
         minutes = self._klog_minutes
         if r.shift != self._klog_shift:  # a year rollover: the cached minutes are of another year
             minutes.clear()
             self._klog_shift = r.shift
-        hit = minutes.get(msg[1:11])
+        key = msg[at + 1 : at + 11]
+        hit = minutes.get(key)
         if hit is not None and hit[1] == r.last_month:
-            return hit[0] + int(msg[12:14]) + int(msg[15:21]) / 1e6
-        month, day, hour, minute = int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5))
+            return hit[0] + int(msg[at + 12 : at + 14]) + int(msg[at + 15 : at + 21]) / 1e6
+        month, day, hour, minute = int(m.group(g + 1)), int(m.group(g + 2)), int(m.group(g + 3)), int(m.group(g + 4))
         base = r.epoch(month, day, hour, minute, 0, 0)
         if base is None:
             return None
@@ -316,8 +349,8 @@ class KubeletHandler(RelistTicks):
             self._klog_shift = r.shift
         elif len(minutes) >= 4096:
             minutes.clear()
-        minutes[msg[1:11]] = (base, month)
-        return base + int(m.group(6)) + int(m.group(7)) / 1e6
+        minutes[key] = (base, month)
+        return base + int(m.group(g + 5)) + int(m.group(g + 6)) / 1e6
 
     def replay(self, lineno: int, text: str, pre: tuple[float | None, str, int, str]) -> None:
         """`handle_message` of a line whose `preparse` a forked reader sent (no open value)."""

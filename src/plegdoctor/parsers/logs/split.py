@@ -18,12 +18,14 @@ from typing import Any
 
 from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.model import InputReport, quote
-from plegdoctor.parsers.logs.common import frame_parts, parse_journal_frame
+from plegdoctor.parsers.logs.common import FRAMED_KLOG_RE, FRAMED_KLOG_SEV, MONTHS, frame_of, parse_journal_frame
 from plegdoctor.parsers.logs.registry import process_of_ident
 from plegdoctor.parsers.logs.scanner import TAG_FOLLOW, LineScanner, ScanStats
 from plegdoctor.parsers.logs.scanner import line_of as _line
 
 SEGMENT_BYTES = 8 << 20
+_framed_klog = FRAMED_KLOG_RE.match
+_SEV = FRAMED_KLOG_SEV
 _FRONT, _BACK, CAPPED = 0, 1, 2  # bytes of the shared page: next front segment, back bound, cap flag
 
 
@@ -195,7 +197,12 @@ class _Collector:
         text = raw.decode("utf-8", "replace")
         if text.startswith("{"):
             return None
-        frame = frame_parts(text)
+        m = _framed_klog(text)
+        if m is not None and m.start(_SEV) >= 0 and m.group(1) in MONTHS:  # a klog line, year-less frame
+            if process_of_ident(m.group(8)) != self.ticking:
+                return None
+            return self.ticker.preparse_match(text, m, _SEV)
+        frame = None if m is None else frame_of(m, m.start(_SEV) if m.start(_SEV) >= 0 else m.end())
         if frame is not None:
             ident, _pid, end, ts = frame
             if ts is not None or process_of_ident(ident) != self.ticking:
