@@ -90,3 +90,13 @@ def test_stall_seconds_falls_back_to_a_symptom_fact(facts: dict[str, float], wan
     dg = diagnose(RuleContext(Evidence()), [_finding("PD901", C.UNKNOWN, 0.0, **facts)])
     assert dg.stall_seconds == want
     assert all("facts" not in f for f in dg.to_json()["findings"])
+
+
+def test_a_stall_without_a_length_is_not_said_to_last_0_ms() -> None:
+    from types import SimpleNamespace
+
+    from plegdoctor.diagnosis.explain import _stopped
+
+    assert _stopped(SimpleNamespace(seconds=0.0)) == "Relisting stopped for an unknown time"
+    assert _stopped(SimpleNamespace(seconds=None)) == "Relisting stopped for an unknown time"
+    assert _stopped(SimpleNamespace(seconds=42.0)) == "Relisting stopped for 42 s"  # look-alike: a real length

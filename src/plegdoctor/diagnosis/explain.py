@@ -105,8 +105,16 @@ def root_cause(
     )
 
 
+def _stopped(stall: Any) -> str:
+    """How long relisting stopped; a stall whose length the evidence does not give (one
+    unhealthy line, stamps that collapse to one instant) is said so, not "for 0 ms"."""
+    if stall.seconds:
+        return f"Relisting stopped for {fmt_seconds(stall.seconds)}"
+    return "Relisting stopped for an unknown time"
+
+
 def summary(cs: ClassScore, stall: Any, own: list[Finding], folded: list[Finding], facts: Facts) -> str:
-    head = f"Relisting stopped for {fmt_seconds(stall.seconds)}: " if stall is not None else ""
+    head = f"{_stopped(stall)}: " if stall is not None else ""
     loaded_disk = cause_class(cs.cls).loaded_disk
     sentence = mechanism(cs.cls, own + folded, facts)
     contributing = [c for c in dict.fromkeys(cs.folded_classes) if c != cs.cls]
@@ -222,7 +230,7 @@ def unknown(
 ) -> RootCause:
     """The `unknown` answer: what was seen, the weak candidates, and that next steps say what
     to collect."""
-    head = f"Relisting stopped for {fmt_seconds(stall.seconds)}, but " if stall else ""
+    head = f"{_stopped(stall)}, but " if stall else ""
     if not head and symptoms:
         strongest = max(symptoms, key=lambda f: (SEV_ORDER[str(f.severity)] * -1, f.weight))
         head = f"{strongest.title.rstrip('.')}, but "
