@@ -60,18 +60,20 @@ def test_stall_holds_until_the_stalled_relist_finishes(tmp_path: Path) -> None:
     """The hung ListPodSandbox returns, ListContainers has just started: not a recovery yet."""
     sock = str(tmp_path / "cri.sock")
     with FakeCRI(sock, standard_handlers()) as fake, CRIClient(sock) as client:
-        probe = RelistProbe(client, period=0.02, stall_threshold=0.3, call_timeout=30)
+        # a threshold well above the sleeps below: a loaded CI machine may delay the probe's
+        # thread by a few hundred ms without the young ListContainers call reaching it
+        probe = RelistProbe(client, period=0.02, stall_threshold=1.0, call_timeout=30)
         probe.start()
         time.sleep(0.2)
         assert probe.status().runtime_up  # look-alike: a normal relist is no stall
         first, second = threading.Event(), threading.Event()
         fake.block["ListPodSandbox"] = first
         fake.block["ListContainers"] = second
-        time.sleep(0.6)
+        time.sleep(1.5)
         first.set()  # the stalled call returns; ListContainers now hangs, but briefly so far
         time.sleep(0.1)
         st = probe.status()
-        assert st.in_flight_method == "ListContainers" and st.in_flight_seconds < 0.3
+        assert st.in_flight_method == "ListContainers" and st.in_flight_seconds < 1.0
         assert st.stalled and not st.runtime_up and "relist running" in st.reason
         second.set()
         fake.block.clear()
