@@ -37,13 +37,12 @@ from plegdoctor.parsers.logs.common import (
     LOGRUS_LEVELS,
     WARNING_PLUS,
     StampResolver,
-    head_frames,
     parse_iso,
     parse_journal_frame,
     parse_logrus_text,
     to_utc,
 )
-from plegdoctor.parsers.logs.registry import LogFormat, process_of_ident
+from plegdoctor.parsers.logs.registry import LogFormat, head_lines
 from plegdoctor.parsers.logs.scanner import TAG_IDENT, Needle
 
 if TYPE_CHECKING:
@@ -65,16 +64,10 @@ def sniff(lines: list[str]) -> float:
     """logrus text/JSON lines with containerd's RFC 3339 stamps, framed or bare."""
     seen = hits = 0
     containerdish = 0
-    for line, frame in zip(lines[:400], head_frames(lines), strict=True):
-        if not line.strip():
-            continue
+    for text, _frame, proc in head_lines(lines):
         seen += 1
-        text = line
-        if frame is not None:
-            proc = process_of_ident(frame.ident)
-            if proc not in (None, "containerd"):
-                continue
-            text = line[frame.end :]
+        if proc not in (None, "containerd"):
+            continue
         is_text = text.startswith('time="') and " level=" in text
         is_json = text.startswith("{") and '"level"' in text and '"msg"' in text and '"time"' in text
         if is_text or is_json:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from plegdoctor.parsers.logs.common import StampResolver, head_frames
+from plegdoctor.parsers.logs.common import StampResolver
 from plegdoctor.parsers.logs.containerd import ContainerdHandler
-from plegdoctor.parsers.logs.registry import LogFormat, process_of_ident
+from plegdoctor.parsers.logs.registry import LogFormat, head_lines
 from plegdoctor.parsers.logs.scanner import TAG_IDENT, Needle
 
 if TYPE_CHECKING:
@@ -30,17 +30,12 @@ _DOCKER_WORDS = ("dockerd", "libcontainerd", "graphdriver", "moby", "libnetwork"
 
 def sniff(lines: list[str]) -> float:
     seen = hits = dockerish = containerdish = 0
-    for line, frame in zip(lines[:400], head_frames(lines), strict=True):
-        if not line.strip():
-            continue
+    for text, _frame, proc in head_lines(lines):
         seen += 1
-        text = line
-        if frame is not None:
-            if process_of_ident(frame.ident) == "dockerd":
-                dockerish += 1
-            elif process_of_ident(frame.ident) is not None:
-                continue
-            text = line[frame.end :]
+        if proc == "dockerd":
+            dockerish += 1
+        elif proc is not None:
+            continue
         if text.startswith('time="') and " level=" in text:
             hits += 1
             if any(w in text for w in _DOCKER_WORDS):

@@ -40,11 +40,10 @@ from plegdoctor.parsers.logs.common import (
     WARNING_PLUS,
     StampResolver,
     epoch_to_dt,
-    head_frames,
 )
 from plegdoctor.parsers.logs.kubelet_events import Plan, events_of, split_body
 from plegdoctor.parsers.logs.kubelet_ticks import KEEP_TEXT_INTERVAL, RelistTicks, _text
-from plegdoctor.parsers.logs.registry import LogFormat, process_of_ident
+from plegdoctor.parsers.logs.registry import LogFormat, head_lines
 from plegdoctor.parsers.logs.scanner import TAG_JSON, Needle
 
 if TYPE_CHECKING:
@@ -112,15 +111,10 @@ def sniff(lines: list[str]) -> float:
     """kubelet klog lines (framed by journald with a kubelet identifier, or bare), or
     kubelet JSON logging."""
     seen = klog = 0
-    for line, frame in zip(lines[:400], head_frames(lines), strict=True):
-        if not line.strip():
-            continue
+    for text, frame, proc in head_lines(lines):
         seen += 1
-        text = line
-        if frame is not None:
-            if process_of_ident(frame.ident) != "kubelet":
-                continue
-            text = line[frame.end :]
+        if frame is not None and proc != "kubelet":
+            continue
         is_json = text.startswith("{") and '"caller"' in text and '"ts"' in text
         if KLOG_RE.match(text) or text.startswith(("Log file created at:", *BARE_MESSAGES)) or is_json:
             klog += 1

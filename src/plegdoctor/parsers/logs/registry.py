@@ -19,13 +19,13 @@ batches (`ticks`, `tick_fast`) and may ask for the lines after an opener (`multi
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
-    from plegdoctor.parsers.logs.common import StampResolver
+    from plegdoctor.parsers.logs.common import JournalFrame, StampResolver
     from plegdoctor.parsers.logs.scanner import Needle
 
 # The formats, in the order an identifier or an unframed line is tried (first match wins).
@@ -97,3 +97,17 @@ def process_of_ident(ident: str) -> str | None:
     if len(_IDENTS) < 4096:
         _IDENTS[ident] = proc
     return proc
+
+
+def head_lines(lines: list[str]) -> Iterator[tuple[str, JournalFrame | None, str | None]]:
+    """For the sniffers: each non-blank line of the first 400 of a head, as (its text without
+    the journald frame, the frame or None, the handler the frame's identifier names or None)."""
+    from plegdoctor.parsers.logs.common import head_frames
+
+    for line, frame in zip(lines[:400], head_frames(lines), strict=True):
+        if not line.strip():
+            continue
+        if frame is None:
+            yield line, None, None
+        else:
+            yield line[frame.end :], frame, process_of_ident(frame.ident)
