@@ -215,42 +215,11 @@ def analyze_paths(
 MAX_ACTIVITY = 40
 
 
-def _short_id(value: Any) -> str:
-    text = str(value or "")
-    return text[:13] if len(text) == 64 else text
-
-
-def summarize_event(kind: str, attrs: dict[str, Any]) -> str:
-    """One line saying what a timeline event or interval is, for 'meanwhile' lists."""
-    cid = _short_id(attrs.get("container_id") or attrs.get("id"))
-    err = str(attrs.get("error") or "")
-    if len(err) > 120:
-        err = err[:117] + "..."
-    texts = {
-        "task-exit-failed": f"TaskExit handling failed for {cid}: {err}",
-        "task-delete-failed": f"task delete failed for {cid}: {err}",
-        "update-resources-start": f"UpdateContainerResources started for {cid}",
-        "update-resources-end": f"UpdateContainerResources ended for {cid}",
-        "update-resources": f"UpdateContainerResources for {cid}",
-        "pull-start": f"PullImage started: {attrs.get('image', '')}",
-        "pull-end": f"PullImage ended: {attrs.get('image', '')}",
-        "pull": f"PullImage {attrs.get('id', '')}",
-        "stop-container": f"StopContainer {cid}",
-        "stop-sandbox": f"StopPodSandbox {cid}",
-        "runtime-error": str(attrs.get("msg") or "error") + (f": {err}" if err else ""),
-        "cri-call-failed": f"kubelet: {attrs.get('method', 'CRI call')} failed ({attrs.get('code', '')})",
-        "relist-error": "kubelet: GenericPLEG: Unable to retrieve pods",
-        "goroutine-dump": "goroutine dump logged",
-        "hung-task": f"kernel: hung task {attrs.get('comm', '')}",
-    }
-    return texts.get(kind, kind)
-
-
 def attach_runtime_activity(diagnosis: Any, evidence: Evidence) -> None:
     """Add to each gap and unhealthy window of `diagnosis.pleg` what the runtime was
     doing meanwhile (key `runtime`: events inside the window +-5 s and the runtime
     operations that overlap it), each with its evidence."""
-    from plegdoctor.analysis.pleg_timeline import events_around
+    from plegdoctor.analysis.pleg_timeline import events_around, summarize_event
 
     timeline = getattr(diagnosis, "timeline", None)
     pleg = getattr(diagnosis, "pleg", None)
