@@ -178,6 +178,8 @@ def run(
         click.echo(compare.render_text(res.runs, res.doc), nl=False)
         if res.plot:
             click.echo(f"plot: {res.plot}")
+        if res.html:
+            click.echo(f"page: {res.html}")
         click.echo(f"results: {res.run_dir}")
     sys.stdout.flush()
 
@@ -216,6 +218,8 @@ def status(lab_dir: str) -> None:
     runs = sorted((path / "runs").glob("*/compare.txt"))
     if runs:
         click.echo(f"last comparison: {runs[-1]}")
+        if runs[-1].with_name("compare.html").is_file():
+            click.echo(f"its page: {runs[-1].with_name('compare.html')}")
 
 
 @command.command("down")
@@ -255,11 +259,19 @@ def down(lab_dir: str, purge: bool, force: bool) -> None:
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), help="A run directory (default: the latest).")
 @click.option("--reanalyze", is_flag=True, help="Analyze the captured bundles again (after an analyzer update).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the relist plot again (SVG) here.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    help="Write the comparison as one self-contained HTML page here (e.g. RUN/compare.html).",
+)
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def report(lab_dir: str, run_dir: str | None, reanalyze: bool, plot_path: str | None, output: str) -> None:
+def report(
+    lab_dir: str, run_dir: str | None, reanalyze: bool, plot_path: str | None, html_path: str | None, output: str
+) -> None:
     """Show the comparison of a finished run again (no root needed unless --reanalyze writes)."""
+    from plegdoctor.lab.runner import read_series, replot, write_html
     from plegdoctor.lab.runner import reanalyze as do_reanalyze
-    from plegdoctor.lab.runner import replot
 
     if run_dir is None:
         found = sorted(Path(lab_dir).glob("runs/*/compare.json"))
@@ -277,10 +289,18 @@ def report(lab_dir: str, run_dir: str | None, reanalyze: bool, plot_path: str | 
             raise UserError(f"cannot read {run_path}/compare.json: {exc}") from None
     if plot_path:
         doc["plot"] = str(replot(run_path, Path(plot_path)))
+    if html_path:
+        try:
+            page = write_html(Path(html_path), doc, read_series(run_path, doc))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"cannot write the page {html_path} from {run_path}: {exc}") from None
+        doc["html"] = str(page)
     if output == "json":
         click.echo(compare.dumps(doc), nl=False)
         return
     names = set(compare.RunFigures.__slots__)  # type: ignore[attr-defined]
     runs = [compare.RunFigures(**{k: v for k, v in r.items() if k in names}) for r in doc.get("runs", [])]
     click.echo(compare.render_text(runs, doc), nl=False)
+    if html_path:
+        click.echo(f"page: {doc['html']}")
     click.echo(f"results: {run_path}")

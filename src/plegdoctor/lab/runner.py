@@ -19,9 +19,10 @@ from typing import Any
 
 from plegdoctor.errors import UserError
 from plegdoctor.lab import compare
+from plegdoctor.lab.html import render_compare_html
 from plegdoctor.lab.images import ensure_images
 from plegdoctor.lab.node import LabNode, LabRegistry
-from plegdoctor.lab.plot import write_plot
+from plegdoctor.lab.plot import Series, write_plot
 from plegdoctor.lab.state import LabState
 from plegdoctor.lab.variants import Profile, Variant
 from plegdoctor.lab.versions import ContainerdBuild, resolve
@@ -34,6 +35,7 @@ class MatrixResult:
     runs: list[compare.RunFigures]
     doc: dict[str, Any]
     plot: Path | None
+    html: Path | None = None
 
 
 def _stamp() -> str:
@@ -200,7 +202,12 @@ def run_matrix(
     doc = compare.to_json(runs, meta)
     (run_dir / "compare.json").write_text(compare.dumps(doc))
     (run_dir / "compare.txt").write_text(compare.render_text(runs, meta))
-    return MatrixResult(run_dir, runs, doc, plot)
+    page: Path | None = None
+    try:
+        page = write_html(run_dir / "compare.html", doc, series)
+    except Exception as exc:  # the page must not lose a finished run's printed results
+        log(f"compare.html not written: {type(exc).__name__}: {exc}")
+    return MatrixResult(run_dir, runs, doc, plot, page)
 
 
 def reanalyze(run_dir: Path, log: Callable[[str], None]) -> MatrixResult:
@@ -228,14 +235,14 @@ def reanalyze(run_dir: Path, log: Callable[[str], None]) -> MatrixResult:
     doc = compare.to_json(runs, meta)
     doc_path.write_text(compare.dumps(doc))
     (run_dir / "compare.txt").write_text(compare.render_text(runs, meta))
+    page = write_html(run_dir / "compare.html", doc, read_series(run_dir, doc))
     plot = Path(meta["plot"]) if meta.get("plot") else None
-    return MatrixResult(run_dir, runs, doc, plot)
+    return MatrixResult(run_dir, runs, doc, plot, page)
 
 
-def replot(run_dir: Path, out: Path, title: str = "") -> Path:
-    """Draw the relist plot of a finished run again from its records.json files."""
-    doc = json.loads((run_dir / "compare.json").read_text())
-    series: list[tuple[str, list[tuple[float, float]]]] = []
+def read_series(run_dir: Path, doc: dict[str, Any]) -> Series:
+    """The relist series of a finished run, from its records.json files (a variant without one is left out)."""
+    series: Series = []
     for item in doc.get("runs", []):
         records = run_dir / str(item["variant"]).replace("/", "_") / "records.json"
         if not records.is_file():
@@ -243,6 +250,19 @@ def replot(run_dir: Path, out: Path, title: str = "") -> Path:
         rec = json.loads(records.read_text())
         stall = float(rec.get("stall_start", 0.0))
         series.append((item["variant"], [(r["start"] - stall, r["seconds"]) for r in rec.get("relists", [])]))
+    return series
+
+
+def write_html(out: Path, doc: dict[str, Any], series: Series) -> Path:
+    """The comparison as one self-contained HTML page (lab.html)."""
+    out.write_text(render_compare_html(doc, series, page_dir=str(out.resolve().parent)), encoding="utf-8")
+    return out
+
+
+def replot(run_dir: Path, out: Path, title: str = "") -> Path:
+    """Draw the relist plot of a finished run again from its records.json files."""
+    doc = json.loads((run_dir / "compare.json").read_text())
+    series = read_series(run_dir, doc)
     if not series:
         raise UserError(f"{run_dir} holds no records.json to plot")
     return write_plot(out, series, title=title or str(doc.get("title", "")))
