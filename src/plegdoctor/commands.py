@@ -104,6 +104,7 @@ def _run(
         display_root=display_root,
         limits=limits,
         max_events_per_kind=max_events_per_kind,
+        series=fmt == "html",
     )
     _emit(render(diagnosis, fmt, color=color if output in (None, "-") else False), output)
     return _fail_exit(diagnosis, fail_on)

@@ -186,8 +186,10 @@ def analyze_paths(
     display_root: str | None = None,
     limits: Any = None,
     max_events_per_kind: int | None = None,
+    series: bool = False,
 ) -> Any:
-    """Inputs -> Diagnosis (plegdoctor.diagnosis.Diagnosis). `limits`: `inputs.Limits`."""
+    """Inputs -> Diagnosis (plegdoctor.diagnosis.Diagnosis). `limits`: `inputs.Limits`.
+    `series`: also build the picture's data (`Diagnosis.series`, for the HTML report)."""
     if gap <= 0:
         raise UserError("--gap must be a positive number of seconds")
     evidence = collect_evidence(
@@ -209,6 +211,10 @@ def analyze_paths(
     findings = run_rules(rctx)
     diagnosis = diagnose(rctx, findings)
     attach_runtime_activity(diagnosis, evidence)
+    if series:
+        from plegdoctor.analysis.series import build_series
+
+        diagnosis.series = build_series(evidence, diagnosis.timeline, diagnosis.pleg)
     return diagnosis
 
 

@@ -66,6 +66,8 @@ class Diagnosis:
     - `timeline`: the PlegTimeline object (or None) for reporters that draw it
     - `stall_seconds`: the longest relist gap or unhealthy window; without either, the longest
       stall a symptom finding reports in its facts (a watch trigger's stalled call)
+    - `series`: the picture's data (analysis.series.build_series) when asked for, else None;
+      in the JSON only with `to_json(series=True)` (the HTML report)
     """
 
     inputs: list[InputReport]
@@ -76,13 +78,14 @@ class Diagnosis:
     notes: list[str] = field(default_factory=list)
     timeline: Any = None
     stall_seconds: float | None = None
+    series: dict[str, Any] | None = None
 
     @property
     def top(self) -> RootCause | None:
         return self.root_causes[0] if self.root_causes else None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, *, series: bool = False) -> dict[str, Any]:
+        doc = {
             "schema": SCHEMA,
             "tool": {"name": "pleg-doctor", "version": plegdoctor.__version__},
             "inputs": [i.to_json() for i in self.inputs],
@@ -92,6 +95,9 @@ class Diagnosis:
             "next_steps": list(self.next_steps),
             "notes": list(self.notes),
         }
+        if series and self.series is not None:
+            doc["series"] = self.series
+        return doc
 
 
 def diagnose(ctx: RuleContext, findings: list[Finding]) -> Diagnosis:

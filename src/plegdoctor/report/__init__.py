@@ -10,7 +10,10 @@ from typing import Any
 
 
 def render(diagnosis: Any, fmt: str, *, color: bool | None = None, width: int | None = None) -> str:
-    doc = diagnosis.to_json() if hasattr(diagnosis, "to_json") else diagnosis
+    if hasattr(diagnosis, "to_json"):
+        doc = diagnosis.to_json(series=True) if fmt == "html" else diagnosis.to_json()
+    else:
+        doc = diagnosis
     if fmt == "json":
         from plegdoctor.report.jsonout import render_json
 

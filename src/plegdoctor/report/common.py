@@ -78,3 +78,20 @@ def escape_controls(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [escape_controls(v) for v in value]
     return value
+
+
+def split_fix(text: str) -> tuple[str, str, str]:
+    """A fix text -> (what to do, the link it removes, the rest): fix texts say
+    "... Removes the link: X. Does NOT remove Y." (rules/fixes.py); ("", "", "") parts when
+    the text says no such thing."""
+    at = text.find("Removes ")
+    if at == -1:
+        return text.strip(), "", ""
+    action = text[:at].strip()
+    rest = text[at:]
+    end = len(rest)
+    for stop in (". Does NOT", ". Risk", ". Lab:", ". Your ", ". Needs", ". Note"):
+        i = rest.find(stop)
+        if i != -1:
+            end = min(end, i + 1)
+    return action, rest[:end].strip(), rest[end:].strip()

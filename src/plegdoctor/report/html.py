@@ -1,46 +1,81 @@
-"""HTML reporter: one self-contained page (no scripts, no external assets)."""
+"""HTML reporter: one self-contained page (inline CSS, SVG and script; no network loads).
+
+First screen: the verdict box (class, confidence, the one fix to do first and the link it
+removes; the other fixes collapsed), the timeline of the incident (report.html_svg; the
+series come from the document's `series` key, or from its `pleg` gaps alone) and the
+blocking chain as a graph. Below: the gaps with what the runtime did meanwhile, every root
+cause with its chain quoted, findings, next steps, inputs.
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
-from plegdoctor.report.common import confidence_word, fmt_seconds, fmt_time, verdict, where
+from plegdoctor.report.common import confidence_word, fmt_seconds, fmt_time, split_fix, verdict, where
+from plegdoctor.report.html_assets import CSS, JS
+from plegdoctor.report.html_svg import chain_svg, timeline_svg
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>pleg-doctor: {{ verdict }}</title>
-<style>
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222;padding:0 1em}
-h1{font-size:1.4em}h2{font-size:1.15em;border-bottom:1px solid #ccc;margin-top:1.6em}
-.verdict{font-size:1.1em;padding:.6em .8em;background:#fdecea;border-left:4px solid #c0392b}
-.verdict.ok{background:#eef7ee;border-color:#2e7d32}
-code,.q{font:12px/1.35 ui-monospace,monospace}.q{color:#555;white-space:pre-wrap;word-break:break-all;
-margin:.1em 0 .3em 1.5em;border-left:2px solid #ddd;padding-left:.5em}
-table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
-.critical{color:#c0392b;font-weight:bold}.warning{color:#b9770e}.info{color:#2471a3}
-ol.chain li{margin-bottom:.4em}.fix{color:#1e7e34}
-</style></head><body>
+<style>{{ css | safe }}</style></head><body>
 <h1>pleg-doctor {{ version }}: why the kubelet stopped relisting</h1>
-<p class="verdict{% if not causes %} ok{% endif %}" id="verdict">{{ verdict }}</p>
+<main>
+<section id="verdict-box" class="verdict-box{% if not top %} ok{% endif %}" aria-label="verdict">
+<div class="verdict-head">
+{% if top %}<span class="verdict-class">{{ top["class"] }}</span>
+<span class="confidence">confidence {{ "%.0f" % (top.confidence * 100) }} % ({{ cw(top.confidence) }})</span>
+{% else %}<span class="verdict-class">{{ "stall, cause unknown" if stalled else "no stall found" }}</span>{% endif %}
+{% if stall %}<span class="stall">relisting stopped for {{ stall }}</span>{% endif %}
+</div>
+<p id="verdict">{{ top.summary if top else verdict }}</p>
+{% if first_fix %}
+<div id="first-fix" class="first-fix"><b>Do first:</b> {{ first_fix[0] }}</div>
+<div class="removes-link">{{ first_fix[1] or "The fix does not name the link it removes." }}
+{% if first_fix[2] %}<span class="fix-rest">{{ first_fix[2] }}</span>{% endif %}</div>
+{% if other_fixes %}<details class="other-fixes"><summary>{{ other_fixes | length }} other
+fix{{ "es" if other_fixes | length > 1 }}</summary><ol>{% for f in other_fixes %}<li>{{ f }}</li>{% endfor %}
+</ol></details>{% endif %}
+{% elif next_steps %}
+<div id="first-fix" class="first-fix"><b>Collect first:</b> {{ next_steps[0] }}</div>
+<div class="removes-link">No cause is named yet: this evidence would sharpen the diagnosis.</div>
+{% endif %}
+</section>
+
+<section id="picture" aria-label="timeline and blocking chain">
+{% if timeline_svg %}
+<div class="toolbar"><b>Timeline (UTC)</b>
+<button type="button" id="zoom-in" aria-label="zoom in">+</button>
+<button type="button" id="zoom-out" aria-label="zoom out">&minus;</button>
+<button type="button" id="zoom-reset">reset</button>
+<span class="hint">wheel or +/&minus; to zoom, drag or arrows to pan, click a gap to zoom to it;
+hover for evidence</span>
+</div>
+{{ timeline_svg | safe }}
+{% else %}<p>No timed evidence to draw (no <code>GenericPLEG: Relisting</code> lines, events or samples).</p>{% endif %}
+{% if chain_svg %}<h2>Blocking chain of {{ top["class"] }}</h2>{{ chain_svg | safe }}{% endif %}
+</section>
+<div id="tip" role="tooltip" hidden></div>
 
 <h2>PLEG relisting</h2>
 {% if pleg.relists %}
 <p>{{ pleg.relists }} relists from {{ t(pleg.first) }} to {{ t(pleg.last) }};
-longest interval {{ s(pleg.max_gap_seconds) }}.</p>
-{{ timeline_svg | safe }}
+longest interval {{ s(pleg.get("max_gap_seconds")) }}.</p>
 {% else %}<p>No <code>GenericPLEG: Relisting</code> lines in the evidence.</p>{% endif %}
 {% if pleg.gaps %}
 <table id="gaps"><tr><th>gap</th><th>from</th><th>to</th><th>evidence</th><th>meanwhile in the runtime</th></tr>
-{% for g in pleg.gaps[:50] %}<tr><td class="critical">{{ s(g.seconds) }}</td><td>{{ t(g.start) }}</td>
+{% for g in pleg.gaps[:50] %}<tr><td class="critical">{{ s(g.get("seconds")) }}</td><td>{{ t(g.start) }}</td>
 <td>{{ t(g.end) }}</td><td>{% for e in g.evidence or [] %}<code>{{ w(e) }}</code><br>{% endfor %}</td>
 <td>{% for e in (g.runtime or [])[:8] %}{{ t(e.ts) }} {{ e.process }}: {{ e.summary or e.kind }}
 <div class="q">{{ w(e) }}: {{ e.text }}</div>{% endfor %}</td></tr>{% endfor %}
 </table>{% endif %}
 {% for u in pleg.unhealthy or [] %}<p class="critical">PLEG unhealthy {{ t(u.start) }} to {{ t(u.end) }},
-last seen up to {{ s(u.max_last_seen_seconds) }} ago</p>{% endfor %}
+last seen up to {{ s(u.get("max_last_seen_seconds")) }} ago</p>{% endfor %}
 
 <h2>Root causes</h2>
 {% if not causes %}<p>None found.</p>{% endif %}
@@ -52,6 +87,8 @@ last seen up to {{ s(u.max_last_seen_seconds) }} ago</p>{% endfor %}
 goroutine {{ l.goroutine }}{% endif %}</b>: {{ l.detail }}
 {% for e in (l.evidence or [])[:2] %}<div class="q">{{ w(e) }}: {{ e.text }}</div>{% endfor %}</li>
 {% endfor %}</ol>{% endif %}
+{% if not loop.first and c.chain %}<details><summary>chain graph</summary>
+{{ graph(c.chain, loop.index) | safe }}</details>{% endif %}
 {% for f in c.fixes or [] %}<p class="fix">Fix: {{ f }}</p>{% endfor %}
 {% if c.references %}<p>References: {% for r in c.references %}<a href="{{ r }}">{{ r }}</a> {% endfor %}</p>{% endif %}
 {% endfor %}
@@ -69,47 +106,86 @@ goroutine {{ l.goroutine }}{% endif %}</b>: {{ l.detail }}
 {% for i in inputs %}<tr><td><code>{{ i.path }}</code></td><td>{{ i.kind }}</td><td>{{ i.records }}</td>
 <td>{{ (i.warnings or []) | join("; ") }}</td></tr>{% endfor %}</table>
 {% for n in notes %}<p><small>Assumed: {{ n }}</small></p>{% endfor %}
+</main>
+<script type="application/json" id="series-data">{{ series_json | safe }}</script>
+<script>{{ js | safe }}</script>
 </body></html>
 """
 
 
-def _timeline_svg(pleg: dict[str, Any]) -> str:
-    """A bar from the first to the last relist with every gap drawn in red."""
+def script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no `<`, `>`, `&` or line separators in clear."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text
+
+
+def _epoch(value: Any) -> float | None:
     try:
-        first = datetime.fromisoformat(pleg["first"]).timestamp()
-        last = datetime.fromisoformat(pleg["last"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return ""
-    span = max(last - first, 1e-6)
-    width = 800.0
-    parts = [
-        f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="34" role="img">',
-        f'<rect x="0" y="8" width="{width:.0f}" height="14" fill="#8fbc8f"/>',
-    ]
-    for gap in pleg.get("gaps") or []:
-        try:
-            a = datetime.fromisoformat(gap["start"]).timestamp()
-            b = datetime.fromisoformat(gap["end"]).timestamp()
-        except (KeyError, TypeError, ValueError):
-            continue
-        x = (a - first) / span * width
-        w = max((b - a) / span * width, 2.0)
-        parts.append(f'<rect x="{x:.1f}" y="4" width="{w:.1f}" height="22" fill="#c0392b"><title>gap</title></rect>')
-    parts.append("</svg>")
-    return "".join(parts)
+        return round(datetime.fromisoformat(str(value)).timestamp(), 3)
+    except (TypeError, ValueError):
+        return None
+
+
+def series_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document's `series`, or one made from its `pleg` block alone (first/last relist,
+    gaps, unhealthy windows) for a document written without it."""
+    if isinstance(doc.get("series"), dict):
+        return doc["series"]
+    pleg = doc.get("pleg") or {}
+    gaps = []
+    for g in pleg.get("gaps") or []:
+        a, b = _epoch(g.get("start")), _epoch(g.get("end"))
+        if a is not None and b is not None:
+            cites = [f"{where(e)}: {e.get('text', '')}" for e in g.get("evidence") or []]
+            gaps.append({"start": a, "end": b, "seconds": g.get("seconds"), "evidence": cites})
+    unhealthy = []
+    for u in pleg.get("unhealthy") or []:
+        a = _epoch(u.get("start"))
+        if a is not None:
+            b = _epoch(u.get("end")) or a
+            unhealthy.append({"start": a, "end": b, "max_last_seen_seconds": u.get("max_last_seen_seconds")})
+    times = [t for t in (_epoch(pleg.get("first")), _epoch(pleg.get("last"))) if t is not None]
+    times += [x for g in gaps for x in (g["start"], g["end"])] + [x for u in unhealthy for x in (u["start"], u["end"])]
+    out: dict[str, Any] = {"ticks": {"t": [], "count": pleg.get("relists", 0), "shown": 0}, "gaps": gaps}
+    out.update(unhealthy=unhealthy, intervals=[], events=[], events_total=0, lanes=[])
+    if times:
+        pad = max((max(times) - min(times)) * 0.02, 1.0)
+        out["t0"], out["t1"] = round(min(times) - pad, 3), round(max(times) + pad, 3)
+    else:
+        out["t0"] = out["t1"] = None
+    return out
 
 
 def render_html(doc: dict[str, Any]) -> str:
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     env.globals.update(t=fmt_time, s=fmt_seconds, w=where, cw=confidence_word)
+    env.globals["graph"] = lambda chain, n: chain_svg(chain, svg_id=f"chain-graph-{n}")
     template = env.from_string(TEMPLATE)
     pleg = doc.get("pleg") or {}
+    causes = doc.get("root_causes") or []
+    top = causes[0] if causes else None
+    fixes = list(top.get("fixes") or []) if top else []
+    series = series_of(doc)
+    longest = max([g.get("seconds") or 0 for g in pleg.get("gaps") or []], default=0)
     return template.render(
+        css=CSS,
+        js=JS,
         version=doc.get("tool", {}).get("version", ""),
         verdict=verdict(doc),
+        top=top,
+        stalled=bool(pleg.get("gaps") or pleg.get("unhealthy")),
+        stall=fmt_seconds(longest) if longest else "",
+        first_fix=split_fix(fixes[0]) if fixes else None,
+        other_fixes=fixes[1:],
         pleg=pleg,
-        timeline_svg=_timeline_svg(pleg),
-        causes=doc.get("root_causes") or [],
+        timeline_svg=timeline_svg(series),
+        chain_svg=chain_svg(top.get("chain") or []) if top else "",
+        series_json=script_json(
+            {"lanes": series.get("lanes") or [], "ticks": (series.get("ticks") or {}).get("t", [])}
+        ),
+        causes=causes,
         findings=doc.get("findings") or [],
         next_steps=doc.get("next_steps") or [],
         inputs=doc.get("inputs") or [],
