@@ -308,6 +308,9 @@ class StallTrigger:
     runtime_pid: int | None = None  # the runtime process serving the endpoint (manifest `runtime`)
     runtime_error: str = ""  # what collect got when it asked the runtime, if anything
     source: str = "watch"
+    # the probe's calls before the capture: (start epoch, method, seconds, ok), and their line
+    calls: tuple[tuple[float, str, float, bool], ...] = ()
+    calls_ref: Ref | None = None
 
 
 @dataclass(frozen=True, slots=True)

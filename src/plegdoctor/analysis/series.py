@@ -145,6 +145,18 @@ def _memory_lane(evidence: Any) -> list[dict[str, Any]]:
     return [lane] if lane is not None else []
 
 
+def _probe_lane(evidence: Any) -> list[dict[str, Any]]:
+    """The relist probe's CRI call latency before a capture (watch or lab `trigger.calls`)."""
+    by_method: dict[str, list[tuple[float | None, float | None, Ref]]] = defaultdict(list)
+    for trig in evidence.triggers:
+        ref = trig.calls_ref or trig.ref
+        for start, method, seconds, _ok in trig.calls:
+            by_method[method].append((round(start, 3), seconds, ref))
+    lines = [_line(method, points) for method, points in sorted(by_method.items())]
+    lane = _lane("cri-latency", "CRI relist calls s", "s", lines)
+    return [lane] if lane is not None else []
+
+
 def _ticks(evidence: Any) -> dict[str, Any]:
     series = evidence.relists
     n = len(series)
@@ -279,7 +291,7 @@ def build_series(evidence: Any, timeline: Any, pleg: dict[str, Any]) -> dict[str
         )
     windows = [(g["start"], g["end"]) for g in gaps] + [(u["start"], u["end"]) for u in unhealthy]
     events, n_events = _events(evidence, windows)
-    lanes = [*_pressure_lanes(evidence), *_disk_lanes(evidence), *_memory_lane(evidence)]
+    lanes = [*_probe_lane(evidence), *_pressure_lanes(evidence), *_disk_lanes(evidence), *_memory_lane(evidence)]
     doc: dict[str, Any] = {
         "ticks": _ticks(evidence),
         "gaps": gaps,

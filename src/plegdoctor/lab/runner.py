@@ -42,8 +42,11 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def capture_bundle(node: LabNode, out: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
-    """Collect an evidence bundle from the lab node right now (live.collect)."""
+def capture_bundle(
+    node: LabNode, out: Path, log: Callable[[str], None], trigger: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Collect an evidence bundle from the lab node right now (live.collect); `trigger`: the
+    manifest's trigger record (Workload.stall_trigger)."""
     from plegdoctor.live.collect import CollectOptions, collect_bundle
 
     if node.ctd is None:
@@ -61,7 +64,7 @@ def capture_bundle(node: LabNode, out: Path, log: Callable[[str], None]) -> dict
     )
     t0 = time.monotonic()
     try:
-        path = collect_bundle(opts)
+        path = collect_bundle(opts, extra={"trigger": trigger} if trigger else None)
     except Exception as exc:  # a failed capture must not end the measurement
         log(f"evidence capture failed: {exc}")
         return {"error": str(exc)}
@@ -97,12 +100,13 @@ def run_variant(
     error = ""
     disk_speed = 0.0
     captures = 0
+    wl: Workload | None = None
 
     def on_stall(inflight: float) -> dict[str, Any] | None:
         nonlocal captures
         captures += 1
         log(f"relist stalled for {inflight:.1f}s: capturing evidence")
-        return capture_bundle(node, vdir / f"stall-{captures}.tar.gz", log)
+        return capture_bundle(node, vdir / f"stall-{captures}.tar.gz", log, wl.stall_trigger() if wl else None)
 
     try:
         node.up()

@@ -264,6 +264,7 @@ class Workload:
         self.work_dir = Path(work_dir)
         self.cgroup_parent = cgroup_parent
         self.on_stall = on_stall
+        self.relister: Relister | None = None  # the stall phase's (for stall_trigger)
         self.log = log or (lambda msg: None)
         self.rec = Recorder()
         self.client = CRIClient(endpoint, timeout=spec.call_timeout_s)
@@ -273,6 +274,7 @@ class Workload:
     def run(self) -> WorkloadResult:
         spec = self.spec
         relister = Relister(self.endpoint, self.rec, spec.relist_period_s, spec.call_timeout_s)
+        self.relister = relister
         sampler = KernelSampler(self.address, self.rec)
         stop_trigger = threading.Event()
         trigger = threading.Thread(target=self._trigger_loop, args=(relister, stop_trigger), daemon=True)
@@ -429,6 +431,24 @@ class Workload:
             self.rec.call("RemoveContainer", pod.name, partial(self.client.remove_container, pod.container_id))
             self.rec.call("StopPodSandbox", pod.name, partial(self.client.stop_pod_sandbox, pod.sandbox_id))
             self.rec.call("RemovePodSandbox", pod.name, partial(self.client.remove_pod_sandbox, pod.sandbox_id))
+
+    def stall_trigger(self) -> dict[str, Any] | None:
+        """The `trigger` record of a capture taken now (as watch writes it): the stalled call
+        and the relist probe's recent calls, so the bundle's report draws the CRI latency."""
+        from plegdoctor.live.trigger import trigger_record
+
+        relister = self.relister
+        if relister is None:
+            return None
+        probe = relister.probe
+        return trigger_record(
+            probe.status(),
+            self.endpoint,
+            self.spec.trigger_s,
+            self.spec.call_timeout_s,
+            source="lab",
+            history=probe.recent_calls(),
+        )
 
     def _trigger_loop(self, relister: Relister, stop: threading.Event) -> None:
         """Call on_stall while a relist is stalled, so the last bundle is from deep in the worst stall.

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from plegdoctor.live.cri.client import CRIClient, CRIError
 
 RELIST_METHODS = ("ListPodSandbox", "ListContainers")
+HISTORY_CALLS = 600  # calls kept for a capture's trigger record (5 min of relists at 1 s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,7 @@ class RelistProbe:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.relists = 0
+        self._history: deque[CallResult] = deque(maxlen=HISTORY_CALLS)
 
     # -- one relist ---------------------------------------------------------------------
     def _call(self, method: str) -> tuple[CallResult, int]:
@@ -125,6 +128,8 @@ class RelistProbe:
         finally:
             with self._lock:
                 self._in_flight = None
+        with self._lock:
+            self._history.append(result)
         if self.on_call is not None:
             self.on_call(result)
         return result, count
@@ -163,6 +168,11 @@ class RelistProbe:
         return result
 
     # -- state --------------------------------------------------------------------------
+    def recent_calls(self) -> list[CallResult]:
+        """The last HISTORY_CALLS calls that returned, oldest first (for a capture's record)."""
+        with self._lock:
+            return list(self._history)
+
     def seed(self, last_success: float | None, down_since: float | None) -> None:
         """Times a previous watch persisted (before `start`): the last success, or since when none is known."""
         with self._lock:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,11 +176,18 @@ def _iso(epoch: float | None) -> str | None:
 
 
 def trigger_record(
-    status: Any, endpoint: str, stall_threshold: float, call_timeout: float | None = None, source: str = "watch"
+    status: Any,
+    endpoint: str,
+    stall_threshold: float,
+    call_timeout: float | None = None,
+    source: str = "watch",
+    history: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """The manifest's `trigger` record (see the module docstring) from a probe status
     (plegdoctor.live.probe.ProbeStatus: now, reason, in_flight_method, in_flight_seconds,
-    last_success, last)."""
+    last_success, last). `history`: the probe's recent CallResults (RelistProbe.recent_calls),
+    written as `calls: [[started_at, method, seconds, ok], ...]` so the report can draw
+    the CRI latency before the stall."""
     now = float(status.now)
     method = status.in_flight_method or ""
     seconds = float(status.in_flight_seconds or 0.0) if method else 0.0
@@ -207,4 +215,5 @@ def trigger_record(
         "stall_threshold": stall_threshold,
         "call_timeout": call_timeout,
         "runtime_endpoint": endpoint,
+        "calls": [[_iso(c.started), c.method, round(float(c.seconds), 3), bool(c.ok)] for c in history],
     }

@@ -276,7 +276,13 @@ class Watcher:
             query_runtime=False,
             log=lambda msg: log.info("capture: %s", msg),
         )
-        record = trigger_record(status, self.cfg.runtime_endpoint, self.cfg.stall_threshold, self.cfg.call_timeout)
+        record = trigger_record(
+            status,
+            self.cfg.runtime_endpoint,
+            self.cfg.stall_threshold,
+            self.cfg.call_timeout,
+            history=self.probe.recent_calls(),
+        )
         if reason and not status.stalled:
             record["reason"] = reason  # the stall was over by the time the capture started
         trigger = {"trigger": record}

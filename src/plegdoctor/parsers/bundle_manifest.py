@@ -16,7 +16,8 @@ the runtime it found and the node's load (manifest-watch-trigger.json):
                 "in_flight_seconds": 6.214, "call_started_at": "2026-11-28T14:29:12.004Z",
                 "detected_at": "2026-11-28T14:29:18.218Z", "last_success_at": "...",
                 "seconds_since_success": 7.1, "stall_threshold": 5.0, "call_timeout": 120.0,
-                "runtime_endpoint": "unix:///run/containerd/containerd.sock"},
+                "runtime_endpoint": "unix:///run/containerd/containerd.sock",
+                "calls": [["2026-11-28T14:29:10.001Z", "ListPodSandbox", 0.004, true], ...]},
     "runtime": {"endpoint": "unix:///run/containerd/containerd.sock", "containerd_pid": 812,
                 "error": "..."},
     "node_load": {"loadavg": [0.52, 0.61, 0.70], "cpus": 2, "source": "/proc/loadavg"}
@@ -24,7 +25,9 @@ the runtime it found and the node's load (manifest-watch-trigger.json):
 Older watch bundles wrote only `reason`, `in_flight_method`, `in_flight_seconds`,
 `seconds_since_success` and `stall_threshold` (their times then come from `collected_at`).
 The trigger becomes a `StallTrigger` (its Ref is the manifest line of the trigger's
-`reason`), the load a `NodeLoad`.
+`reason`), the load a `NodeLoad`. `calls` are the probe's last calls before the capture
+(start, method, seconds, ok; at most MAX_CALLS are read, malformed ones skipped): the CRI
+latency the report draws up to the stall.
 
 (`entries` is accepted for `files`; unknown keys are ignored). Each entry with an `error`
 becomes a warning of this input (what the collector could not get is part of the story);
@@ -177,6 +180,25 @@ def key_ref(text: str, display: str, key: str, within: str | None = None) -> Ref
     return Ref(display, 1, quote(lines[0].strip() if lines else ""))
 
 
+MAX_CALLS = 5000
+
+
+def _calls(value: Any) -> tuple[tuple[float, str, float, bool], ...]:
+    if not isinstance(value, list):
+        return ()
+    out = []
+    for item in value[:MAX_CALLS]:
+        if not isinstance(item, list) or len(item) < 4:
+            continue
+        start, method, seconds, ok = item[:4]
+        when = _time(start)
+        secs = _num(seconds)
+        if when is None or secs is None or not 0 <= secs < 1e7 or not isinstance(method, str) or len(method) > 64:
+            continue
+        out.append((when.timestamp(), method, secs, ok is True))
+    return tuple(sorted(out))
+
+
 def trigger_from_manifest(data: Any, text: str, display: str) -> StallTrigger | None:
     """The manifest's `trigger` (why watch captured the bundle) as a StallTrigger, or None."""
     trig = data.get("trigger") if isinstance(data, dict) else None
@@ -214,6 +236,8 @@ def trigger_from_manifest(data: Any, text: str, display: str) -> StallTrigger | 
         runtime_pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
         runtime_error=str(runtime.get("error") or ""),
         source=str(trig.get("source") or "watch"),
+        calls=(calls := _calls(trig.get("calls"))),
+        calls_ref=key_ref(text, display, "calls", within="trigger") if calls else None,
     )
 
 
