@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m compileall -q src/plegdoctor
 	touch $(STAMP)
 
+# DEMO_ARGS: options of `pleg-doctor demo`, e.g. DEMO_ARGS="-o html -O demo.html" for the picture report
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(VENV)/bin/pleg-doctor demo
+	$(VENV)/bin/pleg-doctor demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra
