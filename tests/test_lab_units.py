@@ -359,3 +359,9 @@ def test_one_lab_command_at_a_time_per_directory(tmp_path: Path):
             pass
     with lab_lock(tmp_path, "down"):  # released with its holder
         pass
+
+
+def test_every_mitigation_says_which_link_it_removes() -> None:
+    from plegdoctor.lab.variants import LINKS, MITIGATIONS
+
+    assert set(LINKS) == set(MITIGATIONS) and all(len(text) > 20 for text in LINKS.values())

@@ -24,7 +24,7 @@ from plegdoctor.lab.images import ensure_images
 from plegdoctor.lab.node import LabNode, LabRegistry
 from plegdoctor.lab.plot import Series, write_plot
 from plegdoctor.lab.state import LabState
-from plegdoctor.lab.variants import Profile, Variant
+from plegdoctor.lab.variants import LINKS, Profile, Variant
 from plegdoctor.lab.versions import ContainerdBuild, resolve
 from plegdoctor.lab.workload import Workload, WorkloadResult
 
@@ -198,6 +198,7 @@ def run_matrix(
         f"{w.relist_period_s:g}s",
         "profile": profile.name,
         "run_dir": str(run_dir),
+        "links": dict(LINKS),
     }
     plot = None
     if series:

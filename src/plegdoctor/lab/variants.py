@@ -25,6 +25,13 @@ from plegdoctor.lab.workload import WorkloadSpec
 DIRTY_BYTES = 256 * 1024 * 1024
 DIRTY_BACKGROUND_BYTES = 64 * 1024 * 1024
 MITIGATIONS = ("volatile", "nosync", "dirty", "volume")
+# the link of the chain each mitigation removes (the module docstring, as data for the reports)
+LINKS = {
+    "volatile": "umount -> syncfs of the whole backing filesystem (the shim's Delete)",
+    "nosync": "bbolt's commit fdatasync under the metadata writer lock",
+    "dirty": "fsyncs queued behind gigabytes of background writeback (writers are throttled instead)",
+    "volume": "the writers' dirty data on containerd's disk (it goes to another disk)",
+}
 
 
 @dataclass(frozen=True, slots=True)
