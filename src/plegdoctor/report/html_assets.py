@@ -10,7 +10,7 @@ CSS = """
 *{box-sizing:border-box}
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1220px;color:#1c1c1c;padding:0 16px 40px}
 h1{font-size:18px;margin:10px 0 8px}h2{font-size:16px;border-bottom:1px solid #ccc;margin:22px 0 8px}
-h3{font-size:15px;margin:16px 0 4px}
+h3{font-size:15px;margin:16px 0 4px}small{font-size:12px}
 .verdict-box{border-left:6px solid #c0392b;background:#fdf0ee;padding:10px 14px;margin:0 0 10px}
 .verdict-box.ok{border-color:#2e7d32;background:#eef7ee}
 .verdict-head{display:flex;flex-wrap:wrap;gap:6px 16px;align-items:baseline}
