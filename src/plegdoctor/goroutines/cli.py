@@ -91,7 +91,8 @@ def _run(
     dumps: tuple[str, ...], output: str, filter_re: re.Pattern[str] | None, min_wait: int | None, similarity: str
 ) -> None:
     from plegdoctor.goroutines.analysis import analyze
-    from plegdoctor.goroutines.render import iter_json, render_html, render_text
+    from plegdoctor.goroutines.html import render_html
+    from plegdoctor.goroutines.render import iter_json, render_text
     from plegdoctor.report.common import escape_controls
 
     parsed, reasons = load_dumps(list(dumps))

@@ -1,9 +1,9 @@
-"""Render a GoroutineAnalysis as text (compact, panicparse-like), JSON
-(`pleg-doctor/goroutines/v1`) or a self-contained HTML page."""
+"""Render a GoroutineAnalysis as text (compact, panicparse-like) or JSON
+(`pleg-doctor/goroutines/v1`); the HTML viewer is goroutines/html.py (`render_html` is
+re-exported here for older callers)."""
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -12,9 +12,11 @@ from typing import Any
 from plegdoctor.goroutines.buckets import display_args
 from plegdoctor.goroutines.chains import chain_text
 from plegdoctor.goroutines.gcpause import no_gc
+from plegdoctor.goroutines.html import render_html
 from plegdoctor.goroutines.model import ELIDED, TRUNCATED, Bucket, GoroutineAnalysis, Wait, short_func
 
 SCHEMA = "pleg-doctor/goroutines/v1"
+__all__ = ["SCHEMA", "analysis_json", "iter_json", "render_html", "render_json", "render_text"]
 
 
 def _ids_text(ids: tuple[int, ...], limit: int = 12) -> str:
@@ -261,65 +263,3 @@ def render_text(a: GoroutineAnalysis, *, filter_re: re.Pattern[str] | None = Non
     if shown == 0:
         w("  (no bucket matches the filters)")
     return "\n".join(out) + "\n"
-
-
-def render_html(a: GoroutineAnalysis, *, filter_re: re.Pattern[str] | None = None, min_wait: int | None = None) -> str:
-    e = html.escape
-    parts: list[str] = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        "<title>pleg-doctor goroutines</title><style>",
-        "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}"
-        "h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}"
-        "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left;vertical-align:top}"
-        "tr:nth-child(even){background:#f4f4f4}.mono{font-family:ui-monospace,monospace;font-size:12px}"
-        ".chain{border-left:4px solid #c33;padding:4px 10px;margin:8px 0;background:#fff6f6}"
-        ".conf{color:#666}details{margin:4px 0}summary{cursor:pointer}",
-        "</style></head><body>",
-        f"<h1>{a.goroutine_count} goroutines in {len(a.dumps)} dump(s)</h1>",
-        "<table><tr><th>#</th><th>process</th><th>goroutines</th><th>framing</th><th>time</th><th>source</th>"
-        "<th>unparsed lines</th></tr>",
-    ]
-    for i, d in enumerate(a.dumps):
-        when = d.dump_time.isoformat() if d.dump_time else ""
-        lines = ", ".join(str(p.line) for p in d.problems[:20])
-        parts.append(
-            f"<tr><td>{i}</td><td>{e(d.label)}</td><td>{len(d.goroutines)}</td><td>{e(d.framing)}</td>"
-            f"<td>{e(when)}</td><td class=mono>{e(d.source)}:{d.first_line}-{d.last_line}</td>"
-            f"<td>{d.problem_count} {e(lines)}</td></tr>"
-        )
-    parts.append("</table><h2>Blocking chains</h2>")
-    if not a.chains:
-        parts.append("<p>No blocking chain found.</p>")
-    for c in a.chains[:20]:
-        parts.append(f"<div class=chain><b>{e(chain_text(c))}</b><br>blocks {c.blocked} goroutine(s)")
-        if c.max_wait_minutes:
-            parts.append(f", up to {c.max_wait_minutes} min")
-        parts.append("<ol>")
-        for link in c.links:
-            ev = "; ".join(f"{r.path}:{r.line}" for r in link.evidence)
-            parts.append(
-                f"<li>{e(link.detail)} <span class=conf>(confidence {link.confidence:.2f}; "
-                f"tags {e(', '.join(sorted(link.tags)))})</span><br><span class=mono>{e(ev)}</span></li>"
-            )
-        parts.append("</ol></div>")
-    parts.append(f"<h2>Buckets ({len(a.buckets)})</h2>")
-    for b in a.buckets:
-        if min_wait is not None and (b.wait_max or 0) < min_wait:
-            continue
-        if (
-            filter_re is not None
-            and not filter_re.search(b.state)
-            and not any(filter_re.search(loc[0]) for loc in b.sample.stack)
-        ):
-            continue
-        d = a.dumps[b.dump]
-        info = a.infos[(b.dump, b.sample.id)]
-        parts.append(
-            f"<details><summary><b>{b.count}</b>: {e(b.state)}{e(_minutes(b))} — {e(d.label)} "
-            f"({e(str(info.kind))}) ids {e(_ids_text(b.ids, 20))}</summary><table class=mono>"
-        )
-        for pkg, where, call in _frame_rows(b):
-            parts.append(f"<tr><td>{e(pkg)}</td><td>{e(where)}</td><td>{e(call)}</td></tr>")
-        parts.append("</table></details>")
-    parts.append("</body></html>\n")
-    return "".join(parts)
