@@ -348,7 +348,7 @@ def chain_svg(a: GoroutineAnalysis, n: int, c: Chain) -> str:
     for i, link in enumerate(c.links):
         x = 10 + i * (_CW + _CG)
         actor = link.detail.split(" (", 1)[0]
-        minutes = f"{link.wait_minutes} min" if link.wait_minutes is not None else "no minutes"
+        minutes = f"{link.wait_minutes} min" if link.wait_minutes is not None else "wait not timed"
         line2 = f"{link.process} g{link.goroutine} · {link.kind} · {minutes}"
         title = (
             f"{link.process}"
