@@ -186,8 +186,10 @@ def timeline_svg(s: dict[str, Any]) -> str:
     body: list[str] = []
     labels: list[str] = []
     y = 4
-    body += _kubelet_lane(s, y, t0, t1, labels)
-    y += LANE_KUBELET + 4
+    ticks = s.get("ticks") or {}
+    if ticks.get("count") or s.get("gaps") or s.get("unhealthy"):  # no kubelet log: no empty lane
+        body += _kubelet_lane(s, y, t0, t1, labels)
+        y += LANE_KUBELET + 4
     intervals = s.get("intervals") or []
     cri = [iv for iv in intervals if iv["lane"] == "cri"]
     if cri:
@@ -286,7 +288,8 @@ def edge_label(waiter: dict[str, Any], holder: dict[str, Any]) -> str:
 def _node(i: int, link: dict[str, Any], x: float, y: float) -> str:
     proc = str(link.get("process") or "?")
     color = PROCESS_COLORS.get(proc.split("-")[0] if not proc.startswith("containerd-shim") else "", "#b9770e")
-    head = proc + (f" goroutine {link['goroutine']}" if link.get("goroutine") is not None else "")
+    short = "shim " + proc[len("containerd-shim-") :] if proc.startswith("containerd-shim-") else proc
+    head = short + (f" goroutine {link['goroutine']}" if link.get("goroutine") is not None else "")
     if link.get("pid") is not None and link.get("goroutine") is None:
         head += f" pid {link['pid']}"
     wait = str(link.get("kind") or "")
@@ -313,7 +316,7 @@ def _node(i: int, link: dict[str, Any], x: float, y: float) -> str:
         f"<title>{escape(full)}</title>"
         f'<rect class="node-box" width="{NODE_W}" height="{NODE_H}" rx="6"/>'
         f'<rect class="node-head" width="{NODE_W}" height="22" rx="6" fill="{color}"/>'
-        f'<text class="node-title" x="8" y="16">{escape(_short(head, 28))}</text>'
+        f'<text class="node-title" x="8" y="16">{escape(_short(head, 26))}</text>'
         + "".join(
             f'<text class="node-text" x="8" y="{40 + 16 * k}">{escape(row)}</text>'
             for k, row in enumerate(wrap(wait, width=29, lines=2))
