@@ -23,7 +23,16 @@ from typing import Any
 
 import pytest
 
-from conftest import REQUIRE, require
+# Not imported from conftest: tests/lab imports this module too (see test_lab_small.py).
+REQUIRE = os.environ.get("PLEG_DOCTOR_REQUIRE_INTEGRATION") == "1"
+
+
+def _missing(reason: str) -> None:
+    """Skip the test, or fail it under PLEG_DOCTOR_REQUIRE_INTEGRATION=1 (CI)."""
+    if REQUIRE:
+        pytest.fail(f"{reason} and PLEG_DOCTOR_REQUIRE_INTEGRATION=1")
+    pytest.skip(reason)
+
 
 WIDTH, HEIGHT = 1280, 800
 MIN_FONT_PX = 12.0
@@ -204,10 +213,7 @@ def _playwright() -> Any:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        reason = "missing the Python package playwright (pip install -e '.[test]')"
-        if REQUIRE:
-            pytest.fail(f"{reason} and PLEG_DOCTOR_REQUIRE_INTEGRATION=1")
-        pytest.skip(reason)
+        _missing("missing the Python package playwright (pip install -e '.[dev]')")
     return sync_playwright
 
 
@@ -232,8 +238,9 @@ def _local(url: str, page_url: str) -> bool:
 @contextlib.contextmanager
 def open_browser_page(path: Path, tmp_path: Path) -> Iterator[BrowserPage]:
     """Open the file `path` in a fresh Chromium at 1280x800; close everything when done."""
-    require("chromium")
     exe = shutil.which("chromium")
+    if exe is None:
+        _missing("missing chromium (run .ci/install-deps.sh)")
     assert exe is not None
     sync_playwright = _playwright()
     root = tempfile.mkdtemp(prefix="pleg-doctor-chromium-")

@@ -8,6 +8,7 @@ Takes about 3-4 minutes.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -166,3 +167,46 @@ def test_down_leaves_nothing_behind(lab_run: dict) -> None:
         assert Path(f"/proc/sys/vm/{name}").read_text() == before
     # no loop device of ours left attached, not even a dead one (its FUSE file gone: backing "/")
     assert _loops() <= lab_run["_loops_before"]
+
+
+def _browser() -> object:
+    """tests/integration/browser.py (the Chromium harness), loaded by path: tests/lab is not a package."""
+    path = Path(__file__).resolve().parents[1] / "integration" / "browser.py"
+    spec = importlib.util.spec_from_file_location("pleg_doctor_test_browser", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(240)
+def test_the_lab_bundle_and_its_comparison_page_in_chromium(lab_run: dict, tmp_path: Path) -> None:
+    """Issue #12: a real lab bundle's report shows the probe's CRI latency up to the stall, the
+    stalled call and the node's pressure, and its chain reaches the shim; the comparison page has a
+    plot per variant. Both pages quiet (no console errors, no network) and readable in Chromium."""
+    from plegdoctor.pipeline import analyze_paths
+    from plegdoctor.report import render
+
+    browser = _browser()
+    base = {r["variant"]: r for r in lab_run["runs"]}["1.7"]
+    page = tmp_path / "lab-bundle.html"
+    page.write_text(render(analyze_paths([base["bundle"]], series=True), "html"), encoding="utf-8")
+    with browser.open_browser_page(page, tmp_path) as bp:  # type: ignore[attr-defined]
+        bp.screenshot("lab-bundle.png")
+        bp.assert_quiet()
+        bp.assert_readable()
+        lanes = set(bp.page.locator("svg#timeline g.lane").evaluate_all("(els) => els.map((e) => e.dataset.lane)"))
+        assert {"cri-latency", "cri"} <= lanes, lanes
+        if Path("/proc/pressure/io").exists():
+            assert "psi-io" in lanes, lanes
+        procs = bp.page.locator("svg#chain-graph .chain-node").evaluate_all(
+            "(els) => els.map((e) => e.dataset.process)"
+        )
+        assert any(p.startswith("containerd-shim") for p in procs), procs
+    compare = Path(lab_run["run_dir"]) / "compare.html"
+    with browser.open_browser_page(compare, tmp_path) as bp:  # type: ignore[attr-defined]
+        bp.screenshot("lab-compare.png")
+        bp.assert_quiet()
+        assert bp.page.locator("svg.latency-plot").count() == len(lab_run["runs"])
+        assert bp.page.locator("table#variants tr.best").count() == 1
