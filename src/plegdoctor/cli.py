@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("plegdoctor.commands:explain", "Print the documentation of one rule."),
     "collect": ("plegdoctor.live.collect:command", "Collect an evidence bundle from this node."),
     "watch": ("plegdoctor.live.watch:command", "Probe the runtime, export metrics, capture evidence on stalls."),
+    "fleet": ("plegdoctor.fleet:command", "Rank a fleet's nodes by runtime stall time and cause (from Prometheus)."),
     "lab": ("plegdoctor.lab.cli:command", "Reproduce the seed stall on a real containerd and measure fixes."),
 }
 
