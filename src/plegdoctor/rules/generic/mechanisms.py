@@ -212,6 +212,8 @@ def symptom_refs(ctx: RuleContext) -> tuple[Ref, ...]:
     ):
         refs.append(e.ref)
     for e in events(ctx, EventKind.CRI_CALL_FAILED):
+        if len(dict.fromkeys(refs)) >= 4:
+            break  # only the first four distinct refs are kept
         if "deadline" in str(e.attrs.get("code", "")).lower() or "deadline" in str(e.attrs.get("error", "")).lower():
             refs.append(e.ref)
     # a goroutine dump of runc: a CLI that exits in milliseconds was dumped because it hung

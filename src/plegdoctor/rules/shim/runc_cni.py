@@ -163,6 +163,9 @@ def cni_timeouts_in_log(ctx: RuleContext) -> Iterator[Hit]:
         if rec.process not in ("containerd", "dockerd", "kubelet"):
             continue
         text = (rec.msg + " " + " ".join(str(v) for v in rec.fields.values())).replace("\\", "")
+        low = text.lower()
+        if "network" not in low and "plugin type=" not in low:  # every _CNI_CALL form has one of them
+            continue
         if _CNI_CALL.search(text) and _TIMEOUT.search(text):
             hits.append(rec)
     if not hits:
