@@ -140,3 +140,12 @@ def display_args(bucket: Bucket, dump_goroutines: dict[int, Goroutine] | None = 
     if not bucket.args_vary:
         return bucket.sample.args
     return tuple(_HEX.sub(lambda m: m.group(0) if len(m.group(0)) < 8 else "*", a) for a in bucket.sample.args)
+
+
+def minutes_text(b: Bucket) -> str:
+    """` [N min]` or ` [N~M min]` after a bucket's state; "" when the dump printed no wait."""
+    if b.wait_min is None:
+        return ""
+    if b.wait_min == b.wait_max:
+        return f" [{b.wait_min} min]"
+    return f" [{b.wait_min}~{b.wait_max} min]"

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from plegdoctor.goroutines.buckets import display_args
+from plegdoctor.goroutines.buckets import display_args, minutes_text
 from plegdoctor.goroutines.chains import chain_text, describe_actor
 from plegdoctor.goroutines.html_assets import CSS, JS
 from plegdoctor.goroutines.model import ELIDED, TRUNCATED, Bucket, GoroutineAnalysis, Node, short_func
@@ -63,16 +63,8 @@ def keep_bucket(b: Bucket, filter_re: re.Pattern[str] | None, min_wait: int | No
         return False
     if filter_re is None:
         return True
-    header = b.state + _minutes(b)
+    header = b.state + minutes_text(b)
     return bool(filter_re.search(header)) or any(filter_re.search(loc[0]) for loc in b.sample.stack)
-
-
-def _minutes(b: Bucket) -> str:
-    if b.wait_min is None:
-        return ""
-    if b.wait_min == b.wait_max:
-        return f" [{b.wait_min} min]"
-    return f" [{b.wait_min}~{b.wait_max} min]"
 
 
 def _cut(text: str, n: int) -> str:
@@ -297,10 +289,10 @@ def graph_svg(page: _Page) -> str:
         d = a.dumps[b.dump]
         actor = describe_actor(info, b.sample)
         who = f"g {b.ids[0]}" if b.count == 1 else f"{b.count} goroutines"
-        lines = (actor, f"{who} · {b.state}{_minutes(b)}")
+        lines = (actor, f"{who} · {b.state}{minutes_text(b)}")
         site = b.sample.stack[min(info.site, len(b.sample.stack) - 1)] if b.sample.stack else ("", "", 0)
         title = (
-            f"{actor} — {d.label}, {b.count} goroutine(s) [{b.state}{_minutes(b)}], ids "
+            f"{actor} — {d.label}, {b.count} goroutine(s) [{b.state}{minutes_text(b)}], ids "
             + ", ".join(map(str, b.ids[:10]))
             + (f" +{b.count - 10} more" if b.count > 10 else "")
             + f"\n{site[0]} {site[1]}:{site[2]}"

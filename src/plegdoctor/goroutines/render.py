@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from plegdoctor.goroutines.buckets import display_args
+from plegdoctor.goroutines.buckets import display_args, minutes_text
 from plegdoctor.goroutines.chains import chain_text
 from plegdoctor.goroutines.gcpause import no_gc
 from plegdoctor.goroutines.html import render_html
@@ -22,14 +22,6 @@ __all__ = ["SCHEMA", "analysis_json", "iter_json", "render_html", "render_json",
 def _ids_text(ids: tuple[int, ...], limit: int = 12) -> str:
     shown = ", ".join(str(i) for i in ids[:limit])
     return shown + (f" (+{len(ids) - limit} more)" if len(ids) > limit else "")
-
-
-def _minutes(b: Bucket) -> str:
-    if b.wait_min is None:
-        return ""
-    if b.wait_min == b.wait_max:
-        return f" [{b.wait_min} min]"
-    return f" [{b.wait_min}~{b.wait_max} min]"
 
 
 _SHARED_MAX = 10_000  # distinct `waits_for` objects kept for sharing
@@ -232,7 +224,7 @@ def render_text(a: GoroutineAnalysis, *, filter_re: re.Pattern[str] | None = Non
         d = a.dumps[b.dump]
         if min_wait is not None and (b.wait_max or 0) < min_wait:
             continue
-        header = f"{b.state}{_minutes(b)}"
+        header = f"{b.state}{minutes_text(b)}"
         if (
             filter_re is not None
             and not filter_re.search(header)
