@@ -41,6 +41,8 @@ from plegdoctor.live.capture_dir import (
 from plegdoctor.live.collect import CollectOptions, collect_bundle, default_output
 from plegdoctor.live.cri.client import DEFAULT_ENDPOINT, CRIClient, CRIError
 from plegdoctor.live.exporter import Exporter, WatchState
+from plegdoctor.live.kube import PublishOptions
+from plegdoctor.live.kube_cli import options_from_cli, publish_options
 from plegdoctor.live.probe import RelistProbe
 from plegdoctor.live.procfs import boot_time, read_text
 from plegdoctor.live.samplers import NodeSampler, scrape_kubelet_pleg_last_seen
@@ -73,6 +75,7 @@ class WatchConfig:
     kubelet_every: float = 10.0
     stage_max_age: float = STAGE_MAX_AGE
     node: str = field(default_factory=lambda: os.environ.get("NODE_NAME") or os.uname().nodename)
+    publish: PublishOptions | None = None  # --publish / --publish-dry-run (live/kube.py)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -121,6 +124,7 @@ class Watcher:
         self.state_path: Path | None = None
         self.persisted = PersistedState()
         self._persisted_at = 0.0
+        self.publisher: Any = None  # live.kube.Publisher with --publish
 
     def say_once(self, key: str, msg: str, level: int = logging.WARNING) -> None:
         if key not in self._said:
@@ -157,6 +161,10 @@ class Watcher:
                 log.info("runtime: %s %s (CRI %s)", v.runtime_name, v.runtime_version, v.runtime_api_version)
         except CRIError as exc:
             self.say_once(f"cri-{exc.kind}", f"{exc}; probing goes on and reports the runtime down")
+        if self.cfg.publish is not None:
+            from plegdoctor.live.kube import build_publisher
+
+            self.publisher = build_publisher(self.cfg.publish).start()
         self.probe.start()
         return self
 
@@ -238,6 +246,8 @@ class Watcher:
         if status.last is not None and not status.last.ok and status.last.error_kind != "deadline-exceeded":
             self.say_once(f"cri-{status.last.error_kind}", status.last.error)
         self._was_stalled = status.stalled
+        if self.publisher is not None:
+            self.publisher.observe(status.stalled, status.reason, known=status.runtime_up)
         self._persist()
         if self.trigger is not None:
             busy = self._capture_thread is not None and self._capture_thread.is_alive()
@@ -286,8 +296,10 @@ class Watcher:
         if reason and not status.stalled:
             record["reason"] = reason  # the stall was over by the time the capture started
         trigger = {"trigger": record}
+        hold = self.publisher.hold(reason) if self.publisher is not None else contextlib.nullcontext()
         try:
-            path = collect_bundle(opts, sampler=self.sampler, extra=trigger)
+            with hold:  # --hold-for-repair: while the evidence is collected, not during the analysis
+                path = collect_bundle(opts, sampler=self.sampler, extra=trigger)
         except Exception as exc:
             self.exporter.captures.labels("failed").inc()
             log.error("capture failed: %s", exc)
@@ -298,20 +310,21 @@ class Watcher:
         if self.trigger is not None:
             for p in self.trigger.rotate():
                 log.warning("rotated out %s (--max-captures %d, --disk-budget)", p.name, self.cfg.max_captures)
-        if self.cfg.analyze:
-            self._analyze(path)
+        diag = self._analyze(path) if self.cfg.analyze else None
+        if self.publisher is not None:
+            self.publisher.captured(path, diag)
 
-    def _analyze(self, path: Path) -> None:
+    def _analyze(self, path: Path) -> Any:
         try:
             from plegdoctor.pipeline import analyze_paths
         except ImportError:
             log.warning("analysis unavailable in this build (plegdoctor.pipeline.analyze_paths missing); bundle kept")
-            return
+            return None
         try:
             diag = analyze_paths([str(path)])
         except Exception as exc:
             log.error("analysis of %s failed: %s", path, exc)
-            return
+            return None
         self.last_analysis = diag
         findings, causes = summarize_diagnosis(diag)
         with self.state.lock:
@@ -320,6 +333,7 @@ class Watcher:
         best = f"{causes[0][0]} ({causes[0][1]:.0%})" if causes else "no root cause"
         codes = ",".join(sorted({c for c, _, _ in findings})) or "none"
         log.warning("analysis of %s: %s; findings: %s", path.name, best, codes)
+        return diag
 
     # -- run ------------------------------------------------------------------------------
     def run(self, duration: float | None = None) -> None:
@@ -340,6 +354,8 @@ class Watcher:
         if self._capture_thread is not None:
             self._capture_thread.join(30)
         self._persist(force=True)
+        if self.publisher is not None:
+            self.publisher.stop()
         self.exporter.shutdown()
         self.client.close()
 
@@ -397,6 +413,7 @@ def _size(value: str) -> int:
 @click.option("--kubelet-insecure", is_flag=True, help="Do not verify the kubelet's TLS certificate.")
 @click.option("--duration", default=None, help="Stop after this long (default: run until SIGTERM/Ctrl-C).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every relist failure and capture step.")
+@publish_options
 def command(
     listen: str,
     runtime_endpoint: str,
@@ -414,11 +431,13 @@ def command(
     kubelet_insecure: bool,
     duration: str | None,
     verbose: bool,
+    **publish: Any,
 ) -> None:
     """Probe the runtime like kubelet's PLEG, serve Prometheus metrics, capture and analyze evidence on stalls.
 
     Changes nothing on the node except, when a stall starts and --capture-dir is set, the
-    SIGUSR1 goroutine dumps of containerd and its shims (--no-dump to skip them).
+    SIGUSR1 goroutine dumps of containerd and its shims (--no-dump to skip them). With --publish
+    it writes this Node's ContainerRuntimeStalled condition and Events (docs/fleet.md).
     """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -442,6 +461,9 @@ def command(
         kubelet_token_file=kubelet_token_file,
         kubelet_insecure=kubelet_insecure,
     )
+    if publish["node_name"]:
+        cfg.node = publish["node_name"]
+    cfg.publish = options_from_cli(cfg.node, cfg.cooldown, _duration, **publish)
     watcher = Watcher(cfg).start()
 
     def on_term(signum: int, frame: Any) -> None:
