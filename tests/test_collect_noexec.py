@@ -437,6 +437,7 @@ _EXEC_CALLS = (
 ALLOWED = {
     ("live/tools.py", "run_tail"): "a TRUSTED_TOOLS path only (journalctl, dmesg); refuses anything else",
     ("live/cri/gen.py", "build_descriptor"): "sys.executable -m grpc_tools.protoc (developer tool, not run on nodes)",
+    ("kubectl_plugin.py", "_run"): "the user's kubectl on a workstation (--kubectl, default from PATH), not on a node",
 }
 
 
