@@ -239,3 +239,20 @@ def test_grafana_dashboard_uses_only_exported_metrics() -> None:
         "pleg_doctor_pressure_avg10_ratio",
         "pleg_doctor_disk_utilization_ratio",
     } <= used
+
+
+def test_the_daemonsets_args_are_options_watch_accepts() -> None:
+    """A flag the DaemonSet passes that watch does not know would crash-loop every node's pod."""
+    from plegdoctor.live.watch import command
+
+    ds = next(d for d in yaml.safe_load_all((DEPLOY / "daemonset.yaml").read_text()) if d["kind"] == "DaemonSet")
+    (c,) = ds["spec"]["template"]["spec"]["containers"]
+    assert c["args"][0] == "watch"
+    args = [a.replace("$(POD_IP)", "127.0.0.1") for a in c["args"][1:]]
+    ctx = command.make_context("watch", args)  # parses, runs nothing; a bad option raises
+    assert ctx.params["publish"] is True and ctx.params["hold_for_repair"] == "annotation"
+    with pytest.raises(Exception, match="No such option"):
+        command.make_context("watch", [*args, "--no-such-flag"])
+    # --publish needs the token the ServiceAccount mounts, and RBAC for exactly what it sends
+    assert ds["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    assert (DEPLOY / "rbac.yaml").exists()
