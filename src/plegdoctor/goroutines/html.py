@@ -286,13 +286,13 @@ def graph_svg(page: _Page) -> str:
             continue
         b = a.buckets[n[1]]
         info = a.infos[(b.dump, b.sample.id)]
-        d = a.dumps[b.dump]
+        dump = a.dumps[b.dump]
         actor = describe_actor(info, b.sample)
         who = f"g {b.ids[0]}" if b.count == 1 else f"{b.count} goroutines"
         lines = (actor, f"{who} · {b.state}{minutes_text(b)}")
         site = b.sample.stack[min(info.site, len(b.sample.stack) - 1)] if b.sample.stack else ("", "", 0)
         title = (
-            f"{actor} — {d.label}, {b.count} goroutine(s) [{b.state}{minutes_text(b)}], ids "
+            f"{actor} — {dump.label}, {b.count} goroutine(s) [{b.state}{minutes_text(b)}], ids "
             + ", ".join(map(str, b.ids[:10]))
             + (f" +{b.count - 10} more" if b.count > 10 else "")
             + f"\n{site[0]} {site[1]}:{site[2]}"

@@ -189,7 +189,7 @@ def run_matrix(
         if started_registry:
             registry.down()
     w = profile.workload
-    meta = {
+    meta: dict[str, Any] = {
         "title": f"pleg-doctor lab, profile {profile.name}",
         "disk": f"slow disk: {profile.disk.mb_per_s:g} MB/s, write latency {profile.disk.write_latency_ms:g} ms "
         f"(nbdkit rate/delay over nbdfuse + loop, ext4)",
