@@ -486,3 +486,24 @@ def test_ident_registry() -> None:
     assert process_of_ident("dockerd") == DOCKERD and process_of_ident("docker.service") == DOCKERD
     assert process_of_ident("crio") == CRIO and process_of_ident("runc") == RUNC
     assert process_of_ident("systemd") is None
+
+
+def test_ident_process_and_log_handler_agree_and_share_no_entry() -> None:
+    """One identifier, one table: the dump namer asks the log formats for the identifiers they
+    declare (kubelet, hyperkube, containerd, dockerd, docker, kernel) and keeps only the shims
+    and the daemons without a log parser itself."""
+    from plegdoctor.goroutines.names import IDENT_PROCESS, process_of_ident
+    from plegdoctor.parsers.logs.registry import process_of_ident as handler_of
+
+    assert process_of_ident("hyperkube") == handler_of("hyperkube") == "kubelet"  # was unknown to the namer
+    assert process_of_ident("kubelet_init") == "kubelet" and process_of_ident("kernel") == "kernel"
+    assert process_of_ident("containerd") == handler_of("containerd") == "containerd"
+    # a look-alike: a snapshotter daemon is not containerd (the namer used to say it was)
+    assert process_of_ident("containerd-stargz-grpc") is None and handler_of("containerd-stargz-grpc") is None
+    # the shim is its own process for the namer; its lines go to the containerd handler
+    assert process_of_ident("containerd-shim-runc-v2") == "containerd-shim-runc-v2"
+    assert handler_of("containerd-shim-runc-v2") == "containerd"
+    own = {prefix for prefix, _, _ in IDENT_PROCESS}
+    assert {"kubelet", "containerd", "dockerd", "docker", "kernel", "hyperkube"}.isdisjoint(own)
+    for prefix in own - {"containerd-shim"}:  # a daemon without a log format: no handler claims it
+        assert handler_of(prefix) is None, prefix

@@ -320,15 +320,13 @@ def infer_process(funcs: Iterable[str], files: Iterable[str] = (), paths: Iterab
     return max(score.items(), key=lambda kv: kv[1])
 
 
-# journald / syslog identifiers (SYSLOG_IDENTIFIER, _COMM, the `ident[pid]:` of a prefix):
-# (prefix of the lower-cased identifier, exact?, process). First match wins.
+# journald / syslog identifiers (SYSLOG_IDENTIFIER, _COMM, the `ident[pid]:` of a prefix) that
+# no log format of parsers/logs declares: the shims (a process of their own, whose lines the
+# containerd format reads) and daemons pleg-doctor reads dumps of but no log of. The log formats
+# declare their own identifiers (containerd, kubelet, hyperkube, dockerd, docker, kernel), so no
+# identifier is in two tables. (prefix of the lower-cased identifier, exact?, process); first wins.
 IDENT_PROCESS: tuple[tuple[str, bool, str], ...] = (
-    ("containerd-shim-runc-v2", False, SHIM),
     ("containerd-shim", False, SHIM),
-    ("containerd", False, CONTAINERD),
-    ("kubelet", False, KUBELET),
-    ("dockerd", True, DOCKERD),
-    ("docker", True, DOCKERD),
     ("cri-dockerd", True, CRI_DOCKERD),
     ("crio", True, CRIO),
     ("cri-o", True, CRIO),
@@ -337,11 +335,14 @@ IDENT_PROCESS: tuple[tuple[str, bool, str], ...] = (
 
 
 def process_of_ident(ident: str) -> str | None:
-    """The process a journald identifier names, or None."""
+    """The process a journald identifier names, or None: this module's table, then the log
+    format that declares the identifier (its handler is named after its process)."""
     i = ident.lower()
     if i.endswith(".service"):
         i = i[:-8]
     for prefix, exact, proc in IDENT_PROCESS:
         if i == prefix or (not exact and i.startswith(prefix)):
             return proc
-    return None
+    from plegdoctor.parsers.logs.registry import process_of_ident as handler_of_ident
+
+    return handler_of_ident(ident)
