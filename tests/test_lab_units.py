@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from plegdoctor.errors import UserError
+from plegdoctor.knowledge import ContainerdVersion
 from plegdoctor.lab import compare
 from plegdoctor.lab.plot import render_svg
 from plegdoctor.lab.state import LabState, Resource, _unescape, alive, proc_start_time
 from plegdoctor.lab.variants import PROFILES, Variant, baseline_pair, parse_variant, parse_variants
-from plegdoctor.lab.versions import ContainerdBuild, parse_version
+from plegdoctor.lab.versions import ContainerdBuild
 from plegdoctor.lab.workload import CallRecord, Interval, RelistRecord, WorkloadResult
 
 
@@ -203,7 +204,8 @@ def test_version_features():
     def b(v: str) -> ContainerdBuild:
         return ContainerdBuild("x", v, v, Path("/x"), Path("/"), "user")
 
-    assert parse_version("1.7.24~ds1") == (1, 7, 24)
+    assert b("1.7.24~ds1").parsed == ContainerdVersion(1, 7, 24)
+    assert b("dev").parsed is None and b("dev").config_schema == 2 and not b("dev").supports_mount_options
     assert b("1.6.20").config_schema == 2 and not b("1.6.20").supports_mount_options
     assert b("1.6.24").supports_mount_options and b("1.7.4").supports_mount_options
     assert not b("1.7.3").supports_mount_options

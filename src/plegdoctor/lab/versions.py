@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plegdoctor.errors import UserError
+from plegdoctor.knowledge import BBOLT_NO_SYNC, MOUNT_OPTIONS, ContainerdVersion
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 APT_ETC = Path("/etc/apt")
@@ -41,30 +42,29 @@ class ContainerdBuild:
     source: str  # system | trixie | sid | user
 
     @property
-    def version_tuple(self) -> tuple[int, ...]:
-        return parse_version(self.version)
+    def parsed(self) -> ContainerdVersion | None:
+        """The version in knowledge's one model; None for a build whose version says nothing."""
+        try:
+            return ContainerdVersion.parse(self.version)
+        except UserError:
+            return None
 
     @property
     def config_schema(self) -> int:
-        return 3 if self.version_tuple >= (2, 0) else 2
+        v = self.parsed
+        return 3 if v is not None and v.major >= 2 else 2
 
     @property
     def supports_mount_options(self) -> bool:
-        """Overlay `mount_options` (hence `volatile`) exists from 1.6.24, 1.7.4 and 2.0."""
-        v = self.version_tuple
-        return v >= (2, 0) or (1, 7, 4) <= v < (1, 8) or (1, 6, 24) <= v < (1, 7)
+        """Overlay `mount_options` (hence `volatile`): knowledge.MOUNT_OPTIONS (1.6.24, 1.7.4, 2.0)."""
+        v = self.parsed
+        return v is not None and MOUNT_OPTIONS.contains(v)
 
     @property
     def supports_bbolt_no_sync(self) -> bool:
-        """bbolt `no_sync` exists from 2.1.0."""
-        return self.version_tuple >= (2, 1)
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
-    if not m:
-        return (0,)
-    return tuple(int(x) for x in m.groups() if x is not None)
+        """bbolt `no_sync`: knowledge.BBOLT_NO_SYNC (2.1.0)."""
+        v = self.parsed
+        return v is not None and BBOLT_NO_SYNC.contains(v)
 
 
 def binary_version(binary: Path) -> str:
