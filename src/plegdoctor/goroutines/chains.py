@@ -11,7 +11,7 @@ cause (transitively) times (1 + the longest wait in minutes), doubled for sympto
 
 from __future__ import annotations
 
-from plegdoctor.goroutines.model import Goroutine, GoroutineAnalysis, Node, StackInfo, Wait
+from plegdoctor.goroutines.model import Goroutine, GoroutineAnalysis, Node, StackInfo, Wait, short_func
 from plegdoctor.goroutines.tags import LOCK_KINDS, Tag, WaitKind
 from plegdoctor.model import Chain, ChainLink, Ref
 
@@ -48,7 +48,7 @@ def describe_actor(info: StackInfo, g: Goroutine) -> str:
         return f"CRI client {info.cri_client}"
     if g.stack:
         site = g.stack[min(info.site, len(g.stack) - 1)][0]
-        return _short(site)
+        return short_func(site)
     return f"goroutine {g.id}"
 
 
@@ -199,8 +199,3 @@ def chain_text(chain: Chain) -> str:
         elif i + 1 == len(chain.links):
             parts.append((link.resource or link.kind).removeprefix("syscall "))
     return " -> ".join(parts)
-
-
-def _short(func: str) -> str:
-    slash = func.rfind("/", 0, func.find(".(") if ".(" in func else len(func))
-    return func[slash + 1 :]

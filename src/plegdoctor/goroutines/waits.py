@@ -23,7 +23,17 @@ waiting there, probably holds it.
 
 from __future__ import annotations
 
-from plegdoctor.goroutines.model import CONTAINERD, DOCKERD, KUBELET, SHIM, Goroutine, Hold, Loc, StackInfo
+from plegdoctor.goroutines.model import (
+    CONTAINERD,
+    DOCKERD,
+    KUBELET,
+    SHIM,
+    Goroutine,
+    Hold,
+    Loc,
+    StackInfo,
+    short_func,
+)
 from plegdoctor.goroutines.names import canonical_func
 from plegdoctor.goroutines.roles import (
     CRI_METHODS,
@@ -156,7 +166,7 @@ def classify(state: str, stack: tuple[Loc, ...]) -> StackInfo:
             if lock == "dockerd-container-lock" and DOCKERD_DAEMON.search(stack[i][0]):
                 id_frames = ()  # the Daemon receiver is shared by every container lock
             if lock is None:
-                lock_label = f"lock taken in {_short(stack[i][0])}"
+                lock_label = f"lock taken in {short_func(stack[i][0])}"
         description = f"waits for {lock_label or 'a lock'}"
     elif outer_sync == "cond":
         kind = WaitKind.COND
@@ -343,11 +353,6 @@ def _holds(stack: tuple[Loc, ...], site: int, waiting_lock: str | None, kind: Wa
     return tuple(best.values())
 
 
-def _short(func: str) -> str:
-    slash = func.rfind("/", 0, func.find(".(") if ".(" in func else len(func))
-    return func[slash + 1 :]
-
-
 # -- per-goroutine values ---------------------------------------------------------------------
 
 
@@ -368,7 +373,7 @@ def lock_identity(g: Goroutine, frames: tuple[int, ...]) -> tuple[str, ...]:
 
 def receiver_type(func: str) -> str:
     """`.../store/container.(*statusStorage).Get` -> `container.statusStorage`."""
-    short = _short(func)
+    short = short_func(func)
     if ".(*" in short:
         pkg, _, rest = short.partition(".(*")
         return f"{pkg}.{rest.split(')', 1)[0]}"
