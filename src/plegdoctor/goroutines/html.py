@@ -26,6 +26,7 @@ from plegdoctor.goroutines.html_assets import CSS, JS
 from plegdoctor.goroutines.model import ELIDED, TRUNCATED, Bucket, GoroutineAnalysis, Node, short_func
 from plegdoctor.goroutines.tags import LOCK_KINDS, WaitKind
 from plegdoctor.model import Chain, ChainLink
+from plegdoctor.report.common import clip
 
 MAX_IDS = 40  # goroutine ids listed per bucket ("+N more")
 MAX_FRAMES = 64  # frames shown per bucket ("+N frames")
@@ -67,10 +68,6 @@ def keep_bucket(b: Bucket, filter_re: re.Pattern[str] | None, min_wait: int | No
     return bool(filter_re.search(header)) or any(filter_re.search(loc[0]) for loc in b.sample.stack)
 
 
-def _cut(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 class _Page:
     """What the page needs from the analysis, computed once: each goroutine's bucket and wait."""
 
@@ -110,7 +107,7 @@ class _Page:
                 self.s(sp(loc[1])),
                 self.s(loc[1]),
                 loc[2],
-                self.s(_cut(arg, MAX_ARGS)),
+                self.s(clip(arg, MAX_ARGS)),
             ]
             for loc, arg in zip(g.stack[:MAX_FRAMES], args, strict=False)
         ]
@@ -231,8 +228,8 @@ def _node_svg(x: int, y: int, cls: str, lines: tuple[str, str], title: str, href
     body = (
         f'<g class="{cls}" transform="translate({x},{y})"><title>{e(title)}</title>'
         f'<rect width="{_NW}" height="{_NH}" rx="6"/>'
-        f'<text x="8" y="19" class="l1">{e(_cut(lines[0], 36))}</text>'
-        f'<text x="8" y="38" class="l2">{e(_cut(lines[1], 40))}</text></g>'
+        f'<text x="8" y="19" class="l1">{e(clip(lines[0], 36))}</text>'
+        f'<text x="8" y="38" class="l2">{e(clip(lines[1], 40))}</text></g>'
     )
     return f'<a href="{e(href)}">{body}</a>' if href else body
 
@@ -352,8 +349,8 @@ def chain_svg(a: GoroutineAnalysis, n: int, c: Chain) -> str:
         out.append(
             f'<g class="chain-node" transform="translate({x},10)" data-goroutine="{e(str(link.goroutine))}">'
             f'<title>{e(title)}</title><rect width="{_CW}" height="{_NH}" rx="6"/>'
-            f'<text x="8" y="19" class="l1">{e(_cut(actor, 34))}</text>'
-            f'<text x="8" y="38" class="l2">{e(_cut(line2, 37))}</text></g>'
+            f'<text x="8" y="19" class="l1">{e(clip(actor, 34))}</text>'
+            f'<text x="8" y="38" class="l2">{e(clip(line2, 37))}</text></g>'
         )
         if i + 1 < len(c.links):
             x1, x2, y = x + _CW, x + _CW + _CG, 10 + _NH // 2

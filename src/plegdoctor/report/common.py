@@ -30,6 +30,11 @@ def fmt_time(value: str | None) -> str:
     return text
 
 
+def clip(text: str, n: int) -> str:
+    """`text` cut to `n` characters, the last one an ellipsis when cut (HTML labels)."""
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
 def where(ev: dict[str, Any]) -> str:
     return f"{ev.get('path', '?')}:{ev.get('line', '?')}"
 

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from plegdoctor.report.common import clip
+
 W = 1180  # viewBox width
 L = 170  # left label column
 PW = W - L - 12  # plot width
@@ -235,10 +237,6 @@ PER_ROW = 4
 ROW_GAP = 40
 
 
-def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "\u2026"
-
-
 def _tail(text: str, n: int) -> str:
     """The end of `text` (a file:line keeps its line number)."""
     return text if len(text) <= n else "\u2026" + text[-(n - 1) :]
@@ -253,8 +251,8 @@ def wrap(text: str, width: int = 15, lines: int = 3) -> list[str]:
         else:
             out.append(word)
     if len(out) > lines:
-        out = [*out[: lines - 1], _short(" ".join(out[lines - 1 :]), width)]
-    return [_short(x, width + 3) for x in out]
+        out = [*out[: lines - 1], clip(" ".join(out[lines - 1 :]), width)]
+    return [clip(x, width + 3) for x in out]
 
 
 def _func_name(function: str | None) -> str:
@@ -316,12 +314,12 @@ def _node(i: int, link: dict[str, Any], x: float, y: float) -> str:
         f"<title>{escape(full)}</title>"
         f'<rect class="node-box" width="{NODE_W}" height="{NODE_H}" rx="6"/>'
         f'<rect class="node-head" width="{NODE_W}" height="22" rx="6" fill="{color}"/>'
-        f'<text class="node-title" x="8" y="16">{escape(_short(head, 26))}</text>'
+        f'<text class="node-title" x="8" y="16">{escape(clip(head, 26))}</text>'
         + "".join(
             f'<text class="node-text" x="8" y="{40 + 16 * k}">{escape(row)}</text>'
             for k, row in enumerate(wrap(wait, width=29, lines=2))
         )
-        + f'<text class="node-text node-func" x="8" y="74">{escape(_short(third, 30))}</text>'
+        + f'<text class="node-text node-func" x="8" y="74">{escape(clip(third, 30))}</text>'
         f'<text class="node-where" x="8" y="94">{escape(_tail(where, 26))}</text>'
         "</g>"
     )
