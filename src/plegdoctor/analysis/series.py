@@ -197,8 +197,10 @@ def _events(evidence: Any, windows: list[tuple[float, float]]) -> tuple[list[dic
     chosen = rare[:MAX_EVENTS]
     room = MAX_EVENTS - len(chosen)
     if room > 0 and common:
-        near = [e for e in common if _near(e.ts.timestamp(), windows)]  # type: ignore[union-attr]
-        far = [e for e in common if not _near(e.ts.timestamp(), windows)]  # type: ignore[union-attr]
+        near: list[Event] = []
+        far: list[Event] = []
+        for e in common:
+            (near if _near(e.ts.timestamp(), windows) else far).append(e)  # type: ignore[union-attr]
         chosen += near[:room]
         room = MAX_EVENTS - len(chosen)
         if room > 0 and far:
@@ -260,35 +262,54 @@ def _intervals(evidence: Any, timeline: Any) -> list[dict[str, Any]]:
     return out[:MAX_INTERVALS]
 
 
+def iso_epoch(value: Any) -> float | None:
+    try:
+        return round(datetime.fromisoformat(str(value)).timestamp(), 3)
+    except (TypeError, ValueError):
+        return None
+
+
+def _cites(evidence: Any) -> list[str]:
+    return [cite(Ref(e["path"], e["line"], e.get("text", ""))) for e in evidence or [] if isinstance(e, dict)]
+
+
+def pleg_windows(pleg: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(gaps, unhealthy windows) of a diagnosis' pleg JSON in epoch seconds, each with its
+    evidence cited; windows whose times do not parse are left out."""
+    gaps = []
+    for g in pleg.get("gaps") or []:
+        a, b = iso_epoch(g.get("start")), iso_epoch(g.get("end"))
+        if a is not None and b is not None:
+            gaps.append({"start": a, "end": b, "seconds": g.get("seconds"), "evidence": _cites(g.get("evidence"))})
+    unhealthy = []
+    for u in pleg.get("unhealthy") or []:
+        a = iso_epoch(u.get("start"))
+        if a is not None:
+            b = iso_epoch(u.get("end")) if u.get("end") else a
+            unhealthy.append(
+                {
+                    "start": a,
+                    "end": a if b is None else b,
+                    "max_last_seen_seconds": u.get("max_last_seen_seconds"),
+                    "evidence": _cites(u.get("evidence")),
+                }
+            )
+    return gaps, unhealthy
+
+
+def time_window(times: list[float]) -> tuple[float | None, float | None]:
+    """The drawn window: the span of `times`, 2 % (at least 1 s) wider on each side."""
+    if not times:
+        return None, None
+    t0, t1 = min(times), max(times)
+    pad = max((t1 - t0) * 0.02, 1.0)
+    return round(t0 - pad, 3), round(t1 + pad, 3)
+
+
 def build_series(evidence: Any, timeline: Any, pleg: dict[str, Any]) -> dict[str, Any]:
     """The bounded picture data (see the module docstring); `pleg` is the diagnosis' pleg JSON
     (gaps with their evidence, unhealthy windows)."""
-    gaps = []
-    for g in pleg.get("gaps") or []:
-        try:
-            a, b = datetime.fromisoformat(g["start"]).timestamp(), datetime.fromisoformat(g["end"]).timestamp()
-        except (KeyError, TypeError, ValueError):
-            continue
-        refs = [Ref(e["path"], e["line"], e.get("text", "")) for e in g.get("evidence") or []]
-        gaps.append(
-            {"start": round(a, 3), "end": round(b, 3), "seconds": g.get("seconds"), "evidence": [cite(r) for r in refs]}
-        )
-    unhealthy = []
-    for u in pleg.get("unhealthy") or []:
-        try:
-            a = datetime.fromisoformat(u["start"]).timestamp()
-            b = datetime.fromisoformat(u["end"]).timestamp() if u.get("end") else a
-        except (KeyError, TypeError, ValueError):
-            continue
-        ev = u.get("evidence") or []
-        unhealthy.append(
-            {
-                "start": round(a, 3),
-                "end": round(b, 3),
-                "max_last_seen_seconds": u.get("max_last_seen_seconds"),
-                "evidence": [cite(Ref(e["path"], e["line"], e.get("text", ""))) for e in ev if isinstance(e, dict)],
-            }
-        )
+    gaps, unhealthy = pleg_windows(pleg)
     windows = [(g["start"], g["end"]) for g in gaps] + [(u["start"], u["end"]) for u in unhealthy]
     events, n_events = _events(evidence, windows)
     lanes = [*_probe_lane(evidence), *_pressure_lanes(evidence), *_disk_lanes(evidence), *_memory_lane(evidence)]
@@ -310,10 +331,5 @@ def build_series(evidence: Any, timeline: Any, pleg: dict[str, Any]) -> dict[str
     for lane in lanes:
         for ln in lane["lines"]:
             times += [ln["t"][0], ln["t"][-1]]
-    if times:
-        t0, t1 = min(times), max(times)
-        pad = max((t1 - t0) * 0.02, 1.0)
-        doc["t0"], doc["t1"] = round(t0 - pad, 3), round(t1 + pad, 3)
-    else:
-        doc["t0"] = doc["t1"] = None
+    doc["t0"], doc["t1"] = time_window(times)
     return doc

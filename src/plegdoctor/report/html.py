@@ -10,11 +10,11 @@ cause with its chain quoted, findings, next steps, inputs.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
+from plegdoctor.analysis.series import iso_epoch, pleg_windows, time_window
 from plegdoctor.report.common import confidence_word, fmt_seconds, fmt_time, split_fix, verdict, where
 from plegdoctor.report.html_assets import CSS, JS
 from plegdoctor.report.html_svg import chain_svg, timeline_svg
@@ -121,40 +121,18 @@ def script_json(value: Any) -> str:
     return text
 
 
-def _epoch(value: Any) -> float | None:
-    try:
-        return round(datetime.fromisoformat(str(value)).timestamp(), 3)
-    except (TypeError, ValueError):
-        return None
-
-
 def series_of(doc: dict[str, Any]) -> dict[str, Any]:
     """The document's `series`, or one made from its `pleg` block alone (first/last relist,
     gaps, unhealthy windows) for a document written without it."""
     if isinstance(doc.get("series"), dict):
         return doc["series"]
     pleg = doc.get("pleg") or {}
-    gaps = []
-    for g in pleg.get("gaps") or []:
-        a, b = _epoch(g.get("start")), _epoch(g.get("end"))
-        if a is not None and b is not None:
-            cites = [f"{where(e)}: {e.get('text', '')}" for e in g.get("evidence") or []]
-            gaps.append({"start": a, "end": b, "seconds": g.get("seconds"), "evidence": cites})
-    unhealthy = []
-    for u in pleg.get("unhealthy") or []:
-        a = _epoch(u.get("start"))
-        if a is not None:
-            b = _epoch(u.get("end")) or a
-            unhealthy.append({"start": a, "end": b, "max_last_seen_seconds": u.get("max_last_seen_seconds")})
-    times = [t for t in (_epoch(pleg.get("first")), _epoch(pleg.get("last"))) if t is not None]
-    times += [x for g in gaps for x in (g["start"], g["end"])] + [x for u in unhealthy for x in (u["start"], u["end"])]
+    gaps, unhealthy = pleg_windows(pleg)
+    times = [t for t in (iso_epoch(pleg.get("first")), iso_epoch(pleg.get("last"))) if t is not None]
+    times += [x for w in (*gaps, *unhealthy) for x in (w["start"], w["end"])]
+    t0, t1 = time_window(times)
     out: dict[str, Any] = {"ticks": {"t": [], "count": pleg.get("relists", 0), "shown": 0}, "gaps": gaps}
-    out.update(unhealthy=unhealthy, intervals=[], events=[], events_total=0, lanes=[])
-    if times:
-        pad = max((max(times) - min(times)) * 0.02, 1.0)
-        out["t0"], out["t1"] = round(min(times) - pad, 3), round(max(times) + pad, 3)
-    else:
-        out["t0"] = out["t1"] = None
+    out.update(unhealthy=unhealthy, intervals=[], events=[], events_total=0, lanes=[], t0=t0, t1=t1)
     return out
 
 
