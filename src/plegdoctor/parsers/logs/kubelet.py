@@ -386,9 +386,6 @@ class KubeletHandler(RelistTicks):
         fields = {k: v if isinstance(v, str) else json.dumps(v) for k, v in obj.items() if k not in ("msg", "ts")}
         severity = "error" if "err" in obj or obj.get("level") == "error" else "info"
         pid = obj.get("pid") if isinstance(obj.get("pid"), int) else None
-        if message == "GenericPLEG: Relisting" and ts is not None:
-            self._add_tick(ts.timestamp(), lineno, text)
-            return
         self._classify(lineno, text, ts, severity, pid, message, fields, "json", msg)
 
     def _classify(
