@@ -45,26 +45,14 @@ def runtime_status(tasks: list[Task], root: str = CGROUP_ROOT) -> list[str]:
     seen: set[str] = set()
     for pid in pids:
         cgroup: list[str] = []
-        for name in ("status", "cgroup"):
-            path = f"/proc/{pid}/{name}"
-            try:
-                text = read_text(path, MAX_SMALL)
-            except OSError:
-                continue
-            lines.append(f"==> {path} <==\n")
-            lines.extend(text.splitlines(keepends=True))
-            if name == "cgroup":
-                cgroup = text.splitlines()
+        _append_file(lines, f"/proc/{pid}/status")
+        text = _append_file(lines, f"/proc/{pid}/cgroup")
+        if text is not None:
+            cgroup = text.splitlines()
         for path in _cgroup_state_files(cgroup, root):
-            if path in seen:
-                continue
-            seen.add(path)
-            try:
-                text = read_text(path, MAX_SMALL)
-            except OSError:
-                continue
-            lines.append(f"==> {path} <==\n")
-            lines.extend(text.splitlines(keepends=True))
+            if path not in seen:
+                seen.add(path)
+                _append_file(lines, path)
     if not lines:
         lines.append("# no runtime process found\n")
     return lines
@@ -73,3 +61,14 @@ def runtime_status(tasks: list[Task], root: str = CGROUP_ROOT) -> list[str]:
 def collect(run: CollectRun, src: NodeSource) -> None:
     tasks = tasks_of(run)
     run.step(src.member, src.kind, lambda: runtime_status(tasks), source=src.reads)
+
+
+def _append_file(lines: list[str], path: str) -> str | None:
+    """`==> path <==` and the file's lines onto `lines` (bounded read); its text, or None if unreadable."""
+    try:
+        text = read_text(path, MAX_SMALL)
+    except OSError:
+        return None
+    lines.append(f"==> {path} <==\n")
+    lines.extend(text.splitlines(keepends=True))
+    return text
