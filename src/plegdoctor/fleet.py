@@ -53,6 +53,7 @@ import click
 
 from plegdoctor.errors import UserError
 from plegdoctor.fleet_query import PromClient, Sample
+from plegdoctor.timeutil import parse_duration
 
 SCHEMA = "pleg-doctor/fleet/v1"
 UNKNOWN = "unknown"
@@ -60,23 +61,6 @@ SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1}
 MAX_SUBQUERY_POINTS = 3600  # per node: the stall time's resolution is window/3600 beyond an hour
 STALL_MEASURE = "seconds pleg_doctor_stalled was 1 in the window (relist call older than --stall-threshold)"
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: str, name: str) -> float:
-    """A Prometheus-style duration (`90s`, `5m`, `1h30m`, `2d`; a bare number is seconds)."""
-    text = value.strip()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        seconds = float(text)
-    else:
-        parts = _DURATION.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise UserError(f"{name}: cannot parse {value!r} (e.g. 30s, 5m, 1h, 1h30m, 2d)")
-        seconds = sum(float(n) * _UNIT[u] for n, u in parts)
-    if seconds <= 0:
-        raise UserError(f"{name} must be positive, not {value!r}")
-    return seconds
 
 
 def format_duration(seconds: float | None) -> str:

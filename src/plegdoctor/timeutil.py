@@ -9,6 +9,7 @@ is `--tz` or UTC. Every inference is recorded once so the report can say what it
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -146,3 +147,24 @@ def format_seconds(value: float | None) -> str:
     if value >= 1:
         return f"{value:.1f} s"
     return f"{value * 1000:.0f} ms"
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str, name: str) -> float:
+    """A positive duration option: `90s`, `500ms`, `5m`, `1h30m`, `2d`, or a bare number of
+    seconds (spaces ignored); a UserError naming the option `name` otherwise. The one parser
+    of duration options (watch, fleet)."""
+    text = "".join(value.split())
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        seconds = float(text)
+    else:
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise UserError(f"{name}: cannot parse {value!r} (e.g. 1s, 500ms, 5m, 1h30m, 2d)")
+        seconds = sum(float(n) * _DURATION_UNIT[u] for n, u in parts)
+    if seconds <= 0:
+        raise UserError(f"{name} must be positive, not {value!r}")
+    return seconds

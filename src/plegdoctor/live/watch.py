@@ -47,6 +47,7 @@ from plegdoctor.live.probe import RelistProbe
 from plegdoctor.live.procfs import boot_time, read_text
 from plegdoctor.live.samplers import NodeSampler, scrape_kubelet_pleg_last_seen
 from plegdoctor.live.trigger import CaptureTrigger, bytes_used, trigger_record, writable_problem
+from plegdoctor.timeutil import parse_duration
 
 log = logging.getLogger("pleg-doctor.watch")
 
@@ -360,17 +361,7 @@ class Watcher:
         self.client.close()
 
 
-def _duration(value: str, name: str) -> float:
-    import re
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", value)
-    if not m:
-        raise UserError(f"{name}: cannot parse {value!r} (e.g. 1s, 500ms, 5m)")
-    mult = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m[2]]
-    seconds = float(m[1]) * mult
-    if seconds <= 0:
-        raise UserError(f"{name} must be positive")
-    return seconds
+_duration = parse_duration  # the name the option code and tests use
 
 
 def _size(value: str) -> int:
