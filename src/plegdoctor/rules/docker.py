@@ -99,12 +99,15 @@ def dockershim_timeouts(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: dump dockerd to find the lock holder.
     """
-    evs = [
-        e
-        for e in events(ctx, EventKind.DOCKERD_ERROR, EventKind.CRI_CALL_FAILED)
-        if "operation timeout" in str(e.attrs.get("error", "")).lower()
-        or (e.process == "dockerd" and "deadline" in str(e.attrs.get("error", "")).lower())
-    ]
+    lowered: dict[str, str] = {}  # a kubelet repeats its errors: each text is lowered once
+    evs = []
+    for e in events(ctx, EventKind.DOCKERD_ERROR, EventKind.CRI_CALL_FAILED):
+        error = str(e.attrs.get("error", ""))
+        low = lowered.get(error)
+        if low is None:
+            low = lowered[error] = error.lower()
+        if "operation timeout" in low or (e.process == "dockerd" and "deadline" in low):
+            evs.append(e)
     if not evs:
         return
     yield step_hit(

@@ -76,18 +76,30 @@ def events(ctx: RuleContext, *kinds: EventKind) -> list[Event]:
 
 def _index_by_kind(ctx: RuleContext) -> dict[str, list[tuple[int, Event]]]:
     index: dict[str, list[tuple[int, Event]]] = {}
+    names: dict[Any, str] = {}  # kind -> its name, worked out once per kind
     for i, e in enumerate(ctx.evidence.events):
-        index.setdefault(str(e.kind), []).append((i, e))
+        k = e.kind
+        name = names.get(k)
+        if name is None:
+            name = names[k] = str(k)
+        bucket = index.get(name)
+        if bucket is None:
+            bucket = index[name] = []
+        bucket.append((i, e))
     return index
 
 
 def _one_per_line(evs: Iterable[Event]) -> list[Event]:
     seen: set[tuple[str, int]] = set()
-    out = []
+    add = seen.add
+    out: list[Event] = []
+    keep = out.append
     for e in evs:
-        if (e.ref.path, e.ref.line) not in seen:
-            seen.add((e.ref.path, e.ref.line))
-            out.append(e)
+        r = e.ref
+        key = (r.path, r.line)
+        if key not in seen:
+            add(key)
+            keep(e)
     return out
 
 

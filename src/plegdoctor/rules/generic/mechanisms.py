@@ -202,7 +202,12 @@ def _long_wait_counts(chain: Chain) -> bool:
 
 def symptom_refs(ctx: RuleContext) -> tuple[Ref, ...]:
     """Evidence that the node showed the stall (a relist gap, PLEG unhealthy, NotReady, a CRI
-    deadline, a capture trigger): what makes a goroutine caught mid-call meaningful."""
+    deadline, a capture trigger): what makes a goroutine caught mid-call meaningful. Worked
+    out once per context."""
+    return ctx.memo("symptom-refs", lambda: _symptom_refs(ctx))  # type: ignore[no-any-return]
+
+
+def _symptom_refs(ctx: RuleContext) -> tuple[Ref, ...]:
     refs: list[Ref] = []
     stall = worst_stall(ctx)
     if stall is not None:

@@ -109,14 +109,17 @@ def systemd_dbus_wait(ctx: RuleContext) -> Iterator[Hit]:
     Fix: make systemd answer again (see the fix text); a timeout on runc's D-Bus calls is
     discussed upstream (runc#4481).
     """
-    symptom = bool(symptom_refs(ctx))
+    symptom: bool | None = None  # worked out for the first short wait only
     seen: set[tuple[str, int | None]] = set()
     for chain in ctx.chains:
         if "systemd-dbus" not in chain.tags:
             continue
         minutes = _minutes(chain)
-        if minutes < LONG_WAIT_MINUTES and not symptom:
-            continue
+        if minutes < LONG_WAIT_MINUTES:
+            if symptom is None:
+                symptom = bool(symptom_refs(ctx))
+            if not symptom:
+                continue
         link = next(lk for lk in reversed(chain.links) if "systemd-dbus" in lk.tags)
         key = (link.process, link.goroutine)
         if key in seen:

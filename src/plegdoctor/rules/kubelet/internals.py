@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -349,23 +350,15 @@ def _close_ticks(ctx: RuleContext) -> Iterator[Hit]:
     if n < 11:
         return
     for src in range(len(series.sources)):
-        intervals = 0
-        short = 0
-        first = -1
-        prev = -1
-        for i in range(n):
-            if series.src[i] != src:
-                continue
-            if prev >= 0:
-                dt = series.ts[i] - series.ts[prev]
-                intervals += 1
-                if 0.0 < dt < 0.5:
-                    short += 1
-                    if first < 0:
-                        first = i
-            prev = i
+        # the ticks of this source (all of them in the common one-source case), and their intervals
+        idx: list[int] | None = None if series.src.count(src) == n else [i for i in range(n) if series.src[i] == src]
+        t = series.ts if idx is None else [series.ts[i] for i in idx]
+        intervals = max(len(t) - 1, 0)
+        short = sum(1 for a, b in itertools.pairwise(t) if 0.0 < b - a < 0.5)
         if intervals < 10 or short < 3 or short < intervals / 5:
             continue
+        j = next(j for j, (a, b) in enumerate(itertools.pairwise(t), 1) if 0.0 < b - a < 0.5)
+        first = j if idx is None else idx[j]
         refs = tuple(_tick_ref(series, j) for j in (first - 1, first))
         detail = f"{short} of {intervals} relist intervals are shorter than 0.5 s: two relist loops interleave"
         yield step_hit(

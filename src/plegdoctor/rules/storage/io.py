@@ -310,12 +310,18 @@ def cri_deadline_exceeded(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: collect containerd goroutines and disk pressure while it happens.
     """
-    evs = [
-        e
-        for e in events(ctx, EventKind.CRI_CALL_FAILED, EventKind.RELIST_ERROR)
-        if "deadline" in str(e.attrs.get("code", "")).lower() + str(e.attrs.get("error", "")).lower()
-        and (str(e.kind) == str(EventKind.RELIST_ERROR) or e.attrs.get("method") in _RELIST_PATH_CALLS)
-    ]
+    relist_error = str(EventKind.RELIST_ERROR)
+    deadline: dict[tuple[str, str], bool] = {}  # a kubelet repeats its errors: each text is read once
+    evs = []
+    for e in events(ctx, EventKind.CRI_CALL_FAILED, EventKind.RELIST_ERROR):
+        if not (str(e.kind) == relist_error or e.attrs.get("method") in _RELIST_PATH_CALLS):
+            continue
+        key = (str(e.attrs.get("code", "")), str(e.attrs.get("error", "")))
+        hit = deadline.get(key)
+        if hit is None:
+            hit = deadline[key] = "deadline" in key[0].lower() + key[1].lower()
+        if hit:
+            evs.append(e)
     if not evs:
         return
     methods = sorted({str(e.attrs.get("method") or "relist") for e in evs})
