@@ -553,6 +553,25 @@ def test_archive_reader_survives_corrupt_archives(archive_path: Path, case: tupl
             assert expected[name].startswith(content.rstrip(b"\n"))
 
 
+def test_zip_of_an_unknown_version_is_a_warning(tmp_path: Path) -> None:
+    """Found by the corrupt-archive property: a bit flip in a central directory record's
+    `version needed to extract` made zipfile.ZipFile raise NotImplementedError ("zip file
+    version 25.5"), a traceback instead of a warning. A sound zip is read."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("kubelet.log", "kubelet line\n")
+    good = tmp_path / "good.zip"
+    good.write_bytes(buf.getvalue())
+    assert [c for _d, c, _e in _read_all(good)] == [b"kubelet line\n"]
+    data = bytearray(buf.getvalue())
+    central = data.index(b"PK\x01\x02")
+    data[central + 6 : central + 8] = (255).to_bytes(2, "little")  # version needed to extract: 25.5
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(bytes(data))
+    ((_display, content, error),) = _read_all(bad)
+    assert content == b"" and error is not None and "zip file version 25.5" in error
+
+
 def test_corrupt_zstd_frame_is_a_warning(tmp_path: Path) -> None:
     """Found by the corrupt-archive property: a zstd frame asking for a dictionary raised
     zstandard.ZstdError out of `Source.head()` (a traceback). The sound frame is read."""

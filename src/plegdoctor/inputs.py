@@ -427,7 +427,7 @@ def _from_zip(display: str, fh: BinaryIO, mtime: float | None, size: int | None,
 
     try:
         zf = zipfile.ZipFile(fh)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, NotImplementedError, OSError, ValueError) as exc:  # e.g. "zip file version 25.5"
         yield Source(display, mtime, None, [], "unreadable", io.BytesIO(b""), error=f"unreadable zip archive: {exc}")
         return
     with zf:
