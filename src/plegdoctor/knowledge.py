@@ -24,9 +24,11 @@ Public API (used by plegdoctor.analysis.config_audit and the diagnosis rules):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import total_ordering
 from typing import Any
+
+import msgspec
 
 from plegdoctor.errors import UserError
 
@@ -157,8 +159,7 @@ class KernelVersion(_OrderedByKey):
 # containerd changes and the first release of each branch that has them
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(msgspec.Struct, frozen=True):
     """An upstream containerd change. `first_fixed` maps a release branch (`1.7`) to its
     first release containing the change. A version on a branch newer than every listed one
     contains it; on an older or unlisted branch it does not."""
@@ -287,8 +288,7 @@ NRI_REGISTRATION_DEADLOCK_FIX = Change(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class KnownBug:
+class KnownBug(msgspec.Struct, frozen=True):
     """A deadlock or regression of released runtime versions, and how to recognise it: the
     versions from `introduced` up to (not including) the fix are affected, and a goroutine
     that waits for a lock inside one of the `signature` functions shows it is happening."""
@@ -316,8 +316,7 @@ KNOWN_BUGS: tuple[KnownBug, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class OpenIssue:
+class OpenIssue(msgspec.Struct, frozen=True):
     id: str
     title: str
     detail: str
@@ -341,15 +340,14 @@ UNFIXED: tuple[OpenIssue, ...] = (STATUS_LOCK_UNFIXED,)
 # Kernel facts
 
 
-@dataclass(frozen=True, slots=True)
-class KernelFact:
+class KernelFact(msgspec.Struct, frozen=True):
     id: str
     title: str
     since: KernelVersion
     source: str
     references: tuple[str, ...] = ()
     # stable backports: branch (major, minor) -> first patch release with the feature
-    backports: dict[tuple[int, int], int] = field(default_factory=dict)
+    backports: dict[tuple[int, int], int] = msgspec.field(default_factory=dict)
 
     def has(self, kernel: KernelVersion) -> bool:
         branch = (kernel.major, kernel.minor)
@@ -396,8 +394,7 @@ KERNEL_PSI = KernelFact(
 # containerd config schemas
 
 
-@dataclass(frozen=True, slots=True)
-class Schema:
+class Schema(msgspec.Struct, frozen=True):
     version: int
     min_containerd: str
     cri: str  # CRI plugin table (v1/v2: everything; v3+: server-level options only)

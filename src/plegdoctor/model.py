@@ -16,6 +16,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 
 class RootCauseClass(StrEnum):
     """Public root-cause vocabulary (contract: shared design, never rename)."""
@@ -47,8 +49,7 @@ class Severity(StrEnum):
     INFO = "info"
 
 
-@dataclass(frozen=True, slots=True)
-class Ref:
+class Ref(msgspec.Struct, frozen=True):
     """Where a piece of evidence came from: display path (archive members as
     `archive.tgz:member`), 1-based line number, and the quoted line (truncated)."""
 
@@ -112,19 +113,17 @@ class EventKind(StrEnum):
     DOCKERD_ERROR = "dockerd-error"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(msgspec.Struct, frozen=True):
     """One point on the timeline. `process` is kubelet|containerd|containerd-shim|kernel|dockerd."""
 
     ts: datetime | None
     kind: EventKind
     process: str
     ref: Ref
-    attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
+class LogRecord(msgspec.Struct, frozen=True):
     """A parsed log line, kept only where a rule may need it (errors/warnings, capped)."""
 
     ts: datetime | None
@@ -140,8 +139,7 @@ class LogRecord:
 # Node-level evidence (pressure, disks, memory, kernel, config)
 
 
-@dataclass(frozen=True, slots=True)
-class PressureSample:
+class PressureSample(msgspec.Struct, frozen=True):
     ts: datetime | None
     resource: str  # io|memory|cpu|irq
     scope: str  # "node" or the cgroup path
@@ -156,8 +154,7 @@ class PressureSample:
     ref: Ref
 
 
-@dataclass(frozen=True, slots=True)
-class DiskStat:
+class DiskStat(msgspec.Struct, frozen=True):
     """One device line of /proc/diskstats (raw counters)."""
 
     ts: datetime | None
@@ -176,8 +173,7 @@ class DiskStat:
     ref: Ref
 
 
-@dataclass(frozen=True, slots=True)
-class DiskSample:
+class DiskSample(msgspec.Struct, frozen=True):
     """iostat-like figures for one device over one interval (derived or from iostat -x)."""
 
     start: datetime | None
@@ -192,8 +188,7 @@ class DiskSample:
     ref: Ref
 
 
-@dataclass(frozen=True, slots=True)
-class Meminfo:
+class Meminfo(msgspec.Struct, frozen=True):
     ts: datetime | None
     dirty_kb: int
     writeback_kb: int
@@ -202,8 +197,7 @@ class Meminfo:
     ref: Ref
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryFigures:
+class MemoryFigures(msgspec.Struct, frozen=True):
     """Total and available memory from a tool's summary (`top`, `free`), when /proc/meminfo's
     other fields (Dirty, Writeback) are not known. `ts` is None when the tool printed only a
     time of day."""
@@ -217,8 +211,7 @@ class MemoryFigures:
     ref: Ref
 
 
-@dataclass(frozen=True, slots=True)
-class Mount:
+class Mount(msgspec.Struct, frozen=True):
     source: str
     target: str
     fstype: str
@@ -226,8 +219,7 @@ class Mount:
     ref: Ref
 
 
-@dataclass(frozen=True, slots=True)
-class HungTask:
+class HungTask(msgspec.Struct, frozen=True):
     ts: datetime | None
     comm: str
     pid: int
@@ -239,8 +231,7 @@ class HungTask:
     stack_refs: tuple[Ref, ...] = ()  # the `Call Trace:` frame lines, innermost first
 
 
-@dataclass(frozen=True, slots=True)
-class TaskState:
+class TaskState(msgspec.Struct, frozen=True):
     """A task from `ps -eo pid,stat,wchan,cmd` or /proc/<pid>/{stat,wchan,stack}."""
 
     pid: int
@@ -268,8 +259,7 @@ class TaskState:
         return self.state[:1]
 
 
-@dataclass(frozen=True, slots=True)
-class CgroupFreeze:
+class CgroupFreeze(msgspec.Struct, frozen=True):
     """A cgroup's freezer state: cgroup v2 `cgroup.freeze`/`cgroup.events frozen`, v1
     `freezer.state` (FROZEN/FREEZING/THAWED). `path` as given (a /sys/fs/cgroup path)."""
 
@@ -280,8 +270,7 @@ class CgroupFreeze:
     source: str = ""  # file | strace (read by a traced process)
 
 
-@dataclass(frozen=True, slots=True)
-class ProcCgroup:
+class ProcCgroup(msgspec.Struct, frozen=True):
     """One line of /proc/<pid>/cgroup: which cgroup (path relative to the hierarchy root) a
     process is in."""
 
@@ -291,8 +280,7 @@ class ProcCgroup:
     ref: Ref
 
 
-@dataclass(frozen=True, slots=True)
-class StallTrigger:
+class StallTrigger(msgspec.Struct, frozen=True):
     """Why a bundle was captured: the relist probe's call that did not return in time
     (`pleg-doctor watch`, manifest key `trigger`). Times are aware UTC."""
 
@@ -313,8 +301,7 @@ class StallTrigger:
     calls_ref: Ref | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class NodeLoad:
+class NodeLoad(msgspec.Struct, frozen=True):
     """Load average and CPU count (/proc/loadavg and the online CPUs, from a bundle manifest
     or a loadavg file)."""
 
@@ -326,8 +313,7 @@ class NodeLoad:
     ref: Ref
 
 
-@dataclass(frozen=True, slots=True)
-class Versions:
+class Versions(msgspec.Struct, frozen=True):
     kernel: str | None = None
     containerd: str | None = None
     kubelet: str | None = None
@@ -336,8 +322,7 @@ class Versions:
     refs: tuple[Ref, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class MetricSample:
+class MetricSample(msgspec.Struct, frozen=True):
     """One Prometheus text-format sample (e.g. kubelet /metrics)."""
 
     name: str
@@ -351,8 +336,7 @@ class MetricSample:
 # Wait-for chains (produced by plegdoctor.goroutines, consumed by rules and reports)
 
 
-@dataclass(frozen=True, slots=True)
-class ChainLink:
+class ChainLink(msgspec.Struct, frozen=True):
     """One step of a blocking chain, symptom first.
 
     `kind` is what this goroutine (or task) is doing/waiting on: a WaitKind value from
@@ -391,8 +375,7 @@ class ChainLink:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Chain:
+class Chain(msgspec.Struct, frozen=True):
     """A blocking chain from a symptom goroutine to the deepest cause found."""
 
     links: tuple[ChainLink, ...]
@@ -412,16 +395,15 @@ class Chain:
 # Input accounting
 
 
-@dataclass(slots=True)
-class InputReport:
+class InputReport(msgspec.Struct):
     """What the report says about one input: its kind, records, warnings, inferences."""
 
     path: str
     kind: str
     records: int = 0
     unparsed: int = 0  # lines not understood (counted, never fatal)
-    warnings: list[str] = field(default_factory=list)
-    inferred: list[str] = field(default_factory=list)  # e.g. "year 2023 from file mtime"
+    warnings: list[str] = msgspec.field(default_factory=list)
+    inferred: list[str] = msgspec.field(default_factory=list)  # e.g. "year 2023 from file mtime"
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < 20:
@@ -469,8 +451,7 @@ class Finding:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class RootCause:
+class RootCause(msgspec.Struct, frozen=True):
     cls: RootCauseClass
     confidence: float
     summary: str

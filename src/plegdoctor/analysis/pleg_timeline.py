@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from plegdoctor.evidence import Evidence
 from plegdoctor.model import Event, EventKind, Ref
 
@@ -36,8 +38,7 @@ def _dt(epoch: float) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=epoch)
 
 
-@dataclass(frozen=True, slots=True)
-class Gap:
+class Gap(msgspec.Struct, frozen=True):
     start: datetime
     end: datetime
     seconds: float
@@ -57,8 +58,7 @@ class Gap:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class UnhealthyWindow:
+class UnhealthyWindow(msgspec.Struct, frozen=True):
     start: datetime
     end: datetime
     max_last_seen_seconds: float | None
@@ -79,8 +79,7 @@ class UnhealthyWindow:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Interval:
+class Interval(msgspec.Struct, frozen=True):
     """A runtime operation with a start and (maybe) an end on the timeline."""
 
     kind: str  # update-resources | pull | stop-container | stop-sandbox

@@ -24,10 +24,11 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any, Generic, TypeVar
+
+import msgspec
 
 from plegdoctor.evidence import Evidence
 from plegdoctor.model import DiskSample, DiskStat, Meminfo, PressureSample, Ref
@@ -95,8 +96,7 @@ def derive_disk_samples(diskstats: Sequence[DiskStat]) -> list[DiskSample]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class ResourcePeak:
+class ResourcePeak(msgspec.Struct, frozen=True):
     resource: str
     scope: str
     samples: int
@@ -117,8 +117,7 @@ class ResourcePeak:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class PressureWindow:
+class PressureWindow(msgspec.Struct, frozen=True):
     """A run of consecutive high io-pressure samples of one scope."""
 
     scope: str
@@ -133,8 +132,7 @@ class PressureWindow:
         return (self.end - self.start).total_seconds()
 
 
-@dataclass(frozen=True, slots=True)
-class DirtyPeak:
+class DirtyPeak(msgspec.Struct, frozen=True):
     max_dirty_kb: int
     max_writeback_kb: int
     at: datetime | None
@@ -149,8 +147,7 @@ def dirty_high(m: Meminfo) -> bool:
     return total >= DIRTY_HIGH_KB or bool(m.mem_total_kb and total >= DIRTY_HIGH_SHARE * m.mem_total_kb)
 
 
-@dataclass(frozen=True, slots=True)
-class SamplePeak(Generic[S]):
+class SamplePeak(msgspec.Struct, Generic[S], frozen=True):
     """One sample singled out as the figure to quote.
 
     `value` is what it was ranked by (PSI %, disk util %, dirty + writeback kB); `window`
@@ -168,8 +165,7 @@ class SamplePeak(Generic[S]):
         return self.sample.ref
 
 
-@dataclass(frozen=True, slots=True)
-class GapCorrelation:
+class GapCorrelation(msgspec.Struct, frozen=True):
     """Node figures inside (`inside`) and around (within the margin, `near`) one PLEG gap."""
 
     start: datetime
@@ -210,15 +206,14 @@ class GapCorrelation:
         return tuple(refs)
 
 
-@dataclass(frozen=True, slots=True)
-class PressureAnalysis:
+class PressureAnalysis(msgspec.Struct, frozen=True):
     peaks: tuple[ResourcePeak, ...]
     io_windows: tuple[PressureWindow, ...]
     disk_samples: tuple[DiskSample, ...]  # from iostat and derived from diskstats, time order
     busiest: tuple[DiskSample, ...]  # worst sample per whole disk, worst first
     dirty: DirtyPeak | None
     gaps: tuple[GapCorrelation, ...]
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
     windows: tuple[tuple[datetime, datetime], ...] = ()  # the gaps correlated, (start, end)
     margin_s: float = DEFAULT_MARGIN_S
     io_samples: tuple[PressureSample, ...] = ()  # node-level io PSI samples

@@ -9,7 +9,8 @@ figures.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+import msgspec
 
 from plegdoctor.model import ChainLink, Finding
 
@@ -17,8 +18,7 @@ MAX_CHAIN = 12
 SYMPTOM_CHAIN_RULES = ("PD101", "PD102")  # the relist gap, then PLEG unhealthy, open every chain
 
 
-@dataclass(frozen=True, slots=True)
-class LinkRank:
+class LinkRank(msgspec.Struct, frozen=True):
     """A band of chain steps: those carrying any of `tags` or a tag starting with one of
     `prefixes`, or of one of `kinds`; `kubelet_only`: only steps of the kubelet."""
 

@@ -23,7 +23,8 @@ A new class is one record here (and its value in `model.RootCauseClass`); rankin
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+
+import msgspec
 
 from plegdoctor.model import Finding, RootCauseClass, Versions
 from plegdoctor.rules import fixes
@@ -31,8 +32,7 @@ from plegdoctor.rules import fixes
 C = RootCauseClass
 
 
-@dataclass(frozen=True, slots=True)
-class FixInputs:
+class FixInputs(msgspec.Struct, frozen=True):
     """What a class's fixes may depend on: the versions, the tags of its findings' chains,
     its findings (own and folded), and whether overlay-umount-sync is shown on the node."""
 
@@ -46,8 +46,7 @@ def _no_fixes(_: FixInputs) -> list[str]:
     return []
 
 
-@dataclass(frozen=True, slots=True)
-class CauseClass:
+class CauseClass(msgspec.Struct, frozen=True):
     cls: RootCauseClass
     meaning: str
     remedy: str

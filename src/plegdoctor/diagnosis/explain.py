@@ -7,8 +7,9 @@ Numbers come from rank.py; what each class is, from classes.py.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from plegdoctor.diagnosis.chain import MAX_CHAIN, assemble_chain
 from plegdoctor.diagnosis.classes import FixInputs, cause_class
@@ -27,8 +28,7 @@ CNI_IN_DUMP = "PD420"  # a CNI call seen in a goroutine dump (else only log time
 UNKNOWN_FIX = "Collect evidence while the relist is stalled (see next steps) and run pleg-doctor analyze again."
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
+class Facts(msgspec.Struct, frozen=True):
     """What the summaries may claim beyond each class's own findings."""
 
     io: IoLoad

@@ -12,9 +12,10 @@ goroutine dump is missing).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from plegdoctor.model import RootCause, RootCauseClass
 from plegdoctor.rules.registry import EvidenceKind, Rule, RuleContext, load_all
@@ -25,8 +26,7 @@ CONFIRMED = 0.8  # a root cause this sure needs no more evidence (below it: "gat
 KERNEL_LOG_INPUTS = ("dmesg", "kernel-log")  # inputs that show hung tasks when there are any
 
 
-@dataclass(frozen=True, slots=True)
-class StepInputs:
+class StepInputs(msgspec.Struct, frozen=True):
     """What a step's condition and text read."""
 
     ctx: RuleContext
@@ -46,8 +46,7 @@ class StepInputs:
         return C.RUNTIME_FROZEN in self.classes
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(msgspec.Struct, frozen=True):
     """A command to run. `collects`: the evidence kinds it yields (the step is only shown
     when a candidate rule reads one of them; empty: always considered); `when`: the inputs
     lacked it (and its own conditions hold)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from plegdoctor.diagnosis.classes import cause_class
 from plegdoctor.model import Finding, RootCauseClass
 from plegdoctor.rules.registry import Proof, Role, Rule, RuleContext
@@ -38,8 +40,7 @@ class ClassScore:
     explained_by: RootCauseClass | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IoLoad:
+class IoLoad(msgspec.Struct, frozen=True):
     """What the evidence says about the disk's load: the pressure analysis's figures (PSI io,
     busiest disk, dirty pages) and hung tasks in I/O (findings of rules declared `io_load`)."""
 
@@ -61,8 +62,7 @@ class IoLoad:
         return 1.0 if any(f.high for f in self.figures) else IO_NOT_SHOWN_FACTOR
 
 
-@dataclass(frozen=True, slots=True)
-class Ranking:
+class Ranking(msgspec.Struct, frozen=True):
     """The scored classes and their order."""
 
     scores: dict[RootCauseClass, ClassScore]

@@ -10,10 +10,11 @@ vendored, `/v2` and module-cache spellings alike).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
+
+from msgspec.structs import replace
 
 from plegdoctor.goroutines.lines import go_version
 from plegdoctor.goroutines.model import (

@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+
+from msgspec.structs import replace
 
 from plegdoctor.goroutines.builder import Caches, DumpMeta
 from plegdoctor.goroutines.gostrings import closing_quote, go_unquote

@@ -18,6 +18,8 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any, NamedTuple
 
+import msgspec
+
 from plegdoctor.goroutines.tags import WaitKind
 from plegdoctor.model import Chain, Ref
 
@@ -273,8 +275,7 @@ UNKNOWN_PROCESS = "unknown"
 MAX_PROBLEMS_KEPT = 200
 
 
-@dataclass(frozen=True, slots=True)
-class Dump:
+class Dump(msgspec.Struct, frozen=True):
     """One goroutine dump of one process at one time.
 
     `process` is containerd | containerd-shim-runc-v2 | containerd-shim | runc | crio |
@@ -298,7 +299,7 @@ class Dump:
     go_version: str | None = None  # a lower bound read from format features, e.g. ">= 1.21"
     problems: tuple[Problem, ...] = ()
     problem_count: int = 0
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
     def ref(self, g: Goroutine, frame: int | None = None) -> Ref:
         """Evidence pointer to goroutine `g` (its header, or one of its frames)."""
@@ -354,8 +355,7 @@ class Hold(NamedTuple):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class StackInfo:
+class StackInfo(msgspec.Struct, frozen=True):
     """What one distinct (state, stack) means (waits.classify)."""
 
     kind: WaitKind
@@ -370,7 +370,7 @@ class StackInfo:
     cri_client: str | None = None
     call: str | None = None  # "Task.Delete" for ttrpc, "RuntimeService.ListContainers" for gRPC
     serving: str | None = None  # shim method served ("Delete")
-    tags: frozenset[str] = field(default_factory=frozenset)
+    tags: frozenset[str] = msgspec.field(default_factory=frozenset)
     symptom: bool = False
     description: str = ""
 
@@ -393,8 +393,7 @@ class Wait(NamedTuple):
     call: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
+class Bucket(msgspec.Struct, frozen=True):
     """Goroutines of one dump that share a signature. `sample` is the goroutine with the
     longest wait (its frames and arguments are what the bucket shows)."""
 

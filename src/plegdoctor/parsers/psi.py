@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from plegdoctor.model import PressureSample, Ref, quote
 from plegdoctor.parsers._unread import Unread
@@ -132,8 +133,7 @@ def _date_cmd(m: re.Match[str], ctx: ParseContext | None) -> datetime | None:
     return naive.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesLine:
+class SeriesLine(msgspec.Struct, frozen=True):
     """A data line of a sample series: its time (header or prefix), the file it came from
     (header or input name), and the block number (incremented at each header)."""
 

@@ -24,8 +24,9 @@ line and column; as an `analyze` input it is a warning on that input.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from plegdoctor.errors import UserError
 from plegdoctor.knowledge import SCHEMAS, Schema
@@ -43,16 +44,14 @@ DEFAULT_ROOT = "/var/lib/containerd"
 DEFAULT_STATE = "/run/containerd"
 
 
-@dataclass(frozen=True, slots=True)
-class RuntimeEntry:
+class RuntimeEntry(msgspec.Struct, frozen=True):
     name: str
     runtime_type: str | None
     systemd_cgroup: bool | None
     binary_name: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class RuntimeConfig:
+class RuntimeConfig(msgspec.Struct, frozen=True):
     """What the audit needs from a containerd config. `None` = not set in the file (the
     containerd default applies). `refs` maps a dotted key (`plugins.<id>.mount_options`)
     to the line that sets it."""
@@ -78,7 +77,7 @@ class RuntimeConfig:
     runtimes: tuple[RuntimeEntry, ...]
     plugins: tuple[str, ...]
     misplaced: tuple[str, ...]
-    refs: dict[str, Ref] = field(default_factory=dict)
+    refs: dict[str, Ref] = msgspec.field(default_factory=dict)
 
     @property
     def schema_info(self) -> Schema:

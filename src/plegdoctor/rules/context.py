@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from plegdoctor.evidence import Evidence
 from plegdoctor.model import Chain, ChainLink, Ref, Versions
@@ -21,8 +22,7 @@ from plegdoctor.model import Chain, ChainLink, Ref, Versions
 # Stalls (relist gaps and unhealthy windows, from the PLEG timeline)
 
 
-@dataclass(frozen=True, slots=True)
-class Stall:
+class Stall(msgspec.Struct, frozen=True):
     """A span where the kubelet did not relist: a gap between two relist ticks, or a
     `PLEG is not healthy` window (start = when the kubelet says relisting stopped)."""
 

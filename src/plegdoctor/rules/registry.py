@@ -35,9 +35,10 @@ import os
 import re
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
+
+import msgspec
 
 from plegdoctor.evidence import Evidence
 from plegdoctor.model import Chain, ChainLink, Finding, Ref, RootCauseClass, Severity
@@ -126,8 +127,7 @@ class Proof(StrEnum):
     PRESSURE = "pressure"  # PSI, disk and dirty-page figures
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(msgspec.Struct, frozen=True):
     """What a rule function yields: one observation, with its evidence.
 
     `weight` (0..1) is how strongly this observation supports the rule's root-cause class.
@@ -144,12 +144,11 @@ class Hit:
     links: tuple[ChainLink, ...] = ()
     fix: str | None = None
     severity: Severity | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = msgspec.field(default_factory=dict)
     cls: RootCauseClass | None = None  # a generic rule names the class per hit (by mechanism)
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(msgspec.Struct, frozen=True):
     code: str
     name: str
     title: str

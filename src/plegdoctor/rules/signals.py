@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 from plegdoctor.analysis.pleg_timeline import Interval
 from plegdoctor.analysis.pressure import (
@@ -140,8 +141,7 @@ def is_delete_timeout(e: Event) -> bool:
 # I/O figures (from the pressure analysis)
 
 
-@dataclass(frozen=True, slots=True)
-class IoFigure:
+class IoFigure(msgspec.Struct, frozen=True):
     """A figure about the disk's load a summary may quote. `high`: over the pressure
     analysis's threshold and not outside the stall window."""
 

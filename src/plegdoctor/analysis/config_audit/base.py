@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from plegdoctor import knowledge as kb
 from plegdoctor.errors import UserError
@@ -29,8 +30,7 @@ INPUTS = ("config", "containerd", "kernel", "runc", "go", "mounts", "sysctls")
 SECTIONS = ("volatile", "node")
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
+class Check(msgspec.Struct, frozen=True):
     id: str
     status: str
     title: str
@@ -55,8 +55,7 @@ class Check:
 # Versions and facts
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedVersions:
+class ParsedVersions(msgspec.Struct, frozen=True):
     containerd: kb.ContainerdVersion | None
     kernel: kb.KernelVersion | None
     runc: str | None
@@ -111,8 +110,7 @@ def _refs_about(refs: tuple[Ref, ...], raw: str | None) -> tuple[Ref, ...]:
     return tuple(r for r in refs if token in r.text or raw.strip() in r.text)
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
+class Facts(msgspec.Struct, frozen=True):
     """What the checks (and the PD5xx rules) read, derived once from the inputs."""
 
     config: RuntimeConfig | None
@@ -183,8 +181,7 @@ def facts_for(
 CheckFn = Callable[[Facts], Iterable[Check]]
 
 
-@dataclass(frozen=True, slots=True)
-class CheckSpec:
+class CheckSpec(msgspec.Struct, frozen=True):
     """One registered check: its id (results carry it, `config-misplaced` as a prefix), what it
     reads, the statuses it can give, what it is about, and its references."""
 

@@ -8,11 +8,12 @@ The engine (`scanner`, `engine`, `split`) and the format modules (`kubelet`, `co
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 # the private two: tests/test_linear_regex.py checks the fast path against them
+import msgspec
+
 from plegdoctor.goroutines.gostrings import _GO_ESCAPE, GO_QUOTED, _go_escape, go_unquote  # noqa: F401
 
 if TYPE_CHECKING:
@@ -69,8 +70,7 @@ _JOURNAL_RE = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class JournalFrame:
+class JournalFrame(msgspec.Struct, frozen=True):
     """The journald prefix of a line. `ts` is set when the frame carries a full date
     (short-iso*); `local` is (month, day, h, m, s, us) for year-less short stamps."""
 
@@ -178,8 +178,7 @@ FRAMED_KLOG_SEV = _JOURNAL_RE.groups + 1  # the group of the klog severity lette
 _KLOG_TS_B = re.compile(rb"[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) ")
 
 
-@dataclass(frozen=True, slots=True)
-class KlogHeader:
+class KlogHeader(msgspec.Struct, frozen=True):
     severity: str  # info|warning|error|fatal
     month: int
     day: int

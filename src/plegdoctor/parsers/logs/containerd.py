@@ -28,9 +28,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+import msgspec
+from msgspec.structs import replace
 
 from plegdoctor.model import Event, EventKind, LogRecord, Ref, quote
 from plegdoctor.parsers.logs.common import (
@@ -88,8 +90,7 @@ def parse(source: Source, ctx: ParseContext) -> None:
     run_log_parser(source, ctx, default_process="containerd", what="containerd log")
 
 
-@dataclass(frozen=True, slots=True)
-class EmbeddedDump:
+class EmbeddedDump(msgspec.Struct, frozen=True):
     """A goroutine dump found in a log line, unescaped to real text."""
 
     text: str  # from `goroutine ...` to the end of the dump (markers stripped)

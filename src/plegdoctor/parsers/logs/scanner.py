@@ -14,8 +14,9 @@ import io
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
+
+import msgspec
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
@@ -45,8 +46,7 @@ TAG_FOLLOW = -2  # tag of a line delivered because the parser asked for the next
 _TAG_BITS = 5  # matches are ints: end offset << _TAG_BITS | tag (tags 0..31)
 
 
-@dataclass(frozen=True, slots=True)
-class Needle:
+class Needle(msgspec.Struct, frozen=True):
     """A substring marking an interesting line (with `line_start`, only at the start of
     a line; with `regex`, a bytes regex valid for both Hyperscan and `re`, matched in
     multi-line mode: slower, avoid). `tag` (0..31) is handed back to the parser with the line."""

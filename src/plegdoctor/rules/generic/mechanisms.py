@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from plegdoctor.goroutines.model import CONTAINERD, CRI_DOCKERD, CRIO, DOCKERD, KUBELET, RUNC, SHIM, SHIM_V1
 from plegdoctor.model import Chain, ChainLink, EventKind, Ref, RootCauseClass
@@ -25,8 +25,7 @@ _FS_METADATA_SYSCALLS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Mechanism:
+class Mechanism(msgspec.Struct, frozen=True):
     """One row of the mechanism table: what a wait must show, the class it names and the
     words for it. A row matches when every given condition holds: some tag of `tags_any`
     among the chain's tags, the deepest wait's kind in `kinds`, its process in `processes`,

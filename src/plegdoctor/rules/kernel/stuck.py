@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from plegdoctor.kernelnames import KernelWait, waits_in
 from plegdoctor.model import EventKind, Ref, RootCauseClass
@@ -103,8 +104,7 @@ CGROUP = (
 _OTHER_SUBSYSTEMS = ("nfs", "netdev", "cgroup", "freezer", "srcu", "syncfs")
 
 
-@dataclass(frozen=True, slots=True)
-class Stuck:
+class Stuck(msgspec.Struct, frozen=True):
     """A kernel-side stuck task from either a hung-task trace or a task sample."""
 
     comm: str

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
+
+import msgspec
 
 from plegdoctor.model import (
     EventKind,
@@ -30,8 +31,7 @@ LOAD_PER_CPU_SEVERE = 10.0
 OOM_RUNTIME = ("kubelet", "containerd", "dockerd", "crio", "containerd-shim", "conmon")
 
 
-@dataclass(frozen=True, slots=True)
-class _Signal:
+class _Signal(msgspec.Struct, frozen=True):
     weight: float
     text: str
     ref: Ref

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from plegdoctor.kernelnames import waits_in
 from plegdoctor.model import EventKind, Ref, Severity
@@ -139,8 +140,7 @@ _BLOCKING_PATHS: tuple[tuple[str, str], ...] = (
 _RUNTIME_PROCS = ("kubelet", "containerd", "dockerd", "crio", "cri-o", "containerd-shim")
 
 
-@dataclass(frozen=True, slots=True)
-class _FsWait:
+class _FsWait(msgspec.Struct, frozen=True):
     """A goroutine blocked in a filesystem-metadata syscall."""
 
     process: str
