@@ -87,7 +87,10 @@ class EventList(list[Event]):
             tail = self._tails[kind] = deque(maxlen=max(self.cap - self.cap // 2, 1))
         elif len(tail) == tail.maxlen:
             first = tail[0]
-            self.dropped.setdefault(kind, DroppedEvents()).add(first.ts if isinstance(first, Event) else first[0])
+            dropped = self.dropped.get(kind)
+            if dropped is None:
+                dropped = self.dropped[kind] = DroppedEvents()
+            dropped.add(first.ts if isinstance(first, Event) else first[0])
         return tail
 
     def append(self, event: Event) -> None:
