@@ -297,10 +297,10 @@ class KubeletHandler(RelistTicks):
 
     # ---- a forked reader's share (see `split`) ---------------------------------------
 
-    def preparse(self, msg: str) -> tuple[float | None, str, int, str] | None:
+    def preparse(self, msg: str) -> tuple[float | None, str, int, int] | None:
         """What `handle_message` needs of a plain klog message (no open value, no opener,
-        no tick), read ahead by a forked reader: (epoch, severity letter, pid, body); None
-        when the message must be read in order by `feed`."""
+        no tick), read ahead by a forked reader: (epoch, severity letter, pid, where the
+        body starts in `msg`); None when the message must be read in order by `feed`."""
         if self.multi is not None or msg.startswith(("{", *CONTINUATION)):
             return None
         m = KLOG_RE.match(msg)
@@ -309,17 +309,17 @@ class KubeletHandler(RelistTicks):
         body = msg[m.end() :]
         if body.endswith("=<") or len(body) > PLAN_BODY_MAX or "GenericPLEG: Relisting" in body:
             return None
-        return self._klog_epoch(msg, m), msg[0], int(m.group(8)), body
+        return self._klog_epoch(msg, m), msg[0], int(m.group(8)), m.end()
 
-    def preparse_match(self, text: str, m: re.Match[str], g: int) -> tuple[float | None, str, int, str] | None:
+    def preparse_match(self, text: str, m: re.Match[str], g: int) -> tuple[float | None, str, int, int] | None:
         """`preparse` of the message of a framed klog line, from its `FRAMED_KLOG_RE`
-        match `m` (klog groups from `g` on)."""
+        match `m` (klog groups from `g` on); the body's start is an index into `text`."""
         if self.multi is not None:
             return None
         body = text[m.end() :]
         if body.endswith("=<") or len(body) > PLAN_BODY_MAX or "GenericPLEG: Relisting" in body:
             return None
-        return self._klog_epoch(text, m, m.start(g), g), m.group(g), int(m.group(g + 7)), body
+        return self._klog_epoch(text, m, m.start(g), g), m.group(g), int(m.group(g + 7)), m.end()
 
     def _klog_epoch(self, msg: str, m: re.Match[str], at: int = 0, g: int = 1) -> float | None:
         """`resolver.epoch` of the klog stamp `m` matched at `at` in `msg` (its groups from
@@ -346,9 +346,11 @@ class KubeletHandler(RelistTicks):
         minutes[key] = (base, month)
         return base + int(m.group(g + 5)) + int(m.group(g + 6)) / 1e6
 
-    def replay(self, lineno: int, text: str, pre: tuple[float | None, str, int, str]) -> None:
-        """`handle_message` of a line whose `preparse` a forked reader sent (no open value)."""
-        e, sev, pid, body = pre
+    def replay(self, lineno: int, text: str, pre: tuple[float | None, str, int, int]) -> None:
+        """`handle_message` of a line whose `preparse` a forked reader sent (no open value;
+        the body's start as an index into `text`: the line is sent once, not line and body)."""
+        e, sev, pid, start = pre
+        body = text[start:]
         self.records += 1
         ts = None if e is None else datetime.fromtimestamp(e, UTC)
         self._planned(lineno, text, ts, KLOG_SEVERITY[sev], pid, body)

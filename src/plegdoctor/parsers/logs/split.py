@@ -191,7 +191,7 @@ class _Collector:
         else:
             self.candidates.append((lineno, bytes(raw), tag))
 
-    def _preparse(self, raw: bytes) -> tuple[float | None, str, int, str] | None:
+    def _preparse(self, raw: bytes) -> tuple[float | None, str, int, int] | None:
         """A plain line of the ticking format, read here as far as it is independent of
         what comes before it (see `KubeletHandler.preparse`); None: the parent reads it."""
         text = raw.decode("utf-8", "replace")
@@ -207,7 +207,8 @@ class _Collector:
             ident, _pid, end, ts = frame
             if ts is not None or process_of_ident(ident) != self.ticking:
                 return None  # a dated frame teaches the time context: in order only
-            return self.ticker.preparse(text[end:])
+            pre = self.ticker.preparse(text[end:])
+            return None if pre is None else (pre[0], pre[1], pre[2], end + pre[3])  # the body's start in the line
         if self.default is not None:
             proc = self.default
         else:
