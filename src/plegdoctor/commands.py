@@ -105,6 +105,7 @@ def _run(
         limits=limits,
         max_events_per_kind=max_events_per_kind,
         series=fmt == "html",
+        one_shot=True,
     )
     _emit(render(diagnosis, fmt, color=color if output in (None, "-") else False), output)
     return _fail_exit(diagnosis, fail_on)
