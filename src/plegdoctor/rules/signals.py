@@ -11,7 +11,7 @@ RuleContext.
 
 from __future__ import annotations
 
-import heapq
+import itertools
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -61,18 +61,60 @@ def stall_text(inside: bool | None) -> str:
 
 def events(ctx: RuleContext, *kinds: EventKind) -> list[Event]:
     """Events of these kinds, in evidence order; one per source line (a parser may emit several
-    kinds for one line). The events are indexed by kind once per context and each answer is
-    kept, so the rules that ask for the same kinds do not walk every event again."""
+    kinds for one line). The events are indexed by kind once per context, each kind's events
+    are made one per line once, and each answer is kept, so the rules that ask for the same
+    kinds do not walk every event again."""
     wanted = sorted({str(k) for k in kinds})
     key = "events:" + ",".join(wanted)
 
     def compute() -> list[Event]:
-        index: dict[str, list[tuple[int, Event]]] = ctx.memo("events-by-kind", lambda: _index_by_kind(ctx))
-        picked = [index.get(k, []) for k in wanted]
-        merged = picked[0] if len(picked) == 1 else heapq.merge(*picked, key=lambda pe: pe[0])
-        return _one_per_line(e for _, e in merged)
+        picked = [p for p in (_kind_events(ctx, k) for k in wanted) if p[0]]
+        if not picked:
+            return []
+        if len(picked) == 1:
+            return [e for _, e in picked[0][0]]
+        # The first event of a line among several kinds is the first among each kind's first:
+        # merge the kinds' one-per-line lists by evidence index (unique), then drop the later
+        # events of the lines that more than one kind has.
+        shared: set[tuple[str, int]] = set()
+        for (_, a), (_, b) in itertools.combinations(picked, 2):
+            shared |= a & b
+        merged = sorted(itertools.chain.from_iterable(p[0] for p in picked))
+        if not shared:
+            return [e for _, e in merged]
+        seen: set[tuple[str, int]] = set()
+        out: list[Event] = []
+        for _, e in merged:
+            line = (e.ref.path, e.ref.line)
+            if line in shared:
+                if line in seen:
+                    continue
+                seen.add(line)
+            out.append(e)
+        return out
 
     return list(ctx.memo(key, compute))  # a copy: callers may sort or trim theirs
+
+
+_KindEvents = tuple[list[tuple[int, Event]], set[tuple[str, int]]]  # (index, event) one per line; the lines
+
+
+def _kind_events(ctx: RuleContext, kind: str) -> _KindEvents:
+    """The events of one kind, one per source line, with their evidence index; and their lines."""
+
+    def compute() -> _KindEvents:
+        index: dict[str, list[tuple[int, Event]]] = ctx.memo("events-by-kind", lambda: _index_by_kind(ctx))
+        pairs: list[tuple[int, Event]] = []
+        lines: set[tuple[str, int]] = set()
+        for pair in index.get(kind, ()):
+            r = pair[1].ref
+            line = (r.path, r.line)
+            if line not in lines:
+                lines.add(line)
+                pairs.append(pair)
+        return pairs, lines
+
+    return ctx.memo("events-of-kind:" + kind, compute)  # type: ignore[no-any-return]
 
 
 def _index_by_kind(ctx: RuleContext) -> dict[str, list[tuple[int, Event]]]:
