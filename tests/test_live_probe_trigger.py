@@ -68,6 +68,11 @@ def test_stall_holds_until_the_stalled_relist_finishes(tmp_path: Path) -> None:
         assert probe.status().runtime_up  # look-alike: a normal relist is no stall
         first, second = threading.Event(), threading.Event()
         fake.block["ListPodSandbox"] = first
+        # ListContainers is blocked only once a relist waits in ListPodSandbox: blocking both at
+        # once would catch a relist already past ListPodSandbox in ListContainers instead
+        deadline = time.monotonic() + 5
+        while probe.status().in_flight_method != "ListPodSandbox" and time.monotonic() < deadline:
+            time.sleep(0.005)
         fake.block["ListContainers"] = second
         time.sleep(1.5)
         first.set()  # the stalled call returns; ListContainers now hangs, but briefly so far
