@@ -4,7 +4,10 @@ two processes. Each must give exactly what a plain sequential reading gives."""
 
 from __future__ import annotations
 
+import marshal
+import os
 import random
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -223,11 +226,47 @@ def test_a_failing_child_is_made_up_for_by_the_parent(tmp_path, monkeypatch):
     monkeypatch.setattr(split, "SEGMENT_BYTES", 8192)
     monkeypatch.setattr(engine, "split_allowed", lambda: True)
 
-    def boom(*_a):
+    def boom(_fh, bounds, shared, *_a):
+        shared[split._STATE + (len(bounds) - 1) // 2] = split._CHILD  # takes a segment, then dies
         raise RuntimeError("child dies")
 
-    monkeypatch.setattr(split, "_child_segments", boom)
+    monkeypatch.setattr(split, "_child", boom)
     assert summary(*run(p)) == seq
+
+
+def test_a_slow_child_is_read_around_by_the_parent(tmp_path, monkeypatch):
+    """The child takes the middle segment and sits on it: the parent reads the free segments
+    after it out of order meanwhile, then merges the middle one when it comes; the result is
+    the sequential one."""
+    text, _ = journal(900, seed=5)
+    p = tmp_path / "k.log"
+    p.write_text(text)
+    monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
+    seq = summary(*run(p))
+    monkeypatch.delenv("PLEG_DOCTOR_SCAN_WORKERS")
+    monkeypatch.setattr(engine, "SPLIT_MIN_BYTES", 1)
+    monkeypatch.setattr(split, "SEGMENT_BYTES", 8192)
+    monkeypatch.setattr(engine, "split_allowed", lambda: True)
+    stolen: list[int] = []
+    real_collect = split._collect
+
+    def slow_child(fh, bounds, shared, scanner, dispatcher, out, note):
+        mid = (len(bounds) - 1) // 2
+        shared[split._STATE + mid] = split._CHILD
+        while shared[split._STATE + len(bounds) - 2] == split._FREE and not shared[split._STOP]:
+            time.sleep(0.001)  # until the parent has read around it (the last segment)
+        data = marshal.dumps(real_collect(fh, bounds, mid, shared, scanner, dispatcher))
+        os.pwrite(out, data, 0)
+        os.write(note, split._NOTE.pack(mid, 0, len(data)))  # then it exits: the parent reads what is left
+
+    def collect(fh, bounds, k, *a):
+        stolen.append(k)
+        return real_collect(fh, bounds, k, *a)
+
+    monkeypatch.setattr(split, "_child", slow_child)
+    monkeypatch.setattr(split, "_collect", collect)
+    assert summary(*run(p)) == seq
+    assert stolen, "the parent read no segment out of order"
 
 
 def test_journal_kind_follows_values_between_other_units(tmp_path, monkeypatch):

@@ -175,7 +175,7 @@ class Dispatcher:
         self.unparsed = 0
         self.scanner: LineScanner | None = None
         self._procs: dict[str, str | None] = {}  # journald identifier -> handler
-        self.shared: mmap.mmap | None = None  # byte 2 set: tells a forked reader the warnings cap is reached
+        self.shared: mmap.mmap | None = None  # byte CAPPED set: tells a forked reader the warnings cap is reached
 
     # -- entry points of the scanner
     def on_ticks(self, buf: bytes, flat: list[int]) -> None:
