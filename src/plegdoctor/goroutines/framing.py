@@ -33,28 +33,14 @@ from plegdoctor.goroutines.lines import END_MARK, small_int
 from plegdoctor.goroutines.model import CONTAINERD, SHIM, UNKNOWN_PROCESS, Dump
 from plegdoctor.goroutines.names import process_of_ident
 from plegdoctor.goroutines.pasted import Stream, canonical_into, flush_held
+from plegdoctor.goroutines.prefixes import JOURNAL_PREFIX as _JOURNAL_PREFIX
+from plegdoctor.goroutines.prefixes import TOD_PREFIX as _TOD_PREFIX
+from plegdoctor.goroutines.prefixes import unglue_fence as _unglue_fence
 from plegdoctor.goroutines.scan import Scanner
 
 _MONTHS = {
     m: i + 1 for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"])
 }
-
-
-_JOURNAL_PREFIX = re.compile(
-    r"(?:<\d{1,3}>(?:1 )?)?"
-    r"(?:(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?P<day>[ \d]\d) "
-    r"(?P<hms>\d\d:\d\d:\d\d)(?:\.(?P<frac>\d+))?"
-    r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?))"
-    r" (?P<host>\S+) (?P<ident>[A-Za-z0-9_.@/-]+)(?:\[(?P<pid>[0-9]{1,10})\])?: ?"
-)
-
-
-# A time of day only (`15:20:23 dockerd[1748]: `, `15:20:23.123456 host dockerd[1748]: `),
-# as some log viewers and ticket pastes print it: the pid is required.
-_TOD_PREFIX = re.compile(
-    r"(?P<tod>\d\d:\d\d:\d\d)(?:[.,](?P<frac>\d{1,9}))? (?:(?P<host>[^\s\[\]]+) )?"
-    r"(?P<ident>[A-Za-z][A-Za-z0-9_.@/-]*)\[(?P<pid>[0-9]{1,10})\]: ?"
-)
 
 
 # a key starts where a word starts (a search from every character of a long word would be
@@ -80,30 +66,6 @@ def _parse_time(value: str | None) -> datetime | None:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     return ts.astimezone(UTC)
-
-
-def _unglue_fence(line: str) -> str:
-    """A markdown fence glued to the first pasted line (```` ```Dec 29 02:14:19 host kubelet[1]:
-    goroutine ...````): the line without the fence, when what follows is a log prefix or a
-    goroutine header; any other fence line is returned as it is (and skipped as a fence)."""
-    rest = line.lstrip("`~")
-    if rest.startswith("goroutine ") or _JOURNAL_PREFIX.match(rest) or _TOD_PREFIX.match(rest):
-        return rest
-    return line
-
-
-def strip_log_prefix(line: str) -> str:
-    """`line` without a journald/syslog or time-of-day prefix (for sniffers)."""
-    if line[:3] in ("```", "~~~"):
-        line = _unglue_fence(line)
-    c = line[:1]
-    if c and (c in "JFMASOND<" or c.isdigit()):
-        m = _JOURNAL_PREFIX.match(line)
-        if m is None and c.isdigit():
-            m = _TOD_PREFIX.match(line)
-        if m is not None:
-            return line[m.end() :]
-    return line
 
 
 def looks_raw(lines: list[str]) -> bool:

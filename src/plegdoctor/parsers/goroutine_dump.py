@@ -15,9 +15,8 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from plegdoctor.goroutines.framing import strip_log_prefix
 from plegdoctor.goroutines.lines import AGGREGATED_STACK, BEGIN_MARK, find_header
-from plegdoctor.goroutines.parse import parse_dump_binary
+from plegdoctor.goroutines.prefixes import strip_log_prefix
 from plegdoctor.model import Event, EventKind, Ref
 
 if TYPE_CHECKING:
@@ -65,6 +64,8 @@ def sniff(lines: list[str]) -> float:
 
 
 def parse(source: Source, ctx: ParseContext) -> None:
+    from plegdoctor.goroutines.parse import parse_dump_binary  # the engine: not needed to sniff
+
     when = None
     if source.mtime is not None and re.search(
         r"(?:^|/)(containerd\.\d+\.stacks\.log|goroutine-stacks-)", source.display
