@@ -1,10 +1,9 @@
 """Big plain files: two processes read segments of the file. The parent reads them in file
-order into the real evidence; a forked child starts at the segment `CHILD_START` of the way
-in and reads ahead
-(relist ticks parsed, other candidate lines kept raw), sending each segment as soon as it is
-read (a memfd for the data, a pipe for where it is); the parent replays the child's segments
-in order as it reaches them, so the result is the sequential one, and the replay overlaps the
-child's reading instead of following it. Whoever is faster reads more: a segment nobody took
+order into the real evidence; a forked child starts `CHILD_START` of the way in and reads
+ahead (relist ticks parsed, other candidate lines kept raw), sending each segment as soon as
+it is read (a memfd for the data, a pipe for where it is); the parent replays the child's
+segments in order as it reaches them, so the result is the sequential one, and a replay need
+not wait for the child to finish everything. Whoever is faster reads more: a segment nobody took
 is read by whoever reaches it, and a parent that would wait for the child reads the last free
 segment out of order itself, so a busy core does not hold the other one up
 (PLEG_DOCTOR_SCAN_WORKERS=1 reads sequentially). Used by `engine.run_log_parser` for journal
