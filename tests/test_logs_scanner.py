@@ -215,8 +215,10 @@ def test_segments_read_by_two_processes_equal_one_sequential_pass(tmp_path, monk
     assert len(gaps) == written["stalls"] and all(g.start_ref.text and g.end_ref.text for g in gaps)
 
 
-def test_a_failing_child_is_made_up_for_by_the_parent(tmp_path, monkeypatch):
-    text, _ = journal(900, seed=4)
+def _split_small(tmp_path, monkeypatch, seed):
+    """A 900-tick journal, its sequential summary, and the split made to cut it in 8 KiB
+    segments from here on."""
+    text, _ = journal(900, seed=seed)
     p = tmp_path / "k.log"
     p.write_text(text)
     monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
@@ -225,6 +227,11 @@ def test_a_failing_child_is_made_up_for_by_the_parent(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "SPLIT_MIN_BYTES", 1)
     monkeypatch.setattr(split, "SEGMENT_BYTES", 8192)
     monkeypatch.setattr(engine, "split_allowed", lambda: True)
+    return p, seq
+
+
+def test_a_failing_child_is_made_up_for_by_the_parent(tmp_path, monkeypatch):
+    p, seq = _split_small(tmp_path, monkeypatch, seed=4)
 
     def boom(_fh, bounds, shared, *_a):
         shared[split._STATE + (len(bounds) - 1) // 2] = split._CHILD  # takes a segment, then dies
@@ -238,15 +245,7 @@ def test_a_slow_child_is_read_around_by_the_parent(tmp_path, monkeypatch):
     """The child takes the middle segment and sits on it: the parent reads the free segments
     after it out of order meanwhile, then merges the middle one when it comes; the result is
     the sequential one."""
-    text, _ = journal(900, seed=5)
-    p = tmp_path / "k.log"
-    p.write_text(text)
-    monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
-    seq = summary(*run(p))
-    monkeypatch.delenv("PLEG_DOCTOR_SCAN_WORKERS")
-    monkeypatch.setattr(engine, "SPLIT_MIN_BYTES", 1)
-    monkeypatch.setattr(split, "SEGMENT_BYTES", 8192)
-    monkeypatch.setattr(engine, "split_allowed", lambda: True)
+    p, seq = _split_small(tmp_path, monkeypatch, seed=5)
     stolen: list[int] = []
     real_collect = split._collect
 
