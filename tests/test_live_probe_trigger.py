@@ -68,10 +68,13 @@ def test_stall_holds_until_the_stalled_relist_finishes(tmp_path: Path) -> None:
         assert probe.status().runtime_up  # look-alike: a normal relist is no stall
         first, second = threading.Event(), threading.Event()
         fake.block["ListPodSandbox"] = first
-        # ListContainers is blocked only once a relist waits in ListPodSandbox: blocking both at
-        # once would catch a relist already past ListPodSandbox in ListContainers instead
-        deadline = time.monotonic() + 5
-        while probe.status().in_flight_method != "ListPodSandbox" and time.monotonic() < deadline:
+        # ListContainers is blocked only once a relist waits in ListPodSandbox (a call that
+        # reached the fake after its block was set): blocking both at once, or on seeing a
+        # ListPodSandbox call that began before, catches a relist in ListContainers instead
+        blocked_from, deadline = time.monotonic(), time.monotonic() + 5
+        while time.monotonic() < deadline and not any(
+            name == "ListPodSandbox" and at > blocked_from for name, at in list(fake.calls)
+        ):
             time.sleep(0.005)
         fake.block["ListContainers"] = second
         time.sleep(1.5)
