@@ -6,11 +6,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from plegdoctor.live.cri import api
+from plegdoctor.live.watch import WatchConfig
 
 
 class FakeCRI:
@@ -98,3 +100,23 @@ def standard_handlers(n_containers: int = 3) -> dict[str, Callable[[Any], Any]]:
         )
 
     return {"Version": version, "ListPodSandbox": list_sandboxes, "ListContainers": list_containers}
+
+
+def watch_config(sock: str, captures: Path, **kw: object) -> WatchConfig:
+    """A WatchConfig of a watch on the fake at `sock` for unit tests: fast probe, no dump,
+    no analysis; `kw` overrides any field."""
+    base: dict[str, object] = dict(
+        listen="127.0.0.1:0",
+        runtime_endpoint=f"unix://{sock}",
+        period=0.1,
+        stall_threshold=0.5,
+        call_timeout=30,
+        capture_dir=str(captures),
+        cooldown=3600,
+        min_free=0,
+        dump=False,
+        analyze=False,
+        log_window="1m",
+    )
+    base.update(kw)
+    return WatchConfig(**base)  # type: ignore[arg-type]

@@ -336,27 +336,13 @@ def test_watch_without_publish_does_not_import_the_kubernetes_client() -> None:
 def test_a_real_watcher_publishes_through_the_wiring(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Watcher + fake CRI + --publish-dry-run --hold-for-repair both: a stall sets the hold,
     the capture's Event and the True condition go out, the hold goes, then the condition is False."""
-    from live_fakes import FakeCRI, standard_handlers
-    from plegdoctor.live.watch import WatchConfig, Watcher
+    from live_fakes import FakeCRI, standard_handlers, watch_config
+    from plegdoctor.live.watch import Watcher
 
     sock = str(tmp_path / "cri.sock")
     captures = tmp_path / "captures"
     publish = PublishOptions(node="node-w", dry_run=True, hold="both", condition_every=0.0)
-    cfg = WatchConfig(
-        listen="127.0.0.1:0",
-        runtime_endpoint=f"unix://{sock}",
-        period=0.1,
-        stall_threshold=0.5,
-        call_timeout=30,
-        capture_dir=str(captures),
-        cooldown=3600,
-        min_free=0,
-        dump=False,
-        analyze=False,
-        log_window="1m",
-        node="node-w",
-        publish=publish,
-    )
+    cfg = watch_config(sock, captures, node="node-w", publish=publish)
     with FakeCRI(sock, standard_handlers(1)) as fake:
         w = Watcher(cfg).start()
         t = threading.Thread(target=w.run, daemon=True)

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from live_fakes import FakeCRI, standard_handlers
+from live_fakes import FakeCRI, standard_handlers, watch_config
 from plegdoctor.errors import UserError
 from plegdoctor.live.capture_dir import STATE_FILE, PersistedState, clean_stage_dirs, prepare_capture_dir
 from plegdoctor.live.exporter import METRIC_NAMES, Exporter, ServerLimits, WatchState
 from plegdoctor.live.trigger import bundles_in
-from plegdoctor.live.watch import WatchConfig, Watcher
+from plegdoctor.live.watch import Watcher
 
 
 def _metrics(port: int) -> dict[str, float]:
@@ -43,7 +43,7 @@ def test_watch_exports_stall_and_captures(tmp_path: Path) -> None:
     captures = tmp_path / "captures"
     captures.mkdir()
     with FakeCRI(sock, standard_handlers(2)) as fake:
-        w = Watcher(_watch_cfg(sock, captures, cooldown=0)).start()
+        w = Watcher(watch_config(sock, captures, cooldown=0)).start()
         t = threading.Thread(target=w.run, daemon=True)
         t.start()
         try:
@@ -301,24 +301,6 @@ def test_state_file_is_validated(tmp_path: Path) -> None:
     assert PersistedState.load(tmp_path / "missing.json", now, None) == (PersistedState(), "")
 
 
-def _watch_cfg(sock: str, captures: Path, **kw: object) -> WatchConfig:
-    base: dict[str, object] = dict(
-        listen="127.0.0.1:0",
-        runtime_endpoint=f"unix://{sock}",
-        period=0.1,
-        stall_threshold=0.5,
-        call_timeout=30,
-        capture_dir=str(captures),
-        cooldown=3600,
-        min_free=0,
-        dump=False,
-        analyze=False,
-        log_window="1m",
-    )
-    base.update(kw)
-    return WatchConfig(**base)  # type: ignore[arg-type]
-
-
 def _run(w: Watcher) -> threading.Thread:
     t = threading.Thread(target=w.run, daemon=True)
     t.start()
@@ -341,7 +323,7 @@ def test_runtime_down_alerts_rotates_and_survives_a_restart(tmp_path: Path) -> N
         b.write_bytes(b"x")
         os.utime(b, (1000 + i, 1000 + i))
     with FakeCRI(sock, standard_handlers(1)):
-        w = Watcher(_watch_cfg(sock, captures, max_captures=2)).start()
+        w = Watcher(watch_config(sock, captures, max_captures=2)).start()
         t = _run(w)
         try:
             _wait(lambda: w.probe.status().runtime_up)
@@ -364,7 +346,7 @@ def test_runtime_down_alerts_rotates_and_survives_a_restart(tmp_path: Path) -> N
         t.join(5)
     # a new watch, the runtime still down: the age counts from the success before the restart,
     # and the cooldown holds (no second capture for the same stall)
-    w2 = Watcher(_watch_cfg(sock, captures, max_captures=2)).start()
+    w2 = Watcher(watch_config(sock, captures, max_captures=2)).start()
     t2 = _run(w2)
     try:
         m = _metrics(w2.port)
@@ -380,7 +362,7 @@ def test_runtime_down_alerts_rotates_and_survives_a_restart(tmp_path: Path) -> N
 
 def test_runtime_never_up_still_exports_a_growing_age(tmp_path: Path) -> None:
     captures = tmp_path / "captures"
-    w = Watcher(_watch_cfg(str(tmp_path / "absent.sock"), captures, cooldown=0)).start()
+    w = Watcher(watch_config(str(tmp_path / "absent.sock"), captures, cooldown=0)).start()
     t = _run(w)
     try:
         first = _metrics(w.port)
