@@ -45,8 +45,9 @@ def run(cmd: list[str]) -> tuple[float, int]:
     return wall, usage.ru_maxrss
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def dump_options(doc: str | None) -> tuple[argparse.Namespace, str]:
+    """The options of the goroutine benches (--dump, --goroutines, --runs) and panicparse's path."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dump", help="use this dump instead of generating one")
     ap.add_argument("--goroutines", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=3)
@@ -54,16 +55,27 @@ def main() -> None:
     pp = shutil.which("panicparse") or shutil.which("pp")
     if pp is None:
         raise SystemExit("panicparse not found: apt-get install -y panicparse")
-    tmp = None
-    dump = args.dump
-    if dump is None:
-        tmp = tempfile.mkdtemp(prefix="pleg-doctor-bench-")
-        dump = os.path.join(tmp, "goroutines.txt")
-        subprocess.run(
-            [sys.executable, str(HERE / "gen_goroutine_dump.py"), dump, "--goroutines", str(args.goroutines)],
-            check=True,
-        )
+    return args, pp
+
+
+def bench_dump(args: argparse.Namespace, tmp: str) -> str:
+    """`--dump`, or a dump of `--goroutines` goroutines generated into `tmp`."""
+    if args.dump is not None:
+        return str(args.dump)
+    dump = os.path.join(tmp, "goroutines.txt")
+    subprocess.run(
+        [sys.executable, str(HERE / "gen_goroutine_dump.py"), dump, "--goroutines", str(args.goroutines)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return dump
+
+
+def main() -> None:
+    args, pp = dump_options(__doc__)
+    tmp = tempfile.mkdtemp(prefix="pleg-doctor-bench-")
     try:
+        dump = bench_dump(args, tmp)
         size = os.path.getsize(dump) / 1e6
         ours_cmd = [sys.executable, "-m", "plegdoctor.cli", "goroutines", dump, "-o", "json"]
         pp_cmd = [pp, "-parse=false", dump]
@@ -93,8 +105,7 @@ def main() -> None:
         if not ok:
             sys.exit(1)
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

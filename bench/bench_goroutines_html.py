@@ -19,7 +19,6 @@ page's script after its first render). Bar: ours painted in < 2 s (exit 1 when m
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -32,7 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from bench_goroutines import bench_dump, dump_options  # same directory: run as a script
+
 BAR_MS = 2000.0
 # the first frame after `load`, on any page (ours and panicparse's alike)
 AFTER_LOAD = """addEventListener("load", () => requestAnimationFrame(() => setTimeout(() => {
@@ -109,24 +109,10 @@ def open_page(browser: Any, page_file: Path, ours: bool) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dump", help="use this dump instead of generating one")
-    ap.add_argument("--goroutines", type=int, default=100_000)
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
-    pp = shutil.which("panicparse") or shutil.which("pp")
-    if pp is None:
-        raise SystemExit("panicparse not found: apt-get install -y panicparse")
+    args, pp = dump_options(__doc__)
     tmp = tempfile.mkdtemp(prefix="pleg-doctor-bench-html-")
     try:
-        dump = args.dump
-        if dump is None:
-            dump = os.path.join(tmp, "goroutines.txt")
-            subprocess.run(
-                [sys.executable, str(HERE / "gen_goroutine_dump.py"), dump, "--goroutines", str(args.goroutines)],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
+        dump = bench_dump(args, tmp)
         ours_html, theirs_html = Path(tmp, "ours.html"), Path(tmp, "panicparse.html")
         ours_cmd = [sys.executable, "-m", "plegdoctor.cli", "goroutines", dump, "-o", "html"]
         pp_cmd = [pp, "-parse=false", "-html", str(theirs_html), dump]
