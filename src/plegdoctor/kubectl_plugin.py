@@ -333,7 +333,7 @@ def command(
     from plegdoctor.pipeline import analyze_paths
     from plegdoctor.report import render
 
-    diagnosis = analyze_paths([str(dest)], series=fmt == "html")
+    diagnosis = analyze_paths([str(dest)], series=fmt == "html", one_shot=True)  # the plugin exits after it
     text = render(diagnosis, fmt, color=None, width=None)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 

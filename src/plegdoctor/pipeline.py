@@ -191,10 +191,11 @@ def analyze_paths(
 ) -> Any:
     """Inputs -> Diagnosis (plegdoctor.diagnosis.Diagnosis). `limits`: `inputs.Limits`.
     `series`: also build the picture's data (`Diagnosis.series`, for the HTML report).
-    `one_shot`: the process ends after this analysis (the `analyze` command): the evidence
-    is moved out of the garbage collector's reach (`gc.freeze`), so that the collections
-    the rules trigger and the one at exit do not walk its millions of objects again (the
-    500 MB bench journal: 15-20 ms). Long-lived callers (watch, the lab) leave it False."""
+    `one_shot`: the process ends after this analysis (`analyze`, `demo`, the kubectl
+    plugin): the evidence is moved out of the garbage collector's reach (`gc.freeze`), so
+    that the collections the rules trigger and the one at exit do not walk its millions of
+    objects again (the 500 MB bench journal: 15-20 ms). Long-lived callers (watch, the lab)
+    leave it False."""
     if gap <= 0:
         raise UserError("--gap must be a positive number of seconds")
     evidence = collect_evidence(
