@@ -39,11 +39,10 @@ from plegdoctor.parsers.logs.scanner import (
     LineScanner,
     Needle,
     ScanStats,
+    count_lines,
     finish_report,
     open_binary,
-)
-from plegdoctor.parsers.logs.scanner import (
-    line_of as _line,
+    tick_line,
 )
 from plegdoctor.parsers.logs.split import CAPPED, scan_parallel
 
@@ -178,18 +177,24 @@ class Dispatcher:
         self.shared: mmap.mmap | None = None  # byte CAPPED set: tells a forked reader the warnings cap is reached
 
     # -- entry points of the scanner
-    def on_ticks(self, buf: bytes, flat: list[int]) -> None:
+    def on_ticks(self, buf: bytes, ends: list[int], pos: int, lineno: int) -> tuple[int, int]:
         """A batch of relist lines (see LineScanner.scan)."""
         k = self.ticker
         if k.multi is None:  # the common case: no value open
-            k.ticks(buf, flat, self._slow_tick)
-            return
+            return k.ticks(buf, ends, pos, lineno, self._slow_tick)
         i = 0
-        while i < len(flat) and k.multi is not None:  # a tick closes an open multi-line value
-            self.on_line(flat[i], _line(buf, flat[i + 1], flat[i + 2]), self.tick_tag)
-            i += 3
-        if i < len(flat):
-            k.ticks(buf, flat[i:] if i else flat, self._slow_tick)
+        while i < len(ends) and k.multi is not None:  # a tick closes an open multi-line value
+            to = ends[i]
+            i += 1
+            nl = count_lines(buf, pos, to)
+            if not nl and pos and buf[pos - 1] != 10:
+                continue  # a second needle in the line of the previous one
+            lineno += nl
+            pos = to
+            self.on_line(lineno + 1, tick_line(buf, to), self.tick_tag)
+        if i < len(ends):
+            return k.ticks(buf, ends[i:] if i else ends, pos, lineno, self._slow_tick)
+        return pos, lineno
 
     def _slow_tick(self, lineno: int, raw: bytes) -> None:
         self.on_line(lineno, raw, self.tick_tag)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import quote
+from plegdoctor.parsers.logs.scanner import count_sub as _count
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import RelistSeries
@@ -34,6 +35,7 @@ class RelistTicks:
         self.src_id = series.source_id(path)
         self.last_tick_ts = -1.0
         self.last_tick_text: bytes | None = None
+        self.first_tick_text: bytes | None = None  # of the tick `ticks` put into an empty series
         self._hour_cache: dict[bytes, float] = {}
         self._minute_cache: dict[bytes, float] = {}  # b"I0615 00:00" -> epoch of that minute
         self._ts_append = series.ts.append
@@ -73,16 +75,22 @@ class RelistTicks:
         self.last_tick_text = raw
         return True
 
-    def ticks(self, buf: bytes, flat: list[int], slow: Callable[[int, bytes], None]) -> None:
-        """A batch of relist lines from the scanner: `flat` = [lineno, start, end, ...],
-        each line `buf[start:end]` (see LineScanner.scan). This runs once per second of
-        log, so it is written for speed: the 22-byte klog stamp `Lmmdd hh:mm:ss.uuuuuu `
-        is sliced at a fixed place (after the journald frame, or at the line start), its
-        `Lmmdd hh:mm` part looked up in a cache of minute epochs (filled by `tick_fast`
-        from validated stamps) and the seconds added. A line the cache does not know, or
-        that is not shaped like that, goes to `slow(lineno, line)`, in order."""
+    def ticks(
+        self, buf: bytes, ends: list[int], pos: int, lineno: int, slow: Callable[[int, bytes], None]
+    ) -> tuple[int, int]:
+        """A batch of relist lines from the scanner (see LineScanner.scan, `on_ticks`):
+        `ends` = where the needle ends in each, `lineno` = the lines ending before `pos`;
+        returns that pair for the last tick. This runs once per second of log, so it is
+        written for speed: newlines are counted from tick to tick, the 22-byte klog stamp
+        `Lmmdd hh:mm:ss.uuuuuu ` is sliced at a fixed place (after the first `]: ` of the
+        line, the journald frame, or at the line start), its `Lmmdd hh:mm` part looked up in
+        a cache of minute epochs (filled by `tick_fast` from validated stamps) and the
+        seconds added. A line the cache does not know, or that is not shaped like that, goes
+        to `slow(lineno, line)`, in order. Line ends are only looked for when a text is kept."""
         cache = self._minute_cache
+        count = _count
         find = buf.find
+        rfind = buf.rfind
         stamp = _STAMP.unpack_from
         ts_append = self._ts_append
         src_append = self._src_append
@@ -90,13 +98,22 @@ class RelistTicks:
         src_id = self.src_id
         keep = KEEP_TEXT_INTERVAL
         last = self.last_tick_ts
-        prev_s = prev_e = -1  # the previous tick, while it is in buf and its text not taken
-        it = iter(flat)
-        for lineno, s, e in zip(it, it, it, strict=True):
-            p = find(b"]: ", s, e)
-            p = s if p == -1 else p + 3
+        prev_s = prev_to = -1  # the previous tick, while it is in buf and its text not taken
+        empty = not len(self.series)
+        for to in ends:
+            nl = count(buf, b"\n", pos, to)
+            if not nl and pos and buf[pos - 1] != 10:
+                continue  # a second needle in the line of the previous one
+            lineno += nl
+            pos = to
+            s = rfind(b"\n", 0, to) + 1
+            p = find(b"]: ", s, to)
+            if p != -1:
+                p += 3
+            elif find(b"]: ", to, find(b"\n", to)) == -1:
+                p = s  # no journald frame: the stamp starts the line
             try:
-                if p + 22 > e:  # the stamp and the space after it inside the line
+                if p < 0 or p + 22 > to:  # the stamp and the space after it before the needle
                     raise ValueError
                 # b"I0615 00:00", b"ss.uuuuuu", b" " (bytes: buf may be a bytearray)
                 key, secs, space = stamp(buf, p)
@@ -107,28 +124,32 @@ class RelistTicks:
             except ValueError:
                 self.last_tick_ts = last
                 if prev_s >= 0:
-                    self.last_tick_text = _line(buf, prev_s, prev_e)
-                slow(lineno, _line(buf, s, e))
+                    self.last_tick_text = _line(buf, prev_s, prev_to)
+                slow(lineno + 1, _line(buf, s, to))
                 last = self.last_tick_ts
                 prev_s = -1
                 continue
             if last >= 0 and not -keep < ts - last < keep:
                 self.last_tick_ts = last
                 if prev_s >= 0:
-                    self.last_tick_text = _line(buf, prev_s, prev_e)
-                self._add_tick(ts, lineno, _line(buf, s, e))
+                    self.last_tick_text = _line(buf, prev_s, prev_to)
+                self._add_tick(ts, lineno + 1, _line(buf, s, to))
                 last = ts
                 prev_s = -1
                 continue
             ts_append(ts)
             src_append(src_id)
-            line_append(lineno)
+            line_append(lineno + 1)
             last = ts
             prev_s = s
-            prev_e = e
+            prev_to = to
+            if empty:
+                self.first_tick_text = _line(buf, s, to)
+                empty = False
         self.last_tick_ts = last
         if prev_s >= 0:
-            self.last_tick_text = _line(buf, prev_s, prev_e)
+            self.last_tick_text = _line(buf, prev_s, prev_to)
+        return pos, lineno
 
     def _hour_base(self, hour_key: bytes) -> float | None:
         shift = self.resolver.shift
@@ -159,8 +180,10 @@ class RelistTicks:
             self.series.keep_text(last, _text(self.last_tick_text))
 
 
-def _line(buf: bytes, start: int, end: int) -> bytes:
-    line = bytes(buf[start:end])
+def _line(buf: bytes, start: int, to: int) -> bytes:
+    """The line that starts at `start` and holds `to` (a needle's end)."""
+    e = buf.find(b"\n", to)
+    line = bytes(buf[start : e if e != -1 else len(buf)])
     return line[:-1] if line.endswith(b"\r") else line
 
 

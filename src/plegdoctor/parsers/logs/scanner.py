@@ -14,6 +14,7 @@ import io
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
+from itertools import chain
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
@@ -57,6 +58,7 @@ class Needle(msgspec.Struct, frozen=True):
     line_start: bool = False  # a literal that must start a line
 
 
+TicksHandler = Callable[[bytes, list[int], int, int], tuple[int, int]]  # see LineScanner: on_ticks
 _Built = tuple[Any, list[tuple[Any, int, bool]], list[tuple[bytes, int]]]
 _BUILT: dict[tuple[tuple[bytes, int, bool, bool], ...], _Built] = {}
 
@@ -76,10 +78,11 @@ class LineScanner:
     a binary stream. With `needles=None` every line is a candidate (tag -1).
 
     Hot-path options of `scan`:
-    - `on_ticks(buf, flat)`: lines whose tag is `tick_tag` are not delivered one by one
-      but in batches, `flat` = [lineno, start, end, ...] with `buf[start:end]` the line
-      (a trailing CR included). A batch is handed over before any other line, so the
-      parser still sees all lines in file order.
+    - `on_ticks(buf, ends, pos, lineno) -> (pos, lineno)`: lines whose tag is `tick_tag` are
+      not delivered one by one but in batches: `ends` = where the tick needle ends in each
+      (sorted; rarely two in one line), `lineno` = the lines that end before `pos`; it
+      returns the same pair for a later place it counted lines to. A batch is handed over
+      before any other line, so the parser still sees all lines in file order.
     - `follow()`: asked after each line given to `on_line`; while it returns True, the
       following lines are delivered too (tag TAG_FOLLOW), needles or not. This is how a
       multi-line value is read without a needle for every continuation line.
@@ -91,7 +94,7 @@ class LineScanner:
         self.tick_tag = tick_tag
         self._dbs: dict[frozenset[int], tuple[Any, list[tuple[Any, int, bool]], list[tuple[bytes, int]]]] = {}
         self._dropped: frozenset[int] = frozenset()
-        self._on_ticks: Callable[[bytes, list[int]], None] | None = None
+        self._on_ticks: TicksHandler | None = None
         self._follow: Callable[[], bool] | None = None
         self._following = False
         self._compile()
@@ -201,7 +204,7 @@ class LineScanner:
         on_line: Callable[[int, bytes, int], None],
         stats: ScanStats,
         *,
-        on_ticks: Callable[[bytes, list[int]], None] | None = None,
+        on_ticks: TicksHandler | None = None,
         follow: Callable[[], bool] | None = None,
         following: bool = False,
         lineno: int = 0,
@@ -334,14 +337,13 @@ class LineScanner:
         stats: ScanStats,
     ) -> int:
         matches = self._matches(buf, start, end)
-        matches.append((end + 1) << _TAG_BITS)  # sentinel: delivers the last pending line
         count = _sz_count or _py_count
         rfind = buf.rfind
         find = buf.find
         on_ticks = self._on_ticks
         follow = self._follow
         tick_tag = self.tick_tag if on_ticks is not None else -1
-        ticks: list[int] = []
+        ticks: list[int] = []  # where the tick needle ends in each tick line not handed over yet
         counted_to = start  # `cur` = lines that end before counted_to
         cur = lineno
         n = 0
@@ -350,53 +352,89 @@ class LineScanner:
             skip_to, cur = self._follow_lines(buf, start, end, cur, on_line, matches)
             n += cur - lineno
             counted_to = skip_to
-        # Several needles may hit one line: deliver it once, with the smallest tag.
-        pend_start = -1
+        # Several needles may hit one line: deliver it once, with the smallest tag. The tick
+        # tag is the smallest: a line the tick needle hits is a tick line, whatever else it holds.
+        pend_start = -1  # the line to deliver once the next line with a match is found
         pend_end = -1
         pend_tag = 0
+        last_tick = -1  # needle end of the latest tick, until a match in a later line
         mask = (1 << _TAG_BITS) - 1
-        for code in matches:
+        for code in chain(matches, (_END_TO << _TAG_BITS | (tick_tag == 0),)):  # a sentinel, not a tick
             to = code >> _TAG_BITS
-            if to <= pend_end:
-                tag = code & mask
+            if to <= skip_to:
+                continue
+            tag = code & mask
+            if tag == tick_tag:
+                if pend_start < 0:
+                    ticks.append(to)
+                    last_tick = to
+                    continue
+                if to <= pend_end:  # the pending line holds the tick needle: a tick line
+                    pend_start = -1
+                    ticks.append(to)
+                    last_tick = to
+                    continue
+            elif to <= pend_end:
                 if tag < pend_tag:
                     pend_tag = tag
                 continue
-            if to <= skip_to:
-                continue
-            if pend_start >= 0:
+            elif last_tick >= 0:
+                if to != _END_TO and find(b"\n", last_tick, to) == -1:
+                    continue  # in the latest tick's line
+                last_tick = -1
+            if pend_start >= 0:  # a match in a later line: deliver the pending line
+                if ticks:  # after the ticks before it
+                    counted_to, cur = on_ticks(buf, ticks, counted_to, cur)  # type: ignore[misc]
+                    n += len(ticks)
+                    ticks = []
                 cur += count(buf, b"\n", counted_to, pend_start)
                 counted_to = pend_start
                 n += 1
-                if pend_tag == tick_tag:
-                    ticks += (cur + 1, pend_start, pend_end)
-                else:
-                    if ticks:
-                        on_ticks(buf, ticks)  # type: ignore[misc]
-                        ticks = []
-                    line = bytes(buf[pend_start:pend_end])  # buf may be the scanner's bytearray
-                    on_line(cur + 1, line[:-1] if line.endswith(b"\r") else line, pend_tag)
-                    if follow is not None and follow():
-                        first = cur + 1
-                        counted_to, cur = self._follow_lines(buf, pend_end + 1, end, first, on_line, matches)
-                        n += cur - first
-                        skip_to = counted_to
-                        if to <= skip_to:
-                            pend_start = -1
-                            pend_end = -1
-                            continue
-            if to > end:
+                line = bytes(buf[pend_start:pend_end])  # buf may be the scanner's bytearray
+                on_line(cur + 1, line[:-1] if line.endswith(b"\r") else line, pend_tag)
+                pend_start = -1
+                if follow is not None and follow():
+                    first = cur + 1
+                    counted_to, cur = self._follow_lines(buf, pend_end + 1, end, first, on_line, matches)
+                    n += cur - first
+                    skip_to = counted_to
+                    if to <= skip_to:
+                        continue
+            if to == _END_TO:
                 break
+            if tag == tick_tag:
+                ticks.append(to)
+                last_tick = to
+                continue
             ls = rfind(b"\n", start, to)
             pend_start = ls + 1 if ls != -1 else start
             pend_end = find(b"\n", to - 1 if to > start else start, end)
-            pend_tag = code & mask
+            pend_tag = tag
         if ticks:
-            on_ticks(buf, ticks)  # type: ignore[misc]
+            counted_to, cur = on_ticks(buf, ticks, counted_to, cur)  # type: ignore[misc]
+            n += len(ticks)
         cur += count(buf, b"\n", counted_to, end)
         stats.lines = cur
         stats.candidates += n
         return cur
+
+
+_END_TO = (1 << 62) - 1  # needle end of the sentinel match that closes the region's matches
+
+
+count_sub: Callable[[bytes | bytearray, bytes, int, int], int] = _sz_count or _py_count  # buf.count, SIMD
+
+
+def count_lines(buf: bytes | bytearray, start: int, end: int) -> int:
+    """Newlines in buf[start:end] (SIMD with StringZilla)."""
+    return (_sz_count or _py_count)(buf, b"\n", start, end)
+
+
+def tick_line(buf: bytes | bytearray, to: int) -> bytes:
+    """The line (without newline and trailing CR) in which a needle ends at `to`."""
+    s = buf.rfind(b"\n", 0, to) + 1
+    e = buf.find(b"\n", to)
+    return line_of(buf, s, e if e != -1 else len(buf))
 
 
 def line_of(buf: bytes | bytearray, start: int, end: int) -> bytes:

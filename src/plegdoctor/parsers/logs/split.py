@@ -26,7 +26,6 @@ from plegdoctor.model import InputReport, quote
 from plegdoctor.parsers.logs.common import FRAMED_KLOG_RE, FRAMED_KLOG_SEV, MONTHS, frame_of, parse_journal_frame
 from plegdoctor.parsers.logs.registry import process_of_ident
 from plegdoctor.parsers.logs.scanner import TAG_FOLLOW, LineScanner, ScanStats
-from plegdoctor.parsers.logs.scanner import line_of as _line
 
 SEGMENT_BYTES = 8 << 20
 # Where the child starts (a fraction of the segments): the parent reads up to there at full
@@ -146,16 +145,8 @@ class _Collector:
             return
         self.open = False  # the ` >` closer or any other kubelet line
 
-    def on_ticks(self, buf: bytes, flat: list[int]) -> None:
-        k = self.ticker
-        empty = len(k.series) == 0
-        k.ticks(buf, flat, self._slow_tick)
-        if empty and self.first_text is None and len(k.series):
-            first = k.series.line[0]
-            for i in range(0, len(flat), 3):
-                if flat[i] == first:
-                    self.first_text = _line(buf, flat[i + 1], flat[i + 2])[:400].decode("utf-8", "replace")
-                    break
+    def on_ticks(self, buf: bytes, ends: list[int], pos: int, lineno: int) -> tuple[int, int]:
+        return self.ticker.ticks(buf, ends, pos, lineno, self._slow_tick)
 
     def _slow_tick(self, lineno: int, raw: bytes) -> None:
         self.on_line(lineno, raw, self.tick_tag)
@@ -212,7 +203,9 @@ class _Collector:
             "ts": k.series.ts.tobytes(),
             "line": k.series.line.tobytes(),
             "texts": k.series.texts,
-            "first_text": self.first_text,
+            "first_text": self.first_text
+            if self.first_text is not None or k.first_tick_text is None
+            else k.first_tick_text[:400].decode("utf-8", "replace"),
             "last_ts": k.last_tick_ts,
             "last_text": k.last_tick_text,
             "candidates": self.candidates,
