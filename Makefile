@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint bench docs clean fuzz fuzz-goroutines fuzz-logs
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/plegdoctor/_fastscan.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) build src/*.egg-info src/plegdoctor/*.so .pytest_cache .ruff_cache .mypy_cache
 
 # Regenerate the CRI runtime.v1 descriptor (src/plegdoctor/live/cri/_descriptor.py) from api.proto.
 proto: $(STAMP)

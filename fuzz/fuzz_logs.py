@@ -6,8 +6,9 @@ candidate-line scanner, journald framing, klog/logrus helpers, embedded goroutin
 
 The input's length picks the parser (so seed files are plain log text and mutations reach
 all of them): the sniffed kind (any parser, as `analyze` would pick it), or one of the four
-log parsers forced as `--kind` would. A crash is any exception but `UserError`, or a broken
-invariant (fuzz/fuzzlib.py). Usage and what the Makefile runs: fuzz/README.md.
+log parsers forced as `--kind` would. A crash is any exception but `UserError`, a broken
+invariant (fuzz/fuzzlib.py), or the compiled and the Python scanner loops disagreeing.
+Usage and what the Makefile runs: fuzz/README.md.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def test_one_input(data: bytes) -> None:
     kind = CHOICES[len(data) % len(CHOICES)]
     res = fuzzlib.parse_bytes(data, kind)
     fuzzlib.check_result(res, data)
+    if fuzzlib.fingerprint(fuzzlib.parse_bytes_python_loop(data, kind)) != fuzzlib.fingerprint(res):
+        raise fuzzlib.Broken("the compiled and the Python scanner loops read this input differently")
 
 
 def main() -> None:

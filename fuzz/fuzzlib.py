@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from plegdoctor import parsers
 from plegdoctor.errors import UserError
 from plegdoctor.evidence import Evidence, ParseContext
@@ -103,8 +105,20 @@ def parse_bytes(data: bytes, kind: str | None = None, display: str = DISPLAY) ->
     return Result(kind, evidence, report, error)
 
 
+def parse_bytes_python_loop(data: bytes, kind: str | None = None, display: str = DISPLAY) -> Result:
+    """`parse_bytes` with the log scanner's Python candidate loop instead of the compiled
+    one (src/plegdoctor/_fastscan.c): the two must give the same evidence."""
+    fast = _logcommon._fast
+    _logcommon._fast = None
+    try:
+        return parse_bytes(data, kind, display)
+    finally:
+        _logcommon._fast = fast
+
+
 def _walk(obj: Any, depth: int = 0) -> Iterator[Any]:
-    """Every object reachable from `obj` through dataclasses, tuples, lists and dicts."""
+    """Every object reachable from `obj` through dataclasses, msgspec Structs, tuples,
+    lists and dicts."""
     if depth > 12:
         return
     yield obj
@@ -116,6 +130,9 @@ def _walk(obj: Any, depth: int = 0) -> Iterator[Any]:
     elif isinstance(obj, list | tuple | set | frozenset):
         for v in obj:
             yield from _walk(v, depth + 1)
+    elif isinstance(obj, msgspec.Struct):
+        for name in obj.__struct_fields__:
+            yield from _walk(getattr(obj, name), depth + 1)
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         for f in dataclasses.fields(obj):
             yield from _walk(getattr(obj, f.name), depth + 1)

@@ -17,7 +17,7 @@ from plegdoctor.analysis.pleg_timeline import build_timeline
 from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.inputs import iter_sources
 from plegdoctor.model import InputReport
-from plegdoctor.parsers.logs import common, engine, scanner, split
+from plegdoctor.parsers.logs import common, engine, kubelet_ticks, lines, scanner, split
 from plegdoctor.parsers.logs import journal as journald
 from plegdoctor.parsers.logs import kubelet as kubelet_log
 from plegdoctor.timeutil import TimeContext
@@ -161,6 +161,7 @@ def test_ticks_batch_equals_the_regex_path(tmp_path, monkeypatch):
         frame(500.0, 'I0602 05:08:20.5    1679 generic.go:191] "GenericPLEG: Relisting"'),  # short micros
         'kubelet[1679]: I0602 05:08:21.000000    1679 generic.go:191] "GenericPLEG: Relisting"',
         frame(502.0, 'x]: y I0602 05:08:22.000000    1679 generic.go:191] "GenericPLEG: Relisting"'),
+        frame(503.0, 'I0602 05:08:23.12e4567    1679 generic.go:191] "GenericPLEG: Relisting"'),  # float(): inf
     ]
     p = tmp_path / "k.log"
     p.write_text(text + "\n".join(odd) + "\n")
@@ -284,6 +285,8 @@ def test_line_numbers_without_stringzilla_are_the_same(tmp_path, monkeypatch):
     monkeypatch.setenv("PLEG_DOCTOR_SCAN_WORKERS", "1")
     monkeypatch.setattr(scanner, "CHUNK", 5000)
     fast = summary(*run(p))
-    monkeypatch.setattr(scanner, "_sz_count", None)
+    monkeypatch.setattr(scanner, "_fast", None)  # the Python loop, counting with bytes.count
+    monkeypatch.setattr(lines, "count_sub", lines._py_count)
+    monkeypatch.setattr(kubelet_ticks, "_count", lines._py_count)
     assert summary(*run(p)) == fast
     assert fast["lines"] == text.count("\n") and fast["line"][0] == 1

@@ -32,6 +32,7 @@ from plegdoctor.parsers.logs.common import (
     parse_journal_frame,
     realtime_to_dt,
 )
+from plegdoctor.parsers.logs.lines import count_lines, open_binary, tick_line
 from plegdoctor.parsers.logs.registry import formats, get_format, process_of_ident
 from plegdoctor.parsers.logs.scanner import (
     TAG_FOLLOW,
@@ -39,10 +40,8 @@ from plegdoctor.parsers.logs.scanner import (
     LineScanner,
     Needle,
     ScanStats,
-    count_lines,
+    Ticker,
     finish_report,
-    open_binary,
-    tick_line,
 )
 from plegdoctor.parsers.logs.split import CAPPED, scan_parallel
 
@@ -166,6 +165,7 @@ class Dispatcher:
         self.tick_tag: int = ticking.tick_tag  # type: ignore[assignment]
         self.capped_tag = ticking.capped_tag
         self.ticker = self.handlers[ticking.process]  # the ticking format's handler (the kubelet's)
+        self.tick_ref = Ticker(self.ticker, self._slow_tick, True)  # the compiled loop's way to it
         self.content_tests = [(f.by_content, f.process) for f in self.formats if f.by_content is not None]
         self.null_messages = 0
         self.null_containerd = 0
@@ -388,7 +388,14 @@ def run_log_parser(source: Source, ctx: ParseContext, default_process: str | Non
         if needles is not None and isinstance(stream, io.FileIO) and size >= SPLIT_MIN_BYTES and split_allowed():
             scan_parallel(stream, size, scanner, dispatcher, stats)
         else:
-            scanner.scan(stream, dispatcher.on_line, stats, on_ticks=dispatcher.on_ticks, follow=dispatcher.wants_next)
+            scanner.scan(
+                stream,
+                dispatcher.on_line,
+                stats,
+                on_ticks=dispatcher.on_ticks,
+                follow=dispatcher.wants_next,
+                ticker=dispatcher.tick_ref,
+            )
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from plegdoctor.model import quote
-from plegdoctor.parsers.logs.scanner import count_sub as _count
+from plegdoctor.parsers.logs.lines import count_sub as _count
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import RelistSeries
@@ -118,8 +118,8 @@ class RelistTicks:
                 # b"I0615 00:00", b"ss.uuuuuu", b" " (bytes: buf may be a bytearray)
                 key, secs, space = stamp(buf, p)
                 base = cache.get(key)
-                if base is None or secs[2] != 46 or space != b" ":  # "." before the micros
-                    raise ValueError
+                if base is None or secs[2] != 46 or space != b" " or not (secs[:2] + secs[3:]).isdigit():
+                    raise ValueError  # `ss.uuuuuu`: what the regex path reads (float() takes "1e999")
                 ts = base + float(secs)
             except ValueError:
                 self.last_tick_ts = last

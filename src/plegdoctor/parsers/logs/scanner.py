@@ -11,13 +11,16 @@ every line (containerd) asks for all lines instead.
 from __future__ import annotations
 
 import io
+import os
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from itertools import chain
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import msgspec
+
+from plegdoctor.parsers.logs import lines as lines_mod
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import ParseContext
@@ -26,16 +29,12 @@ try:  # Hyperscan: one pass over a chunk for all needles (several times faster t
     import hyperscan as _hs
 except ImportError:  # pragma: no cover - exercised when the wheel is missing
     _hs = None  # type: ignore[assignment]
-try:  # StringZilla: SIMD byte counts for line numbers (~8x `bytes.count`, ~20 GB/s here).
-    from stringzilla import count as _sz_count
-except ImportError:  # pragma: no cover - exercised when the wheel is missing
-    _sz_count = None
-
-
-def _py_count(buf: bytes | bytearray, sub: bytes, start: int, end: int) -> int:
-    return buf.count(sub, start, end)
-
-
+try:  # the compiled candidate loop (src/plegdoctor/_fastscan.c), when the install built it
+    from plegdoctor import _fastscan as _fast
+except ImportError:  # pragma: no cover - exercised where no C compiler was at hand
+    _fast = None  # type: ignore[assignment]
+if os.environ.get("PLEG_DOCTOR_NO_NATIVE", "") == "1":
+    _fast = None  # type: ignore[assignment]  # benches and tests compare both loops
 CHUNK = 1 << 20  # small enough to stay in the L2/L3 cache between the scan and the counts
 MAX_LINE = 64 << 20  # a longer line is skipped with a warning (same limit as plegdoctor.inputs)
 
@@ -56,6 +55,17 @@ class Needle(msgspec.Struct, frozen=True):
     tag: int
     regex: bool = False
     line_start: bool = False  # a literal that must start a line
+
+
+class Ticker(NamedTuple):
+    """What the compiled loop reads relist ticks through, besides `on_ticks`: the handler
+    (`kubelet_ticks.RelistTicks`), the callable for a tick line it does not take (the same
+    one the handler's `ticks` is given), and whether an open multi-line value sends ticks
+    to that callable (the dispatcher's `on_ticks` does so; a forked reader's does not)."""
+
+    handler: Any
+    slow: Callable[[int, bytes], None]
+    check_multi: bool
 
 
 TicksHandler = Callable[[bytes, list[int], int, int], tuple[int, int]]  # see LineScanner: on_ticks
@@ -97,6 +107,7 @@ class LineScanner:
         self._on_ticks: TicksHandler | None = None
         self._follow: Callable[[], bool] | None = None
         self._following = False
+        self._ticker: Ticker | None = None
         self._compile()
 
     def drop_tag(self, tag: int) -> None:
@@ -208,12 +219,15 @@ class LineScanner:
         follow: Callable[[], bool] | None = None,
         following: bool = False,
         lineno: int = 0,
+        ticker: Ticker | None = None,
     ) -> None:
         """Read `stream` to its end. Chunks are scanned in place (no copy); only a line cut
         by a chunk boundary is copied to be joined with the next chunk. `lineno`: lines
         before the stream's start; `following`: deliver the first lines as if `follow`
-        had asked for them (a stream that starts inside a file)."""
+        had asked for them (a stream that starts inside a file). `ticker`: lets the
+        compiled loop read the ticks itself (same evidence as `on_ticks`, see Ticker)."""
         self._on_ticks = on_ticks if self.tick_tag is not None else None
+        self._ticker = ticker if self._on_ticks is not None else None
         self._follow = follow
         self._following = following and follow is not None
         carry = b""
@@ -337,12 +351,12 @@ class LineScanner:
         stats: ScanStats,
     ) -> int:
         matches = self._matches(buf, start, end)
-        count = _sz_count or _py_count
+        count = lines_mod.count_sub
         rfind = buf.rfind
         find = buf.find
         on_ticks = self._on_ticks
         follow = self._follow
-        tick_tag = self.tick_tag if on_ticks is not None else -1
+        tick_tag = self.tick_tag if on_ticks is not None and self.tick_tag is not None else -1
         ticks: list[int] = []  # where the tick needle ends in each tick line not handed over yet
         counted_to = start  # `cur` = lines that end before counted_to
         cur = lineno
@@ -352,6 +366,27 @@ class LineScanner:
             skip_to, cur = self._follow_lines(buf, start, end, cur, on_line, matches)
             n += cur - lineno
             counted_to = skip_to
+        ticker = self._ticker
+        if _fast is not None and (on_ticks is None or ticker is not None):
+            cur, more = _fast.scan_matches(
+                buf,
+                start,
+                end,
+                matches,
+                skip_to,
+                counted_to,
+                cur,
+                tick_tag,
+                on_line,
+                follow,
+                lambda pos, first: self._follow_lines(buf, pos, end, first, on_line, matches),
+                None if ticker is None else ticker.handler,
+                None if ticker is None else ticker.slow,
+                ticker is not None and ticker.check_multi,
+            )
+            stats.lines = cur
+            stats.candidates += n + more
+            return cur
         # Several needles may hit one line: deliver it once, with the smallest tag. The tick
         # tag is the smallest: a line the tick needle hits is a tick line, whatever else it holds.
         pend_start = -1  # the line to deliver once the next line with a match is found
@@ -422,53 +457,10 @@ class LineScanner:
 _END_TO = (1 << 62) - 1  # needle end of the sentinel match that closes the region's matches
 
 
-count_sub: Callable[[bytes | bytearray, bytes, int, int], int] = _sz_count or _py_count  # buf.count, SIMD
-
-
-def count_lines(buf: bytes | bytearray, start: int, end: int) -> int:
-    """Newlines in buf[start:end] (SIMD with StringZilla)."""
-    return (_sz_count or _py_count)(buf, b"\n", start, end)
-
-
-def tick_line(buf: bytes | bytearray, to: int) -> bytes:
-    """The line (without newline and trailing CR) in which a needle ends at `to`."""
-    s = buf.rfind(b"\n", 0, to) + 1
-    e = buf.find(b"\n", to)
-    return line_of(buf, s, e if e != -1 else len(buf))
-
-
-def line_of(buf: bytes | bytearray, start: int, end: int) -> bytes:
-    """`buf[start:end]` as bytes, without a trailing CR (buf may be the scanner's bytearray)."""
-    line = bytes(buf[start:end])
-    return line[:-1] if line.endswith(b"\r") else line
-
-
 def _hs_expression(n: Needle) -> bytes:
     if n.regex:
         return n.pattern
     return re.escape(b"\n" + n.pattern if n.line_start else n.pattern)
-
-
-def open_binary(source: Any) -> BinaryIO:
-    """The source's bytes. A plain uncompressed file is read directly (one copy per chunk
-    instead of the generic reader's layers); anything else through `source.stream()`."""
-    import os
-
-    path = getattr(source, "display", None)
-    if (
-        path
-        and not getattr(source, "compression", None)
-        and getattr(source, "size", None) is not None
-        and not getattr(source, "_consumed", False)
-        and os.path.isfile(path)
-    ):
-        try:
-            st = os.stat(path)
-            if st.st_size == source.size and (source.mtime is None or st.st_mtime == source.mtime):
-                return open(path, "rb", buffering=0)
-        except OSError:
-            pass
-    return source.stream()
 
 
 def finish_report(ctx: ParseContext, stats: ScanStats, what: str) -> None:

@@ -25,7 +25,7 @@ from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.model import InputReport, quote
 from plegdoctor.parsers.logs.common import FRAMED_KLOG_RE, FRAMED_KLOG_SEV, MONTHS, frame_of, parse_journal_frame
 from plegdoctor.parsers.logs.registry import process_of_ident
-from plegdoctor.parsers.logs.scanner import TAG_FOLLOW, LineScanner, ScanStats
+from plegdoctor.parsers.logs.scanner import TAG_FOLLOW, LineScanner, ScanStats, Ticker
 
 SEGMENT_BYTES = 8 << 20
 # Where the child starts (a fraction of the segments): the parent reads up to there at full
@@ -240,6 +240,7 @@ def _collect(
         seg,
         on_ticks=collector.on_ticks,
         follow=collector.wants_next,
+        ticker=Ticker(collector.ticker, collector._slow_tick, False),
         following=True,
     )
     payload = collector.payload(seg)
@@ -309,7 +310,14 @@ def scan_parallel(fh: io.FileIO, size: int, scanner: LineScanner, dispatcher: An
         with contextlib.suppress(AttributeError, OSError):
             memfd = os.memfd_create("pleg-doctor-split", os.MFD_CLOEXEC)
     if memfd < 0:
-        scanner.scan(fh, dispatcher.on_line, stats, on_ticks=dispatcher.on_ticks, follow=dispatcher.wants_next)
+        scanner.scan(
+            fh,
+            dispatcher.on_line,
+            stats,
+            on_ticks=dispatcher.on_ticks,
+            follow=dispatcher.wants_next,
+            ticker=dispatcher.tick_ref,
+        )
         return
     shared = mmap.mmap(-1, mmap.PAGESIZE)  # anonymous and MAP_SHARED: seen by parent and child
     r, w = os.pipe()
@@ -319,7 +327,14 @@ def scan_parallel(fh: io.FileIO, size: int, scanner: LineScanner, dispatcher: An
         for fd in (r, w, memfd):
             os.close(fd)
         shared.close()
-        scanner.scan(fh, dispatcher.on_line, stats, on_ticks=dispatcher.on_ticks, follow=dispatcher.wants_next)
+        scanner.scan(
+            fh,
+            dispatcher.on_line,
+            stats,
+            on_ticks=dispatcher.on_ticks,
+            follow=dispatcher.wants_next,
+            ticker=dispatcher.tick_ref,
+        )
         return
     if pid == 0:  # child: never returns
         code = 1
@@ -406,6 +421,7 @@ def _parent(
             seg,
             on_ticks=dispatcher.on_ticks,
             follow=dispatcher.wants_next,
+            ticker=dispatcher.tick_ref,
             following=dispatcher.wants_next(),
             lineno=stats.lines,
         )
