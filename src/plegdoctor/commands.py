@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from plegdoctor.errors import UserError
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.pipeline import analyze_paths, parse_datetime_option
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def _list_kinds(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
     ctx.exit(0)
 
 
-_SIZE = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$")
+_SIZE = lazy_re(r"(?i)^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$")
 
 
 class ByteSize(click.ParamType):

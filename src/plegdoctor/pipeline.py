@@ -8,12 +8,12 @@ watcher and the lab call it; `collect_evidence()` stops at the Evidence (tests, 
 from __future__ import annotations
 
 import contextlib
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from plegdoctor.errors import UserError
 from plegdoctor.evidence import Evidence, ParseContext
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import InputReport
 
 # Pass 1 (learning the year) reads at most this much decompressed data.
@@ -21,7 +21,7 @@ PREPASS_BYTES = 64 << 20
 PREPASS_SOURCES = 1000  # ... and looks at this many inputs at most
 
 # A fully dated stamp in a log head teaches the year of year-less klog/journald stamps.
-_FULL_DATE = re.compile(r"\b(20\d\d)-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)")
+_FULL_DATE = lazy_re(r"\b(20\d\d)-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)")
 # Sample series written by `collect`/`watch` carry `# pleg-doctor sample <RFC 3339>` headers.
 _DATED_KINDS = {"containerd-log", "journal", "dockerd-log", "kubelet-log", "psi", "diskstats", "meminfo", "vmstat"}
 

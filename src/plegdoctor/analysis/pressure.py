@@ -21,7 +21,6 @@ facts: a rule should quote the figures, not just the verdict.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from plegdoctor.evidence import Evidence
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import DiskSample, DiskStat, Meminfo, PressureSample, Ref
 
 IO_SOME_HIGH = 20.0  # % of time some task stalled on I/O (avg10)
@@ -45,7 +45,7 @@ DEFAULT_MARGIN_S = 30.0
 
 S = TypeVar("S", PressureSample, DiskSample, Meminfo)
 
-_PARTITION = re.compile(r"^(?P<disk>(?:nvme\d+n\d+|mmcblk\d+))p\d+$|^(?P<disk2>(?:sd|vd|xvd|hd)[a-z]+)\d+$")
+_PARTITION = lazy_re(r"^(?P<disk>(?:nvme\d+n\d+|mmcblk\d+))p\d+$|^(?P<disk2>(?:sd|vd|xvd|hd)[a-z]+)\d+$")
 
 
 def is_partition(device: str, devices: Iterable[str]) -> bool:

@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from plegdoctor.kernelnames import waits_in
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import Event, EventKind, HungTask, Ref, quote
 from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.psi import parse_stamp
@@ -58,58 +59,58 @@ KIND = "dmesg"
 _MONTHS = {
     m: i + 1 for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))
 }
-_SYSLOG = re.compile(
+_SYSLOG = lazy_re(
     r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))? "
     r"\S+ kernel: ?(.*)$"
 )
-_MONO_HOST = re.compile(r"^\[\s*(\d+\.\d+)\] \S+ kernel: ?(.*)$")
-_SHORT_FULL = re.compile(
+_MONO_HOST = lazy_re(r"^\[\s*(\d+\.\d+)\] \S+ kernel: ?(.*)$")
+_SHORT_FULL = lazy_re(
     r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)"
     r"(?: ([A-Z]{2,5}|[+-]\d{4}))? \S+ kernel: ?(.*)$"
 )
-_ISO_HOST = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?) \S+ kernel: ?(.*)$")
-_ISO_DMESG = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})) (.*)$")
+_ISO_HOST = lazy_re(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?) \S+ kernel: ?(.*)$")
+_ISO_DMESG = lazy_re(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})) (.*)$")
 _DMESG_X = re.compile(r"^[a-z]+\s*:[a-z]+\s*: ?(.*)$")
 _RAW_PRIO = re.compile(r"^<\d+>(.*)$")
 _LEVEL_WORD = re.compile(r"^(?:emerg|alert|crit|err|warn|warning|notice|info|debug)\s+(?=\[)(.*)$")
-_MONO = re.compile(r"^\[\s*(\d+\.\d+)\] ?(.*)$")
-_HUMAN = re.compile(
+_MONO = lazy_re(r"^\[\s*(\d+\.\d+)\] ?(.*)$")
+_HUMAN = lazy_re(
     r"^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d{1,2}) "
     r"(\d{2}):(\d{2}):(\d{2}) (\d{4})\] ?(.*)$"
 )
 
 _INFO = re.compile(r"INFO: task (.+):(\d{1,20}) blocked for more than (\d{1,20}) seconds\.")
-_TASK_NEW = re.compile(r"^task:(\S(?:[^\n]{0,40}?\S)?)\s+state:(\S)\s+stack:\s*\d+\s+pid:\s*(\d+)")
-_TASK_OLD = re.compile(r"^(\S.*?)\s+([DRSTtZXxKWPI])\s+(?:[0-9a-f]{8,16}\s+)?\d+\s+(\d+)\s+(\d+)\s+0x[0-9a-f]+\s*$")
-_CALL_TRACE = re.compile(r"^Call Trace:\s*$")
+_TASK_NEW = lazy_re(r"^task:(\S(?:[^\n]{0,40}?\S)?)\s+state:(\S)\s+stack:\s*\d+\s+pid:\s*(\d+)")
+_TASK_OLD = lazy_re(r"^(\S.*?)\s+([DRSTtZXxKWPI])\s+(?:[0-9a-f]{8,16}\s+)?\d+\s+(\d+)\s+(\d+)\s+0x[0-9a-f]+\s*$")
+_CALL_TRACE = lazy_re(r"^Call Trace:\s*$")
 _FRAME = re.compile(
     r"^(?:\[<[0-9a-f]+>\]\s+)?(\? )?([A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[[\w-]+(?: [0-9a-f]+)?\])?\s*$"
 )
-_ADDR_FRAME = re.compile(r"^(?:\[<[0-9a-f]+>\]\s+)?(?:\? )?0x[0-9a-f]+\s*$")  # an address the unwinder could not name
-_WORKQUEUE = re.compile(r"^Workqueue: (\S+) (\S+)(?: \((.{1,80})\))?")
-_REG = re.compile(
+_ADDR_FRAME = lazy_re(r"^(?:\[<[0-9a-f]+>\]\s+)?(?:\? )?0x[0-9a-f]+\s*$")  # an address the unwinder could not name
+_WORKQUEUE = lazy_re(r"^Workqueue: (\S+) (\S+)(?: \((.{1,80})\))?")
+_REG = lazy_re(
     r"^(?:RIP|RSP|RAX|RBX|RCX|RDX|RSI|RDI|RBP|R\d{1,2}|Code|FS|GS|CS|DS|ES|CR\d|DR\d|EFLAGS|"
     r"<TASK>|</TASK>|<IRQ>|</IRQ>|<NMI>|</NMI>|<EOI>)(?=\W|$)"
 )
-_ORIG_RAX = re.compile(r"ORIG_RAX: ([0-9a-f]+)")
-_STACK_WORDS = re.compile(r"^[0-9a-f]{16}( [0-9a-f]{16})*$")
+_ORIG_RAX = lazy_re(r"ORIG_RAX: ([0-9a-f]+)")
+_STACK_WORDS = lazy_re(r"^[0-9a-f]{16}( [0-9a-f]{16})*$")
 MAX_HEADER_LINES = 12
-_SKIP_IN_HEADER = re.compile(
+_SKIP_IN_HEADER = lazy_re(
     r"^(?:Not tainted|Tainted:|\"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message\.)"
 )
 
-_NFS = re.compile(r"nfs: server (\S+) (not responding, still trying|not responding, timed out|OK)")
-_IO_ERROR = re.compile(r"(?:\bdev(?:ice)? |\((?:device )?)([a-z][\w-]*)\)?[,:]")
-_OOM = re.compile(r"(Memory cgroup out of memory|Out of memory): Kill(?:ed)? process (\d+) \(([^)]*)\)")
+_NFS = lazy_re(r"nfs: server (\S+) (not responding, still trying|not responding, timed out|OK)")
+_IO_ERROR = lazy_re(r"(?:\bdev(?:ice)? |\((?:device )?)([a-z][\w-]*)\)?[,:]")
+_OOM = lazy_re(r"(Memory cgroup out of memory|Out of memory): Kill(?:ed)? process (\d+) \(([^)]*)\)")
 # the watchdog: a CPU held in the kernel (soft: no scheduling for >20 s; hard: no interrupts),
 # and RCU stalls; the kernel, not a process, is stuck
-_LOCKUP = re.compile(
+_LOCKUP = lazy_re(
     r"(?:watchdog: )?BUG: soft lockup - CPU#(\d+) stuck for (\d+)s! \[(.{1,64}):(\d+)\]"
     r"|Watchdog detected hard LOCKUP on cpu (\d+)"
     r"|rcu: INFO: rcu_(?:sched|preempt|bh) (?:detected )?(?:self-detected )?stall"
 )
-_NETDEV = re.compile(r"unregister_netdevice: waiting for (\S+) to become free\. Usage count = (-?\d{1,20})")
-_INCOMPAT = re.compile(r"overlayfs: overlay with incompat feature '(\w+)' cannot be mounted")
+_NETDEV = lazy_re(r"unregister_netdevice: waiting for (\S+) to become free\. Usage count = (-?\d{1,20})")
+_INCOMPAT = lazy_re(r"overlayfs: overlay with incompat feature '(\w+)' cannot be mounted")
 
 
 def split_prefix(line: str, ctx: ParseContext, mtime: float | None) -> tuple[datetime | None, float | None, str, bool]:

@@ -23,10 +23,10 @@ of a run is the average since boot, so it gets no `start` and is noted in the re
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import DiskSample, Ref, quote
 from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.psi import parse_stamp
@@ -37,10 +37,10 @@ if TYPE_CHECKING:
 
 KIND = "iostat"
 
-_BANNER = re.compile(r"^Linux \S+ \(([^)]*)\)\s+(\S+)\s+_\S+_\s+\((\d+) CPU\)")
-_TIME_US = re.compile(r"^(\d{2})/(\d{2})/(\d{2}|\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?: ?([AP]M))?$")
-_TIME_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[+-]\d{4}|Z)?$")
-_DEVICE_HEADER = re.compile(r"^Device:?\s+(.*)$")
+_BANNER = lazy_re(r"^Linux \S+ \(([^)]*)\)\s+(\S+)\s+_\S+_\s+\((\d+) CPU\)")
+_TIME_US = lazy_re(r"^(\d{2})/(\d{2})/(\d{2}|\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?: ?([AP]M))?$")
+_TIME_ISO = lazy_re(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[+-]\d{4}|Z)?$")
+_DEVICE_HEADER = lazy_re(r"^Device:?\s+(.*)$")
 
 
 def sniff(lines: list[str]) -> float:

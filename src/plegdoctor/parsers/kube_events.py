@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import Event, EventKind, Ref, quote
 from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.logs.common import parse_go_duration
@@ -28,16 +29,16 @@ if TYPE_CHECKING:
 KIND = "kube-events"
 MAX_EVENTS = 5000
 
-_DESCRIBE_HEADER = re.compile(r"^\s*Type\s+Reason\s+Age\s+From\s+Message\s*$")
-_GET_HEADER = re.compile(r"^\s*LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+MESSAGE\s*$")
-_RULE = re.compile(r"^\s*-{4}\s+-{6}\s+-{3,}\s+-{4}\s+-{7}\s*$")
+_DESCRIBE_HEADER = lazy_re(r"^\s*Type\s+Reason\s+Age\s+From\s+Message\s*$")
+_GET_HEADER = lazy_re(r"^\s*LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+MESSAGE\s*$")
+_RULE = lazy_re(r"^\s*-{4}\s+-{6}\s+-{3,}\s+-{4}\s+-{7}\s*$")
 _ROW = re.compile(r"^\s*(Normal|Warning)\s+(\w{1,64})\s+(.{1,40}?)\s{2,}(\S{1,80})\s{2,}(.{0,2000})$")
-_GET_ROW = re.compile(r"^\s*(\S{1,20})\s+(Normal|Warning)\s+(\w{1,64})\s+(\S{1,253})\s+(.{0,2000})$")
-_CONDITION = re.compile(
+_GET_ROW = lazy_re(r"^\s*(\S{1,20})\s+(Normal|Warning)\s+(\w{1,64})\s+(\S{1,253})\s+(.{0,2000})$")
+_CONDITION = lazy_re(
     r"^\s*(?:Ready\s+(?:True|False|Unknown)\s+.{0,120}?\s)?(KubeletNotReady|KubeletReady)\s+(.{1,2000})$"
 )
-_PLEG = re.compile(r"PLEG is not healthy: pleg was last seen active (\S{1,40}) ago")
-_GAP = re.compile(r"^#{2,}\s*\[?excerpt gap\]?\s*#{2,}$|^\.\.\.$")
+_PLEG = lazy_re(r"PLEG is not healthy: pleg was last seen active (\S{1,40}) ago")
+_GAP = lazy_re(r"^#{2,}\s*\[?excerpt gap\]?\s*#{2,}$|^\.\.\.$")
 
 
 def sniff(lines: list[str]) -> float:

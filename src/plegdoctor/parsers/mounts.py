@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import Mount, Ref, quote
 from plegdoctor.parsers._unread import Unread
 
@@ -32,10 +33,10 @@ if TYPE_CHECKING:
 
 KIND = "mounts"
 
-_PROC = re.compile(r"^(\S+) (\S+) (\S+) (\S+) (\d+) (\d+)$")
+_PROC = lazy_re(r"^(\S+) (\S+) (\S+) (\S+) (\d+) (\d+)$")
 _INFO = re.compile(r"^(\d+) (\d+) (\d+:\d+) (\S+) (\S+) (\S+)((?: \S+)*?) - (\S+) (\S+) ?(\S*)$")
 _CMD = re.compile(r"^(.+?) on (.+?) type (\S+) \(([^)]*)\)$")
-_OCTAL = re.compile(r"\\([0-7]{3})")
+_OCTAL = lazy_re(r"\\([0-7]{3})")
 
 VOLATILE_SPELLINGS = ("volatile", "fsync=volatile")
 # filesystems whose operations wait on a remote server (a hard NFS mount waits forever)

@@ -29,6 +29,7 @@ import re
 from typing import TYPE_CHECKING
 
 from plegdoctor.kernelnames import waits_in
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import Ref, TaskState, quote
 from plegdoctor.parsers._unread import Unread
 
@@ -47,9 +48,9 @@ _TAIL = re.compile(r"^==> .*?/proc/(\d{1,20})(?:/task/\d+)?/stack <==$")
 _PROMPT = re.compile(
     r"^\S{0,80}?[#$>] ?(?:sudo )?(?:cat|tail -n \+1|head -\d+) /proc/(\d{1,20})(?:/task/(\d{1,20}))?/stack\s*$"
 )
-_COLLECTOR = re.compile(r"^#\s*(?:pleg-doctor proc-stack\s+)?pid=(\d{1,20})\b(.*)$")
+_COLLECTOR = lazy_re(r"^#\s*(?:pleg-doctor proc-stack\s+)?pid=(\d{1,20})\b(.*)$")
 _KV = re.compile(r"(\w+)=(\S*)")
-_PID_IN_NAME = re.compile(
+_PID_IN_NAME = lazy_re(
     r"(?:^|/)(?:proc/)?(\d+)(?:/task/\d+)?/stack$|(?:^|[/_.-])(?:stack[_.-])?(\d+)(?:[_.-]stack)?(?:\.txt)?$"
 )
 

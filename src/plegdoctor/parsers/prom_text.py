@@ -23,6 +23,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import MetricSample, Ref, quote
 from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.psi import header_of, split_series
@@ -51,9 +52,9 @@ PREFIXES = (
     "kube_node_status_condition",
 )
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+(-?\d{1,19}))?\s*$")
+_SAMPLE = lazy_re(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+(-?\d{1,19}))?\s*$")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
-_TYPE = re.compile(r"^# (?:TYPE|HELP) [a-zA-Z_:][a-zA-Z0-9_:]* ")
+_TYPE = lazy_re(r"^# (?:TYPE|HELP) [a-zA-Z_:][a-zA-Z0-9_:]* ")
 _ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 
 

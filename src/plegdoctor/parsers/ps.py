@@ -35,6 +35,7 @@ import re
 from typing import TYPE_CHECKING, TypeGuard
 
 from plegdoctor.kernelnames import expand_wchan
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import CgroupFreeze, ProcCgroup, Ref, TaskState, quote
 
 if TYPE_CHECKING:
@@ -50,8 +51,8 @@ _CMD_COLS = ("CMD", "ARGS", "COMMAND")
 
 # `==> /proc/812/status <==` (tail -n +1) and `/proc/812/status:State: T` (grep . FILE...)
 _TAIL = re.compile(r"^==> (.+?) <==$")
-_GREP = re.compile(r"^(/(?:proc|sys)/\S+?):(.*)$")
-_PROC_FILE = re.compile(r"/proc/(\d{1,20})(?:/task/(\d{1,20}))?/(status|stat|wchan|cgroup)$")
+_GREP = lazy_re(r"^(/(?:proc|sys)/\S+?):(.*)$")
+_PROC_FILE = lazy_re(r"/proc/(\d{1,20})(?:/task/(\d{1,20}))?/(status|stat|wchan|cgroup)$")
 _FREEZE_NAMES = frozenset({"cgroup.freeze", "cgroup.events", "freezer.state"})
 
 
@@ -65,16 +66,16 @@ def _freeze_file(path: str | None) -> tuple[str, str] | None:
 
 
 # one /proc/<pid>/stat line: pid (comm) state ppid ...; comm may hold spaces and parentheses
-_STAT = re.compile(r"^(\d{1,20}) \((.*)\) ([A-Za-z]) (-?\d{1,20}) ")
+_STAT = lazy_re(r"^(\d{1,20}) \((.*)\) ([A-Za-z]) (-?\d{1,20}) ")
 _STATUS_KEYS = ("Name", "State", "Tgid", "Pid", "PPid", "TracerPid")
 
 
 # `ps -ef` without its header: UID PID PPID C STIME TTY TIME CMD
-_EF = re.compile(r"^\s*(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+((?:\d+-)?\d+:\d\d(?::\d\d)?)\s+(.+)$")
+_EF = lazy_re(r"^\s*(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+((?:\d+-)?\d+:\d\d(?::\d\d)?)\s+(.+)$")
 _EF_COLS = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
 # `ps -elf` / `ps -el` without their header (a `| grep` cut it): F S UID PID PPID C PRI NI ADDR
 # SZ WCHAN [STIME] TTY TIME CMD; the state and the (truncated) wait channel are what matter
-_ELF = re.compile(
+_ELF = lazy_re(
     r"^\s*(\d{1,3})\s+([RSDTtZIXWPK])\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(-?\d+)\s+(-?\d+|-)\s+(\S+)\s+(\d+|-)"
     r"\s+(\S+)\s+(?:(\S+)\s+)?(\S+)\s+((?:\d+-)?\d+:\d\d(?::\d\d)?)\s+(.+)$"
 )

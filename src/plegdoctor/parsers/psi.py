@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import PressureSample, Ref, quote
 from plegdoctor.parsers._unread import Unread
 
@@ -57,12 +58,12 @@ RESOURCES = ("io", "memory", "cpu", "irq")
 _ISO = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2}| ?UTC)?"
 _EPOCH = r"\d{10}(?:\.\d+)?"
 _STAMP = rf"(?:{_ISO}|{_EPOCH})"
-_TAIL_HEADER = re.compile(r"^==> (.+) <==$")
+_TAIL_HEADER = lazy_re(r"^==> (.+) <==$")
 # `# pleg-doctor sample <time> [path]`, `# <time> [path]`, `=== <time> ===`
-_HASH_HEADER = re.compile(rf"^(?:#+|=+|-{{3,}})\s*(?:pleg-doctor\s+sample\s+)?({_STAMP})(?:\s+([^=\s]\S*))?\s*=*$")
-_BARE_STAMP = re.compile(rf"^({_STAMP})$")
+_HASH_HEADER = lazy_re(rf"^(?:#+|=+|-{{3,}})\s*(?:pleg-doctor\s+sample\s+)?({_STAMP})(?:\s+([^=\s]\S*))?\s*=*$")
+_BARE_STAMP = lazy_re(rf"^({_STAMP})$")
 # `date` default output in the C locale: `Fri Nov 28 14:29:18 UTC 2026`
-_DATE_CMD = re.compile(
+_DATE_CMD = lazy_re(
     r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d{1,2}) "
     r"(\d{2}):(\d{2}):(\d{2})(?: ([A-Z]{1,5}|[+-]\d{4}))? (\d{4})$"
 )
@@ -217,11 +218,11 @@ def member_name(display: str) -> str:
 # ----------------------------------------------------------------------------------------
 # PSI proper
 
-_PSI_LINE = re.compile(
+_PSI_LINE = lazy_re(
     r"^(?:(?P<path>\S+?):)?(?P<kind>some|full) avg10=(?P<a10>[\d.]+) avg60=(?P<a60>[\d.]+) "
     r"avg300=(?P<a300>[\d.]+) total=(?P<total>\d+)\s*$"
 )
-_NAMED_RESOURCE = re.compile(r"(?:^|[^a-z])(io|memory|mem|cpu|irq)(?:[^a-z]|$)")
+_NAMED_RESOURCE = lazy_re(r"(?:^|[^a-z])(io|memory|mem|cpu|irq)(?:[^a-z]|$)")
 
 
 def resource_and_scope(name: str | None) -> tuple[str | None, str | None]:

@@ -30,6 +30,7 @@ import msgspec
 
 from plegdoctor.errors import UserError
 from plegdoctor.knowledge import SCHEMAS, Schema
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import Ref, quote
 from plegdoctor.parsers.mounts import VOLATILE_SPELLINGS
 
@@ -104,9 +105,9 @@ class RuntimeConfig(msgspec.Struct, frozen=True):
 # ----------------------------------------------------------------------------------------
 # Line numbers of keys (tomllib does not report positions)
 
-_TABLE = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
-_ASSIGN = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
-_SEGMENT = re.compile(r"""\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*(?:\.|$)""")
+_TABLE = lazy_re(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
+_ASSIGN = lazy_re(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+_SEGMENT = lazy_re(r"""\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*(?:\.|$)""")
 
 
 def _split_key(text: str) -> list[str]:

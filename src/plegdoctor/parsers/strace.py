@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import CgroupFreeze, Ref, quote
 from plegdoctor.parsers._unread import Unread
 
@@ -27,13 +28,13 @@ KIND = "strace"
 MAX_FREEZES = 1000
 
 _PREFIX = re.compile(r"^(?:\[pid\s+(\d{1,9})\]\s+|(\d{1,9})\s+)?(?:(?:\d\d:\d\d:\d\d|\d{9,11})(?:\.\d{1,9})?\s+)?")
-_CALL = re.compile(r"([a-z_][a-z0-9_]{0,31})\((.{0,4000}?)\)?\s+=\s+(-?\d+|0x[0-9a-f]+|\?)(?:\s.{0,200})?$")
-_SPECIAL = re.compile(
+_CALL = lazy_re(r"([a-z_][a-z0-9_]{0,31})\((.{0,4000}?)\)?\s+=\s+(-?\d+|0x[0-9a-f]+|\?)(?:\s.{0,200})?$")
+_SPECIAL = lazy_re(
     r"(?:--- SIG\w{1,16} .{0,400}---|\+\+\+ (?:exited with -?\d+|killed by SIG\w+).{0,40}\+\+\+|"
     r"[a-z_][a-z0-9_]{0,31}\(.{0,4000} <unfinished \.\.\.>|<\.\.\. [a-z_0-9]{1,32} resumed>.{0,4000})$"
 )
-_OPEN_PATH = re.compile(r'"(/sys/fs/cgroup/[^"]{1,1000}/(freezer\.state|cgroup\.freeze|cgroup\.events))"')
-_READ = re.compile(r'^(\d{1,6}), "([^"]{0,64})"')
+_OPEN_PATH = lazy_re(r'"(/sys/fs/cgroup/[^"]{1,1000}/(freezer\.state|cgroup\.freeze|cgroup\.events))"')
+_READ = lazy_re(r'^(\d{1,6}), "([^"]{0,64})"')
 
 
 def _prefix_end(line: str) -> int:

@@ -11,10 +11,10 @@ counted as unread. The paste is bounded (MAX_LINES); what is past it is counted,
 from __future__ import annotations
 
 import io
-import re
 from typing import TYPE_CHECKING
 
 from plegdoctor.inputs import Source
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import NodeLoad, Ref, quote
 from plegdoctor.parsers._unread import Unread
 
@@ -25,8 +25,8 @@ KIND = "terminal-session"
 MAX_LINES = 50_000
 
 # `root@host:~# cmd`, `user@host:/path$ cmd`, `[root@host ~]# cmd`, `root@hostname~# cmd`
-PROMPT = re.compile(r"^(?:\[[\w.@-]{1,64}(?: [^\]]{0,80})?\][#$]|[\w.-]{1,32}@[\w.-]{1,64}:?[^\s#$]{0,200}[#$]) ?(.*)$")
-_UPTIME = re.compile(r"\bup .{1,60}?load average: ([\d.]+), ([\d.]+), ([\d.]+)\s*$")
+PROMPT = lazy_re(r"^(?:\[[\w.@-]{1,64}(?: [^\]]{0,80})?\][#$]|[\w.-]{1,32}@[\w.-]{1,64}:?[^\s#$]{0,200}[#$]) ?(.*)$")
+_UPTIME = lazy_re(r"\bup .{1,60}?load average: ([\d.]+), ([\d.]+), ([\d.]+)\s*$")
 
 
 def sniff(lines: list[str]) -> float:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import MemoryFigures, NodeLoad, Ref, TaskState, quote
 from plegdoctor.parsers._unread import Unread
 
@@ -34,8 +35,8 @@ _SUMMARY = re.compile(r"^top - (\d\d:\d\d:\d\d) up .{1,60}?load average: ([\d.]+
 _CPU = re.compile(r"^%Cpu\(s\):.{0,120}?(?<![\d.])([\d.]++) wa\b")
 _MEM = re.compile(r"^([KMGT]i)B Mem\s*+:\s*+([\d.]++) total,\s*+([\d.]++) free")
 _SWAP = re.compile(r"^([KMGT]i)B Swap\s*+:\s*+([\d.]++) total,.{0,80}?(?<![\d.])([\d.]++) avail Mem\s*+$")
-_TASKS = re.compile(r"^(?:Tasks|Threads):\s*\d+ total")
-_HEADER = re.compile(r"^\s*PID\s+USER\s+PR\s+NI\s+VIRT\s+RES\s+SHR\s+S\s+%CPU\s+%MEM\s+TIME\+\s+COMMAND\s*$")
+_TASKS = lazy_re(r"^(?:Tasks|Threads):\s*\d+ total")
+_HEADER = lazy_re(r"^\s*PID\s+USER\s+PR\s+NI\s+VIRT\s+RES\s+SHR\s+S\s+%CPU\s+%MEM\s+TIME\+\s+COMMAND\s*$")
 _ROW = re.compile(
     r"^\s*(\d{1,9})\s+(\S{1,32})\s+(-?\d+|rt)\s+(-?\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+([RSDTtZIXWP])\s+([\d.]+)\s+([\d.]+)"
     r"\s+(\S+)\s+(.{1,256}?)(?<=\S)\s*+$"

@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import Ref, Versions, quote
 from plegdoctor.parsers._unread import Unread
 
@@ -44,25 +45,25 @@ if TYPE_CHECKING:
 KIND = "versions"
 
 _CMD = re.compile(r"^\$ (.+)$")
-_CONTAINERD = re.compile(r"^containerd (?:github\.com/containerd/containerd(?:/v\d+)?|containerd\.io) (v?\d+\.\d+\S*)")
-_RUNC = re.compile(r"^runc version (\S+)")
-_UNAME_A = re.compile(r"^Linux \S+ (\d+\.\d+\S*) #")
-_RELEASE = re.compile(r"^(\d+\.\d+(?:\.\d+)?[-+._~\w]*)$")
-_PROC_VERSION = re.compile(r"^Linux version (\d+\.\d+\S*) ")
-_BARE_KERNEL = re.compile(r"^((?:[3-9]|[1-9]\d)\.\d+(?:\.\d+(?:[-+][\w.+~-]*)?|[-+][\w.+~-]*)|2\.6\.\d+\S*)$")
+_CONTAINERD = lazy_re(r"^containerd (?:github\.com/containerd/containerd(?:/v\d+)?|containerd\.io) (v?\d+\.\d+\S*)")
+_RUNC = lazy_re(r"^runc version (\S+)")
+_UNAME_A = lazy_re(r"^Linux \S+ (\d+\.\d+\S*) #")
+_RELEASE = lazy_re(r"^(\d+\.\d+(?:\.\d+)?[-+._~\w]*)$")
+_PROC_VERSION = lazy_re(r"^Linux version (\d+\.\d+\S*) ")
+_BARE_KERNEL = lazy_re(r"^((?:[3-9]|[1-9]\d)\.\d+(?:\.\d+(?:[-+][\w.+~-]*)?|[-+][\w.+~-]*)|2\.6\.\d+\S*)$")
 # detail lines of known command outputs, and `key: value` lines of the collector we do not keep
-_DETAIL = re.compile(r"^(?:#|[\w .()-]{1,40}:(?:\s|$)|[\w-]+ github\.com/|\S+:$)")
-_KUBELET = re.compile(r"^Kubernetes (v\d+\.\d+\.\d+\S*)$")
-_VERSION = re.compile(r"^\s*Version:\s+(v?\d+\.\d+\S*)")
-_GO = re.compile(r"^\s*Go version:\s+(go\d+\.\d+\S*)")
-_GO_M = re.compile(r"^\S*containerd: (go\d+\.\d+\S*)$")
-_CRI_NAME = re.compile(r"^\s*(?:RuntimeName|runtime_name):\s+\"?(\w+)\"?")
-_KEYED = re.compile(r"^(kernel|containerd|containerd_go|runc|kubelet):\s+(.+)$")
-_CRI_VERSION = re.compile(r"^\s*(?:RuntimeVersion|runtime_version):\s+\"?([^\"\s]+)\"?")
+_DETAIL = lazy_re(r"^(?:#|[\w .()-]{1,40}:(?:\s|$)|[\w-]+ github\.com/|\S+:$)")
+_KUBELET = lazy_re(r"^Kubernetes (v\d+\.\d+\.\d+\S*)$")
+_VERSION = lazy_re(r"^\s*Version:\s+(v?\d+\.\d+\S*)")
+_GO = lazy_re(r"^\s*Go version:\s+(go\d+\.\d+\S*)")
+_GO_M = lazy_re(r"^\S*containerd: (go\d+\.\d+\S*)$")
+_CRI_NAME = lazy_re(r"^\s*(?:RuntimeName|runtime_name):\s+\"?(\w+)\"?")
+_KEYED = lazy_re(r"^(kernel|containerd|containerd_go|runc|kubelet):\s+(.+)$")
+_CRI_VERSION = lazy_re(r"^\s*(?:RuntimeVersion|runtime_version):\s+\"?([^\"\s]+)\"?")
 
 
-_DOCKER_FIELD = re.compile(r"^ {1,4}[A-Za-z][\w /().-]{0,40}:(?:\s+\S.*)?$")
-_DOCKER_COMPONENT = re.compile(r"^ {1,2}(Engine|containerd|runc|docker-init):\s*$")
+_DOCKER_FIELD = lazy_re(r"^ {1,4}[A-Za-z][\w /().-]{0,40}:(?:\s+\S.*)?$")
+_DOCKER_COMPONENT = lazy_re(r"^ {1,2}(Engine|containerd|runc|docker-init):\s*$")
 
 
 def sniff(lines: list[str]) -> float:

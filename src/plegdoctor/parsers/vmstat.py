@@ -18,6 +18,7 @@ import re
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import Ref, quote
 from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.psi import key_lines, parse_stamp, split_series
@@ -52,7 +53,7 @@ WRITEBACK_KEYS = frozenset(
     }
 )
 _LINE = re.compile(r"^([a-z][a-z0-9_]*) (\d{1,20})$")
-_CMD_HEAD1 = re.compile(r"^procs\s+-+memory-+")
+_CMD_HEAD1 = lazy_re(r"^procs\s+-+memory-+")
 _CMD_COLS = re.compile(r"^\s*r\s+b\s+swpd\s+free\s+")
 
 

@@ -32,7 +32,6 @@ import importlib
 import inspect
 import logging
 import os
-import re
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
@@ -41,6 +40,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from plegdoctor.evidence import Evidence
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import Chain, ChainLink, Finding, Ref, RootCauseClass, Severity
 from plegdoctor.rules.context import RuleContext
 
@@ -73,7 +73,7 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("PD9", "plegdoctor.rules.process", "process states and node resources"),
 )
 
-CODE_RE = re.compile(r"^PD[1-9]\d\d$")
+CODE_RE = lazy_re(r"^PD[1-9]\d\d$")
 
 
 class Role(StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import Severity
 from plegdoctor.rules.registry import Hit, RuleContext, rule
 from plegdoctor.rules.shim.calls import C
@@ -191,4 +192,4 @@ _CNI_CALL = re.compile(
     r"|networkplugin cni failed (?:to set up pod|to teardown pod|on the status hook)",
     re.IGNORECASE,
 )
-_TIMEOUT = re.compile(r"deadline exceeded|timed out|\btimeout\b", re.IGNORECASE)
+_TIMEOUT = lazy_re(r"deadline exceeded|timed out|\btimeout\b", re.IGNORECASE)
