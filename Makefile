@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench docs clean fuzz fuzz-goroutines fuzz-logs
+.PHONY: demo test lint bench docs clean fuzz fuzz-goroutines fuzz-logs asan
 
 $(STAMP): pyproject.toml src/plegdoctor/_fastscan.c
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,21 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench fuzz
 	$(VENV)/bin/ruff format --check src tests bench fuzz
 	$(VENV)/bin/mypy
+
+# The scanner's compiled loop (src/plegdoctor/_fastscan.c) built with AddressSanitizer and
+# UBSan, under its tests, the scanner's and the parse properties (hypothesis); .ci/run runs it.
+ASAN_SO := build/asan/_fastscan.so
+asan: $(STAMP)
+	mkdir -p build/asan
+	gcc -shared -fPIC -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	    -I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+	    src/plegdoctor/_fastscan.c -o $(ASAN_SO)
+	# PYTHONMALLOC=malloc: every buffer the loop reads is a malloc block with red zones
+	# (pymalloc's pools would hide an overrun); --capture=sys: a report reaches the terminal
+	PLEG_DOCTOR_FASTSCAN_SO=$(ASAN_SO) PLEG_DOCTOR_SCAN_WORKERS=1 ASAN_OPTIONS=detect_leaks=0 PYTHONMALLOC=malloc \
+	    LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	    $(PY) -m pytest -q -p no:cacheprovider --capture=sys \
+	    tests/test_fastscan.py tests/test_logs_scanner.py tests/test_fuzz_properties.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/plegdoctor/*.so .pytest_cache .ruff_cache .mypy_cache

@@ -26,6 +26,8 @@ else:
 
 def test_the_scanner_uses_the_compiled_loop():
     assert scanner._fast is fast
+    if os.environ.get("PLEG_DOCTOR_FASTSCAN_SO"):  # `make asan`: the sanitized build is the one tested
+        assert os.path.samefile(fast.__file__, os.environ["PLEG_DOCTOR_FASTSCAN_SO"])
 
 
 # lines that do not take the fast path, or look like ticks and are not
