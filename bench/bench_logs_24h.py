@@ -7,6 +7,8 @@ interleaved:
 - peer: grep -F 'GenericPLEG: Relisting' FILE | awk '<max and list of relist gaps>'
 - cli:  pleg-doctor analyze FILE -o json   (the venv console script, bytecode compiled once
         into a private PYTHONPYCACHEPREFIX, as an installed package has it)
+- py:   the same with PLEG_DOCTOR_NO_NATIVE=1: the scanner's Python loop instead of the
+        compiled one (what an install without a C compiler runs)
 and the peak RSS of analyze (GNU time when present). It checks both found the injected
 gaps, prints the ratio cli / peer per size (bar: <= 3x, goal 1.5x) and the start-up time
 of analyze on a 1-line file (compare bench/bench_cli_startup.py, which times --help).
@@ -73,13 +75,15 @@ def bench_size(size_mb: float, tmp: str, repeat: int, env: dict[str, str]) -> di
     cli = [*cli_command(), "analyze", log, "-o", "json", "--year", truth["first"][:4]]
     out_peer, out_cli = os.path.join(tmp, "peer.out"), os.path.join(tmp, "cli.out")
     subprocess.run(cli, stdout=subprocess.DEVNULL, check=True, env=env)  # compiles; warms the page cache
-    walls: dict[str, list[float]] = {"peer": [], "cli": []}
+    walls: dict[str, list[float]] = {"peer": [], "cli": [], "py": []}
     rss = 0.0
+    py_env = {**env, "PLEG_DOCTOR_NO_NATIVE": "1"}
     for _ in range(repeat):
         walls["peer"].append(measure(peer, out_peer)[0])
         wall, peak = measure(cli, out_cli, env)
         walls["cli"].append(wall)
         rss = max(rss, peak)
+        walls["py"].append(measure(cli, os.path.join(tmp, "py.out"), py_env)[0])
     with open(out_peer, encoding="utf-8") as fh:
         peer_gaps = [ln for ln in fh.read().splitlines() if ln and not ln.startswith("max ")]
     with open(out_cli, encoding="utf-8") as fh:
@@ -91,6 +95,7 @@ def bench_size(size_mb: float, tmp: str, repeat: int, env: dict[str, str]) -> di
         "mb": truth["bytes"] / 1e6,
         "peer": min(walls["peer"]),
         "cli": min(walls["cli"]),
+        "py": min(walls["py"]),
         "rss": rss,
         "exact": got == want and len(peer_gaps) == len(want),
         "gaps": len(want),
@@ -126,14 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"best of {args.repeat} wall times; peer = grep -F | awk (relist gaps)")
-    print(f"{'size MB':>8} {'peer s':>7} {'analyze s':>9} {'ratio':>6} {'RSS MB':>7}  gaps")
+    head = f"{'size MB':>8} {'peer s':>7} {'analyze s':>9} {'ratio':>6} {'RSS MB':>7} {'py-loop s':>9} {'ratio':>6}"
+    print(head + "  gaps")
     ok = True
     for r in rows:
         ratio = float(r["cli"]) / float(r["peer"])
         ok &= bool(r["exact"]) and ratio <= 3.0
+        py_ratio = float(r["py"]) / float(r["peer"])
         print(
-            f"{r['mb']:8.1f} {r['peer']:7.3f} {r['cli']:9.3f} {ratio:5.2f}x {r['rss']:7.1f}  {r['gaps']} "
-            f"{'exact' if r['exact'] else 'MISMATCH'}"
+            f"{r['mb']:8.1f} {r['peer']:7.3f} {r['cli']:9.3f} {ratio:5.2f}x {r['rss']:7.1f} {r['py']:9.3f} "
+            f"{py_ratio:5.2f}x  {r['gaps']} {'exact' if r['exact'] else 'MISMATCH'}"
         )
     print(f"analyze start-up (1-line file): {start:.3f} s")
     print(f"bar: analyze <= 3x grep+awk on every size (goal 1.5x): {'met' if ok else 'NOT met'}")
