@@ -199,6 +199,19 @@ class Dispatcher:
     def _slow_tick(self, lineno: int, raw: bytes) -> None:
         self.on_line(lineno, raw, self.tick_tag)
 
+    def scan(self, scanner: LineScanner, stream: Any, stats: ScanStats, **options: Any) -> None:
+        """`scanner.scan` of `stream` into this dispatcher (its lines, ticks and follow-ups);
+        `options`: `following`, `lineno` (see LineScanner.scan)."""
+        scanner.scan(
+            stream,
+            self.on_line,
+            stats,
+            on_ticks=self.on_ticks,
+            follow=self.wants_next,
+            ticker=self.tick_ref,
+            **options,
+        )
+
     def wants_next(self) -> bool:
         """The scanner asks after each line: a kubelet `key=<` value is open."""
         return self.ticker.multi is not None
@@ -388,14 +401,7 @@ def run_log_parser(source: Source, ctx: ParseContext, default_process: str | Non
         if needles is not None and isinstance(stream, io.FileIO) and size >= SPLIT_MIN_BYTES and split_allowed():
             scan_parallel(stream, size, scanner, dispatcher, stats)
         else:
-            scanner.scan(
-                stream,
-                dispatcher.on_line,
-                stats,
-                on_ticks=dispatcher.on_ticks,
-                follow=dispatcher.wants_next,
-                ticker=dispatcher.tick_ref,
-            )
+            dispatcher.scan(scanner, stream, stats)
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -310,14 +310,7 @@ def scan_parallel(fh: io.FileIO, size: int, scanner: LineScanner, dispatcher: An
         with contextlib.suppress(AttributeError, OSError):
             memfd = os.memfd_create("pleg-doctor-split", os.MFD_CLOEXEC)
     if memfd < 0:
-        scanner.scan(
-            fh,
-            dispatcher.on_line,
-            stats,
-            on_ticks=dispatcher.on_ticks,
-            follow=dispatcher.wants_next,
-            ticker=dispatcher.tick_ref,
-        )
+        dispatcher.scan(scanner, fh, stats)
         return
     shared = mmap.mmap(-1, mmap.PAGESIZE)  # anonymous and MAP_SHARED: seen by parent and child
     r, w = os.pipe()
@@ -327,14 +320,7 @@ def scan_parallel(fh: io.FileIO, size: int, scanner: LineScanner, dispatcher: An
         for fd in (r, w, memfd):
             os.close(fd)
         shared.close()
-        scanner.scan(
-            fh,
-            dispatcher.on_line,
-            stats,
-            on_ticks=dispatcher.on_ticks,
-            follow=dispatcher.wants_next,
-            ticker=dispatcher.tick_ref,
-        )
+        dispatcher.scan(scanner, fh, stats)
         return
     if pid == 0:  # child: never returns
         code = 1
@@ -415,15 +401,8 @@ def _parent(
             in_order = True
             shared[_STOP] = 1
         seg = ScanStats()
-        scanner.scan(
-            _Range(fh, bounds[k], bounds[k + 1]),
-            dispatcher.on_line,
-            seg,
-            on_ticks=dispatcher.on_ticks,
-            follow=dispatcher.wants_next,
-            ticker=dispatcher.tick_ref,
-            following=dispatcher.wants_next(),
-            lineno=stats.lines,
+        dispatcher.scan(
+            scanner, _Range(fh, bounds[k], bounds[k + 1]), seg, following=dispatcher.wants_next(), lineno=stats.lines
         )
         stats.lines = seg.lines
         stats.candidates += seg.candidates
