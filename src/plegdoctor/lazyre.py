@@ -32,30 +32,6 @@ class LazyPattern:
                 self.__dict__[name] = getattr(p, name)
         return cast("re.Pattern[Any]", p)
 
-    def match(self, *args: Any, **kw: Any) -> Any:
-        return self.compiled().match(*args, **kw)
-
-    def search(self, *args: Any, **kw: Any) -> Any:
-        return self.compiled().search(*args, **kw)
-
-    def fullmatch(self, *args: Any, **kw: Any) -> Any:
-        return self.compiled().fullmatch(*args, **kw)
-
-    def finditer(self, *args: Any, **kw: Any) -> Any:
-        return self.compiled().finditer(*args, **kw)
-
-    def findall(self, *args: Any, **kw: Any) -> Any:
-        return self.compiled().findall(*args, **kw)
-
-    def sub(self, *args: Any, **kw: Any) -> Any:
-        return self.compiled().sub(*args, **kw)
-
-    def subn(self, *args: Any, **kw: Any) -> Any:
-        return self.compiled().subn(*args, **kw)
-
-    def split(self, *args: Any, **kw: Any) -> Any:
-        return self.compiled().split(*args, **kw)
-
     # no __getattr__: defining one slows every attribute look-up of the class down
     @property
     def pattern(self) -> Any:
@@ -75,6 +51,18 @@ class LazyPattern:
 
     def __repr__(self) -> str:
         return f"lazy_re({self._args[0]!r})"
+
+
+def _method(name: str) -> Any:
+    def call(self: LazyPattern, *args: Any, **kw: Any) -> Any:
+        return getattr(self.compiled(), name)(*args, **kw)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+for _name in _METHODS:  # the first call of each compiles; compiled() then shadows them all
+    setattr(LazyPattern, _name, _method(_name))
 
 
 def lazy_re(pattern: AnyStr, flags: int = 0) -> re.Pattern[AnyStr]:
