@@ -45,25 +45,17 @@ count_nl(const unsigned char *p, Py_ssize_t n)
     return c;
 }
 
-/* Index of the last '\n' in buf[lo:hi], or -1. */
+/* Index of the first '\n' in buf[lo:hi] (with `last`: of the last one), or -1. */
 static Py_ssize_t
-rfind_nl(const unsigned char *buf, Py_ssize_t lo, Py_ssize_t hi)
+newline_in(const unsigned char *buf, Py_ssize_t lo, Py_ssize_t hi, int last)
 {
     if (hi <= lo)
         return -1;
-    const unsigned char *q = memrchr(buf + lo, '\n', (size_t)(hi - lo));
+    const unsigned char *q = last ? memrchr(buf + lo, '\n', (size_t)(hi - lo)) : memchr(buf + lo, '\n', (size_t)(hi - lo));
     return q ? q - buf : -1;
 }
-
-/* Index of the first '\n' in buf[lo:hi], or -1. */
-static Py_ssize_t
-find_nl(const unsigned char *buf, Py_ssize_t lo, Py_ssize_t hi)
-{
-    if (hi <= lo)
-        return -1;
-    const unsigned char *q = memchr(buf + lo, '\n', (size_t)(hi - lo));
-    return q ? q - buf : -1;
-}
+#define find_nl(buf, lo, hi) newline_in(buf, lo, hi, 0)
+#define rfind_nl(buf, lo, hi) newline_in(buf, lo, hi, 1)
 
 /* Index of the first "]: " in buf[lo:hi], or -1. */
 static Py_ssize_t
