@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint bench docs clean fuzz fuzz-goroutines fuzz-logs asan
 
-$(STAMP): pyproject.toml src/plegdoctor/_fastscan.c
+$(STAMP): pyproject.toml $(wildcard src/plegdoctor/_fastscan*.[ch])
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -35,7 +35,7 @@ asan: $(STAMP)
 	mkdir -p build/asan
 	gcc -shared -fPIC -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
 	    -I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
-	    src/plegdoctor/_fastscan.c -o $(ASAN_SO)
+	    src/plegdoctor/_fastscan.c src/plegdoctor/_fastscan_ticks.c -o $(ASAN_SO)
 	# PYTHONMALLOC=malloc: every buffer the loop reads is a malloc block with red zones
 	# (pymalloc's pools would hide an overrun); --capture=sys: a report reaches the terminal
 	PLEG_DOCTOR_FASTSCAN_SO=$(ASAN_SO) PLEG_DOCTOR_SCAN_WORKERS=1 ASAN_OPTIONS=detect_leaks=0 PYTHONMALLOC=malloc \
