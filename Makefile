@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests bench fuzz
 	$(VENV)/bin/mypy
 
-# The scanner's compiled loop (src/plegdoctor/_fastscan.c) built with AddressSanitizer and
+# The scanner's compiled loop (src/plegdoctor/_fastscan*.c) built with AddressSanitizer and
 # UBSan, under its tests, the scanner's and the parse properties (hypothesis); .ci/run runs it.
 ASAN_SO := build/asan/_fastscan.so
 asan: $(STAMP)
