@@ -95,6 +95,29 @@ def test_crlf_lines_agree_and_their_values_are_read(tmp_path, monkeypatch):
     assert [e[0] for e in compiled["events"]].count("pleg-unhealthy") == written["multi"] > 0
 
 
+def test_new_year_and_a_clock_step_back_agree(tmp_path, monkeypatch):
+    """Ticks across New Year (the resolver moves to the next year and the minute caches are
+    cleared) with a step back into December: the same epochs in both loops, in time order
+    but for the step."""
+
+    def tick(stamp: str) -> str:
+        month = "Dec" if stamp.startswith("12") else "Jan"
+        return f"{month} {stamp[2:4]} {stamp[5:13]} node-7 kubelet[1679]: I{stamp}    1679 {RELIST}"
+
+    stamps = [f"1231 23:59:{s:02d}.000000" for s in range(50, 60)]
+    stamps += [f"0101 00:00:{s:02d}.000000" for s in range(0, 5)]
+    stamps += ["1231 23:59:58.500000", "1231 23:59:59.500000"]  # the clock stepped back
+    stamps += [f"0101 00:00:{s:02d}.000000" for s in range(5, 12)]
+    p = tmp_path / "ny.log"
+    p.write_text("\n".join(tick(s) for s in stamps) + "\n")
+    compiled, python = both(p, monkeypatch)
+    assert compiled == python
+    ts = compiled["ts"]
+    assert len(ts) == len(stamps)
+    assert ts[10] - ts[9] == pytest.approx(1.0)  # 23:59:59 -> 00:00:00 of the next year
+    assert ts[16] - ts[14] == pytest.approx(-4.5) and ts[17] - ts[16] == pytest.approx(5.5)
+
+
 @pytest.mark.parametrize("seed", [4, 5])
 def test_compiled_loop_in_a_journal_of_several_units(tmp_path, monkeypatch, seed):
     p = tmp_path / "j.log"

@@ -75,6 +75,7 @@ fs_ticks_refresh(Ticks *t, int multi)
 {
     if (!t->ticker)
         return 0;
+    t->key_ok = 0; /* Python code ran: the minute cache may have been cleared (a year rollover) */
     PyObject *v = PyObject_GetAttr(t->ticker, s_last_tick_ts);
     if (!v)
         return -1;
