@@ -182,6 +182,44 @@ def test_random_line_soups_agree(tmp_path, monkeypatch, picks, chunk):
     assert compiled == python
 
 
+stamp = st.tuples(
+    st.sampled_from([1, 6, 10, 12]),  # months far apart: the resolver's year moves back and forth
+    st.sampled_from([1, 2]),  # few days, hours and minutes: minute keys come back after a rollover
+    st.just(5),
+    st.sampled_from([48, 49]),
+    st.integers(0, 59),
+    st.integers(0, 999_999),
+)
+kubelet_line = st.one_of(
+    stamp.map(lambda s: ("tick", s)),
+    stamp.map(lambda s: ("error", s)),
+    st.sampled_from(ODD).map(lambda t: ("odd", t)),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(kubelet_line, min_size=1, max_size=80), framed=st.booleans(), header=st.booleans())
+def test_random_months_agree(tmp_path, monkeypatch, lines, framed, header):
+    """Ticks and CRI errors at random stamps of months far apart (year rollovers both ways,
+    minute caches cleared and refilled), odd lines between them, with or without journald
+    framing and a klog file header: both loops read the same."""
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    out = ["Log file created at: 2023/06/02 05:48:00"] if header else []
+    for what, v in lines:
+        if what == "odd":
+            out.append(v)
+            continue
+        mo, d, h, mi, sec, us = v
+        body = RELIST if what == "tick" else 'remote_runtime.go:407] "ListContainers from runtime service failed"'
+        clock = f"{h:02d}:{mi:02d}:{sec:02d}"
+        text = f"{'I' if what == 'tick' else 'E'}{mo:02d}{d:02d} {clock}.{us:06d}    1679 {body}"
+        out.append(f"{months[mo - 1]} {d:02d} {clock} node-7 kubelet[1679]: {text}" if framed else text)
+    p = tmp_path / "m.log"
+    p.write_text("\n".join(out) + "\n")
+    compiled, python = both(p, monkeypatch)
+    assert compiled == python
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=300), a=st.integers(-5, 310), b=st.integers(-5, 310))
 def test_count_nl_is_bytes_count(data, a, b):
