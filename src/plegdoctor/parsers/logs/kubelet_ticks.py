@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from plegdoctor.model import quote
 from plegdoctor.parsers.logs.lines import count_sub as _count
+from plegdoctor.parsers.logs.lines import line_from as _line
 
 if TYPE_CHECKING:
     from plegdoctor.evidence import RelistSeries
@@ -35,7 +36,7 @@ class RelistTicks:
         self.src_id = series.source_id(path)
         self.last_tick_ts = -1.0
         self.last_tick_text: bytes | None = None
-        self.first_tick_text: bytes | None = None  # of the tick `ticks` put into an empty series
+        self.first_tick_text: bytes | None = None  # of the tick this handler put into an empty series
         self._hour_cache: dict[bytes, float] = {}
         self._minute_cache: dict[bytes, float] = {}  # b"I0615 00:00" -> epoch of that minute
         self._ts_append = series.ts.append
@@ -68,6 +69,8 @@ class RelistTicks:
         if last >= 0 and (ts - last >= KEEP_TEXT_INTERVAL or last - ts >= KEEP_TEXT_INTERVAL):
             self._add_tick(ts, lineno, raw)
             return True
+        if not len(self.series):
+            self.first_tick_text = raw
         self._ts_append(ts)
         self._src_append(self.src_id)
         self._line_append(lineno)
@@ -178,13 +181,6 @@ class RelistTicks:
         last = len(self.series) - 1
         if last >= 0 and self.last_tick_text is not None and last not in self.series.texts:
             self.series.keep_text(last, _text(self.last_tick_text))
-
-
-def _line(buf: bytes, start: int, to: int) -> bytes:
-    """The line that starts at `start` and holds `to` (a needle's end)."""
-    e = buf.find(b"\n", to)
-    line = bytes(buf[start : e if e != -1 else len(buf)])
-    return line[:-1] if line.endswith(b"\r") else line
 
 
 def _text(raw: bytes | str) -> str:

@@ -27,9 +27,13 @@ def count_lines(buf: bytes | bytearray, start: int, end: int) -> int:
 
 def tick_line(buf: bytes | bytearray, to: int) -> bytes:
     """The line (without newline and trailing CR) in which a needle ends at `to`."""
-    s = buf.rfind(b"\n", 0, to) + 1
+    return line_from(buf, buf.rfind(b"\n", 0, to) + 1, to)
+
+
+def line_from(buf: bytes | bytearray, start: int, to: int) -> bytes:
+    """The line that starts at `start` and holds offset `to` (a needle's end), as `line_of`."""
     e = buf.find(b"\n", to)
-    return line_of(buf, s, e if e != -1 else len(buf))
+    return line_of(buf, start, e if e != -1 else len(buf))
 
 
 def line_of(buf: bytes | bytearray, start: int, end: int) -> bytes:

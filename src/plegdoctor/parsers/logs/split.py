@@ -17,6 +17,7 @@ import io
 import marshal
 import mmap
 import os
+import signal
 import struct
 from array import array
 from typing import Any
@@ -117,7 +118,6 @@ class _Collector:
         self.default = dispatcher.default
         self.candidates: list[tuple[Any, ...]] = []  # (line, raw, tag) or (line, raw, tag, preparsed)
         self.severity = 0
-        self.first_text: str | None = None
         self.open = True
         self.followed = 0
 
@@ -155,12 +155,8 @@ class _Collector:
         closed = not self.open  # no value can be open before this line
         if self.open or raw.endswith(b"=<"):
             self._track(raw)
-        if tag == self.tick_tag:
-            first = len(self.ticker.series) == 0
-            if self.ticker.tick_fast(lineno, raw):
-                if first:
-                    self.first_text = raw[:400].decode("utf-8", "replace")
-                return
+        if tag == self.tick_tag and self.ticker.tick_fast(lineno, raw):
+            return
         if tag == self.capped_tag:
             self.severity += 1
             if self.shared[CAPPED] or self.severity > self.ticker.cap:
@@ -203,9 +199,7 @@ class _Collector:
             "ts": k.series.ts.tobytes(),
             "line": k.series.line.tobytes(),
             "texts": k.series.texts,
-            "first_text": self.first_text
-            if self.first_text is not None or k.first_tick_text is None
-            else k.first_tick_text[:400].decode("utf-8", "replace"),
+            "first_text": None if k.first_tick_text is None else k.first_tick_text[:400].decode("utf-8", "replace"),
             "last_ts": k.last_tick_ts,
             "last_text": k.last_tick_text,
             "candidates": self.candidates,
@@ -342,8 +336,6 @@ def scan_parallel(fh: io.FileIO, size: int, scanner: LineScanner, dispatcher: An
     finally:
         dispatcher.shared = None
         shared[_STOP] = 1
-        import signal
-
         with contextlib.suppress(OSError):  # what it still reads is not needed any more
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
