@@ -242,6 +242,7 @@ def scan_args(buf: bytes, matches: list[int], **over):
         "ticker": None,
         "slow": None,
         "check_multi": False,
+        "klog": None,
     }
     args.update(over)
     return list(args.values())

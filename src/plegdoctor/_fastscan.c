@@ -18,19 +18,20 @@
 
 PyDoc_STRVAR(scan_matches_doc,
              "scan_matches(buf, start, end, matches, skip_to, counted_to, cur, tick_tag, on_line, follow,\n"
-             "             follow_lines, ticker, slow, check_multi) -> (lines, candidates)\n\n"
-             "The loop of LineScanner._candidates over `matches` (see that method).");
+             "             follow_lines, ticker, slow, check_multi, klog) -> (lines, candidates)\n\n"
+             "The loop of LineScanner._candidates over `matches` (see that method); `klog`\n"
+             "(None: every line to on_line) takes the framed klog lines _fastscan_klog.c reads.");
 
 static PyObject *
 scan_matches(PyObject *module, PyObject *args)
 {
-    PyObject *bufobj, *matches, *on_line, *follow, *follow_lines, *ticker, *slow;
+    PyObject *bufobj, *matches, *on_line, *follow, *follow_lines, *ticker, *slow, *klog;
     Py_ssize_t start, end, skip_to, counted_to;
     long long cur;
     int tick_tag, check_multi;
-    if (!PyArg_ParseTuple(args, "OnnO!nnLiOOOOOp", &bufobj, &start, &end, &PyList_Type, &matches, &skip_to,
+    if (!PyArg_ParseTuple(args, "OnnO!nnLiOOOOOpO", &bufobj, &start, &end, &PyList_Type, &matches, &skip_to,
                           &counted_to, &cur, &tick_tag, &on_line, &follow, &follow_lines, &ticker, &slow,
-                          &check_multi))
+                          &check_multi, &klog))
         return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(bufobj, &view, PyBUF_SIMPLE) < 0)
@@ -49,7 +50,7 @@ scan_matches(PyObject *module, PyObject *args)
     t.end = end;
     if (ticker == Py_None) {
         tick_tag = -1;
-    } else if (fs_ticks_init(&t, ticker, slow, check_multi) < 0) {
+    } else if (fs_ticks_init(&t, ticker, slow, check_multi) < 0 || (klog != Py_None && fs_klog_init(&t, klog) < 0)) {
         goto fail;
     }
     Py_INCREF(matches);
@@ -98,16 +99,24 @@ scan_matches(PyObject *module, PyObject *args)
             counted_to = pend_start;
             n++;
             PyObject *line = line_bytes(buf, pend_start, pend_end);
-            PyObject *num = line ? PyLong_FromLongLong(cur + 1) : NULL;
-            PyObject *tg = num ? PyLong_FromLong(pend_tag) : NULL;
-            PyObject *argv[3] = {num, line, tg};
-            PyObject *r = tg ? PyObject_Vectorcall(on_line, argv, 3, NULL) : NULL;
-            Py_XDECREF(line);
-            Py_XDECREF(num);
-            Py_XDECREF(tg);
-            if (!r)
+            if (!line)
                 goto fail_matches;
-            Py_DECREF(r);
+            int taken = t.klog ? fs_klog_line(&t, pend_start, pend_end, cur + 1, pend_tag, line) : 0;
+            if (taken == 0) {
+                PyObject *num = PyLong_FromLongLong(cur + 1);
+                PyObject *tg = num ? PyLong_FromLong(pend_tag) : NULL;
+                PyObject *argv[3] = {num, line, tg};
+                PyObject *r = tg ? PyObject_Vectorcall(on_line, argv, 3, NULL) : NULL;
+                Py_XDECREF(num);
+                Py_XDECREF(tg);
+                if (!r)
+                    taken = -1;
+                Py_XDECREF(r);
+            }
+            Py_DECREF(line);
+            if (taken < 0)
+                goto fail_matches;
+            PyObject *r;
             pend_start = -1;
             if (follow != Py_None) {
                 r = PyObject_CallNoArgs(follow);
@@ -204,6 +213,8 @@ py_count_nl(PyObject *module, PyObject *args)
 static PyMethodDef methods[] = {
     {"scan_matches", scan_matches, METH_VARARGS, scan_matches_doc},
     {"count_nl", py_count_nl, METH_VARARGS, "count_nl(buf, start, end) -> newlines in buf[start:end]"},
+    {"read_klog_head", fs_py_klog_head, METH_O,
+     "read_klog_head(line) -> (ident start, ident end, severity at, pid, body at) of a framed klog line, or None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -76,11 +76,21 @@ typedef struct {
     unsigned char key[11];      /* a one-entry cache in front of the handler's minute cache */
     double key_base;
     int key_ok;
+    /* framed klog lines (NULL klog: all go to on_line): the dispatcher's `klog`, the
+       handler's `_klog_minutes` and its resolver (_fastscan_klog.c) */
+    PyObject *klog, *minutes, *resolver;
 } Ticks;
+
+/* Where the parts of a framed klog line are (offsets into the buffer). */
+typedef struct {
+    Py_ssize_t ident_s, ident_e, at, body; /* identifier, severity letter, message body */
+    long long pid;                         /* the klog header's pid */
+} KlogHead;
 
 /* the handler's attribute names, interned once (fs_intern_names, at module init) */
 extern PyObject *s_multi, *s_last_tick_ts, *s_last_tick_text, *s_add_tick, *s_first_tick_text, *s_minute_cache,
     *s_ts_append, *s_src_append, *s_line_append, *s_src_id, *s_series, *s_keep;
+extern PyObject *s_klog_minutes, *s_klog_shift, *s_resolver, *s_last_month, *s_shift;
 int fs_intern_names(void);
 
 int fs_ticks_init(Ticks *t, PyObject *ticker, PyObject *slow, int check_multi);
@@ -88,5 +98,11 @@ void fs_ticks_clear(Ticks *t);
 int fs_ticks_sync(Ticks *t);
 int fs_ticks_refresh(Ticks *t, int multi);
 int fs_tick(Ticks *t, Py_ssize_t to, long long lineno);
+
+int fs_klog_head(const unsigned char *b, Py_ssize_t s, Py_ssize_t e, KlogHead *h);
+int fs_klog_init(Ticks *t, PyObject *klog);
+void fs_klog_clear(Ticks *t);
+int fs_klog_line(Ticks *t, Py_ssize_t s, Py_ssize_t e, long long lineno, int tag, PyObject *line);
+PyObject *fs_py_klog_head(PyObject *module, PyObject *arg);
 
 #endif

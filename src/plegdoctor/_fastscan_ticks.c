@@ -25,6 +25,11 @@ fs_intern_names(void)
         {&s_src_id, "src_id"},
         {&s_series, "series"},
         {&s_keep, "KEEP_TEXT_INTERVAL"},
+        {&s_klog_minutes, "_klog_minutes"},
+        {&s_klog_shift, "_klog_shift"},
+        {&s_resolver, "resolver"},
+        {&s_last_month, "_last_month"},
+        {&s_shift, "shift"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!(*names[i].var = PyUnicode_InternFromString(names[i].text)))
@@ -321,4 +326,5 @@ fs_ticks_clear(Ticks *t)
     Py_CLEAR(t->src_append);
     Py_CLEAR(t->line_append);
     Py_CLEAR(t->src_id);
+    fs_klog_clear(t);
 }

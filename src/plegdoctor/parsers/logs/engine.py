@@ -165,7 +165,7 @@ class Dispatcher:
         self.tick_tag: int = ticking.tick_tag  # type: ignore[assignment]
         self.capped_tag = ticking.capped_tag
         self.ticker = self.handlers[ticking.process]  # the ticking format's handler (the kubelet's)
-        self.tick_ref = Ticker(self.ticker, self._slow_tick, True)  # the compiled loop's way to it
+        self.tick_ref = Ticker(self.ticker, self._slow_tick, True, self.on_klog)  # the compiled loop's way to it
         self.content_tests = [(f.by_content, f.process) for f in self.formats if f.by_content is not None]
         self.null_messages = 0
         self.null_containerd = 0
@@ -272,6 +272,23 @@ class Dispatcher:
             self.unparsed += 1
             return
         self.handlers[proc].feed(lineno, "", text, None)
+
+    def on_klog(self, lineno: int, raw: bytes, tag: int, ident: str, at: int, pid: int, body: int, e: float) -> None:
+        """`on_line` of a line the compiled loop read as a journald-framed klog line (year-less
+        frame, see _fastscan_klog.c): its identifier, where the klog header and the body
+        start, the header's pid, and the stamp's epoch from the kubelet handler's minute cache.
+        The hot path of `on_line` without its regex: the kubelet's lines while no value is
+        open; any other goes to `on_line`."""
+        k = self.ticker
+        if (
+            k.multi is not None
+            or tag == self.tick_tag
+            or (tag == self.capped_tag and k.kept_records >= k.cap)
+            or self._procs.get(ident, "") != self.ticking.process
+        ):
+            self.on_line(lineno, raw, tag)
+            return
+        k.klog_read(lineno, raw.decode("utf-8", "replace"), at, pid, body, e)
 
     def _content_of(self, text: str) -> str | None:
         for test, process in self.content_tests:

@@ -268,15 +268,22 @@ class KubeletHandler(RelistTicks):
         klog groups start at `g` (the dispatcher's hot path: one match, no slices)."""
         self.records += 1
         at = m.start(g)
-        e = self._klog_epoch(text, m, at, g)
+        self._klog_body(lineno, text, at, self._klog_epoch(text, m, at, g), int(m.group(g + 7)), m.end())
+
+    def klog_read(self, lineno: int, text: str, at: int, pid: int, start: int, epoch: float) -> None:
+        """`klog_line` of a line the compiled loop read (see `Dispatcher.on_klog`): the klog
+        header at `at`, its pid, the body from `start`, the stamp's epoch."""
+        self.records += 1
+        self._klog_body(lineno, text, at, epoch, pid, start)
+
+    def _klog_body(self, lineno: int, text: str, at: int, e: float | None, pid: int, start: int) -> None:
         ts = None if e is None else datetime.fromtimestamp(e, UTC)
-        body = text[m.end() :]
+        body = text[start:]
         if body.endswith("=<"):
             self.multi = (lineno, text, text[:at], text[at:-1])
             self.multi_lines = []
             return
-        severity = KLOG_SEVERITY[m.group(g)]
-        pid = int(m.group(g + 7))
+        severity = KLOG_SEVERITY[text[at]]
         if len(body) > PLAN_BODY_MAX or "GenericPLEG: Relisting" in body:
             message, fields, form = split_body(body)
             self._classify(lineno, text, ts, severity, pid, message, fields, form, body)
@@ -314,12 +321,20 @@ class KubeletHandler(RelistTicks):
     def preparse_match(self, text: str, m: re.Match[str], g: int) -> tuple[float | None, str, int, int] | None:
         """`preparse` of the message of a framed klog line, from its `FRAMED_KLOG_RE`
         match `m` (klog groups from `g` on); the body's start is an index into `text`."""
-        if self.multi is not None:
-            return None
-        body = text[m.end() :]
-        if body.endswith("=<") or len(body) > PLAN_BODY_MAX or "GenericPLEG: Relisting" in body:
+        if self.multi is not None or not self._plain_body(text[m.end() :]):
             return None
         return self._klog_epoch(text, m, m.start(g), g), m.group(g), int(m.group(g + 7)), m.end()
+
+    def preparse_read(self, text: str, at: int, pid: int, start: int, e: float) -> tuple[float, str, int, int] | None:
+        """`preparse_match` of a line the compiled loop read (see `Dispatcher.on_klog`)."""
+        if self.multi is not None or not self._plain_body(text[start:]):
+            return None
+        return e, text[at], pid, start
+
+    @staticmethod
+    def _plain_body(body: str) -> bool:
+        """A body `handle_message` reads through the plan cache (see `_planned`)."""
+        return not (body.endswith("=<") or len(body) > PLAN_BODY_MAX or "GenericPLEG: Relisting" in body)
 
     def _klog_epoch(self, msg: str, m: re.Match[str], at: int = 0, g: int = 1) -> float | None:
         """`resolver.epoch` of the klog stamp `m` matched at `at` in `msg` (its groups from

@@ -66,6 +66,10 @@ class Ticker(NamedTuple):
     handler: Any
     slow: Callable[[int, bytes], None]
     check_multi: bool
+    # `on_line` of a line the compiled loop read as a journald-framed klog line, with what
+    # it read: (lineno, line, tag, identifier, severity at, pid, body at, epoch); see
+    # _fastscan_klog.c. None: every candidate line goes to `on_line`.
+    klog: Callable[[int, bytes, int, str, int, int, int, float], None] | None = None
 
 
 TicksHandler = Callable[[bytes, list[int], int, int], tuple[int, int]]  # see LineScanner: on_ticks
@@ -383,6 +387,7 @@ class LineScanner:
                 None if ticker is None else ticker.handler,
                 None if ticker is None else ticker.slow,
                 ticker is not None and ticker.check_multi,
+                None if ticker is None else ticker.klog,
             )
             stats.lines = cur
             stats.candidates += n + more

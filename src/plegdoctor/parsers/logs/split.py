@@ -169,6 +169,21 @@ class _Collector:
         else:
             self.candidates.append((lineno, bytes(raw), tag))
 
+    def on_klog(self, lineno: int, raw: bytes, tag: int, ident: str, at: int, pid: int, body: int, e: float) -> None:
+        """`on_line` of a line the compiled loop read as a journald-framed klog line (see
+        `Dispatcher.on_klog`): a plain kubelet line outside any value is preparsed from what
+        the loop read; any other goes to `on_line`."""
+        if (
+            self.open
+            or tag in (self.capped_tag, self.tick_tag)
+            or raw.endswith(b"=<")
+            or process_of_ident(ident) != self.ticking
+        ):
+            self.on_line(lineno, raw, tag)
+            return
+        pre = self.ticker.preparse_read(raw.decode("utf-8", "replace"), at, pid, body, e)
+        self.candidates.append((lineno, raw, tag) if pre is None else (lineno, raw, tag, pre))
+
     def _preparse(self, raw: bytes) -> tuple[float | None, str, int, int] | None:
         """A plain line of the ticking format, read here as far as it is independent of
         what comes before it (see `KubeletHandler.preparse`); None: the parent reads it."""
@@ -234,7 +249,7 @@ def _collect(
         seg,
         on_ticks=collector.on_ticks,
         follow=collector.wants_next,
-        ticker=Ticker(collector.ticker, collector._slow_tick, False),
+        ticker=Ticker(collector.ticker, collector._slow_tick, False, collector.on_klog),
         following=True,
     )
     payload = collector.payload(seg)
