@@ -13,6 +13,7 @@ listed as points. `PlegTimeline.to_json()` is the `pleg` object of pleg-doctor/d
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import operator
@@ -28,6 +29,7 @@ from plegdoctor.model import Event, EventKind, Ref
 
 DEFAULT_GAP_SECONDS = 3.0
 WINDOW_JOIN_SECONDS = 60.0  # PLEG_UNHEALTHY lines closer than this belong to one window
+SHORT_INTERVAL_SECONDS = 0.5  # half the relist period: one relist loop never logs ticks closer
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -129,6 +131,10 @@ class PlegTimeline:
     task_exit_failures: list[Event] = field(default_factory=list)
     task_delete_failures: list[Event] = field(default_factory=list)
     log_end: datetime | None = None
+    # Not in to_json: the intervals between consecutive ticks in file order that are shorter
+    # than SHORT_INTERVAL_SECONDS but not zero, what two interleaved relist loops leave (rule
+    # PD131 reads it); None until ticks are counted.
+    short_intervals: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def max_gap_seconds(self) -> float | None:
@@ -191,17 +197,26 @@ def build_timeline(evidence: Evidence, gap_seconds: float = DEFAULT_GAP_SECONDS)
     tl.relists = n
     events = sorted((e for e in evidence.events if e.ts is not None), key=lambda e: e.ts)  # type: ignore[arg-type,return-value]
     last_event = events[-1].ts if events else None
+    by_kind: dict[str, list[Event]] = defaultdict(list)  # each kind's events, in time order
+    for e in events:
+        by_kind[e.kind].append(e)
     if n:
         # Ticks are in file order, which is time order but for clock steps: the common
-        # case runs at C speed (one map for the intervals, one compress for the gaps).
+        # case computes the intervals at C speed (one map), sorts them once for the
+        # percentiles and the short intervals, and looks for gaps only when the longest
+        # interval is one.
         intervals = list(map(operator.sub, itertools.islice(ts, 1, None), ts))
         order: list[int] | range
         if not intervals or min(intervals) >= 0:
             order = range(n)
+            ordered = sorted(intervals)
+            tl.short_intervals = bisect.bisect_left(ordered, SHORT_INTERVAL_SECONDS) - bisect.bisect_right(ordered, 0.0)
             gap = float(gap_seconds)
-            for i in itertools.compress(range(n - 1), map(gap.__le__, intervals)):
-                tl.gaps.append(Gap(_dt(ts[i]), _dt(ts[i + 1]), intervals[i], series.ref(i), series.ref(i + 1)))
+            if ordered and ordered[-1] >= gap:
+                for i in [i for i, d in enumerate(intervals) if d >= gap]:
+                    tl.gaps.append(Gap(_dt(ts[i]), _dt(ts[i + 1]), intervals[i], series.ref(i), series.ref(i + 1)))
         else:
+            tl.short_intervals = sum(1 for d in intervals if 0.0 < d < SHORT_INTERVAL_SECONDS)
             order = sorted(range(n), key=ts.__getitem__)
             intervals = []
             prev = order[0]
@@ -211,35 +226,38 @@ def build_timeline(evidence: Evidence, gap_seconds: float = DEFAULT_GAP_SECONDS)
                 if d >= gap_seconds:
                     tl.gaps.append(Gap(_dt(ts[prev]), _dt(ts[i]), d, series.ref(prev), series.ref(i)))
                 prev = i
+            ordered = sorted(intervals)
         first_i, last_i = order[0], order[-1]
         tl.first = _dt(ts[first_i])
         tl.last = _dt(ts[last_i])
-        intervals.sort()
-        tl.interval_p50 = percentile(intervals, 50)
-        tl.interval_p99 = percentile(intervals, 99)
-        tl.interval_max = intervals[-1] if intervals else None
+        tl.interval_p50 = percentile(ordered, 50)
+        tl.interval_p99 = percentile(ordered, 99)
+        tl.interval_max = ordered[-1] if ordered else None
         # Relisting that never resumed: later kubelet evidence shows time went on.
-        kubelet_after = [e.ts for e in events if e.process == "kubelet" and e.ts is not None]
-        if kubelet_after and tl.last is not None:
-            end = kubelet_after[-1]
-            if (end - tl.last).total_seconds() >= gap_seconds and any(
-                e.kind == EventKind.PLEG_UNHEALTHY and e.ts is not None and e.ts > tl.last for e in events
-            ):
-                tl.gaps.append(Gap(tl.last, end, (end - tl.last).total_seconds(), series.ref(last_i), None, open=True))
+        last = tl.last
+        end = next((e.ts for e in reversed(events) if e.process == "kubelet"), None)  # the last kubelet event's
+        if (
+            end is not None
+            and (end - last).total_seconds() >= gap_seconds
+            and any(e.ts is not None and e.ts > last for e in by_kind.get(EventKind.PLEG_UNHEALTHY, ()))
+        ):
+            tl.gaps.append(Gap(last, end, (end - last).total_seconds(), series.ref(last_i), None, open=True))
     tl.log_end = max((t for t in (tl.last, last_event) if t is not None), default=None)
-    _unhealthy(tl, events)
-    _counts(tl, events)
+    _unhealthy(tl, by_kind.get(EventKind.PLEG_UNHEALTHY, []))
+    _counts(tl, events, by_kind)
     # events over the per-kind cap (evidence.EventList) were counted, not kept
     dropped = getattr(evidence.events, "dropped", {})
     tl.relist_errors += dropped[EventKind.RELIST_ERROR].count if EventKind.RELIST_ERROR in dropped else 0
     tl.evented_pleg_fallbacks += (
         dropped[EventKind.EVENTED_PLEG_FALLBACK].count if EventKind.EVENTED_PLEG_FALLBACK in dropped else 0
     )
-    _intervals(tl, events)
+    if any(k in by_kind for k in _PAIRS):
+        _intervals(tl, [e for e in events if e.kind in _PAIRS])
     return tl
 
 
 def _unhealthy(tl: PlegTimeline, events: list[Event]) -> None:
+    """Windows of PLEG_UNHEALTHY events (`events`: those, in time order)."""
     group: list[Event] = []
 
     def close() -> None:
@@ -266,7 +284,7 @@ def _unhealthy(tl: PlegTimeline, events: list[Event]) -> None:
         group.clear()
 
     for e in events:
-        if e.kind != EventKind.PLEG_UNHEALTHY or e.ts is None:
+        if e.ts is None:
             continue
         if group and (e.ts - group[-1].ts).total_seconds() > WINDOW_JOIN_SECONDS:  # type: ignore[operator]
             close()
@@ -274,33 +292,39 @@ def _unhealthy(tl: PlegTimeline, events: list[Event]) -> None:
     close()
 
 
-def _counts(tl: PlegTimeline, events: list[Event]) -> None:
+def _counts(tl: PlegTimeline, events: list[Event], by_kind: dict[str, list[Event]]) -> None:
+    """Counts and lists of the timeline's point events (`events`: all of them in time order,
+    `by_kind`: the same, per kind): each kind is read from its own list, not by testing the
+    kind of every event."""
+    tl.relist_errors += len(by_kind.get(EventKind.RELIST_ERROR, ()))
+    tl.evented_pleg_fallbacks += len(by_kind.get(EventKind.EVENTED_PLEG_FALLBACK, ()))
+    tl.task_exit_failures.extend(by_kind.get(EventKind.TASK_EXIT_FAILED, ()))
+    tl.task_delete_failures.extend(by_kind.get(EventKind.TASK_DELETE_FAILED, ()))
     by_method: dict[str, int] = defaultdict(int)
+    deadline = 0
+    for e in by_kind.get(EventKind.CRI_CALL_FAILED, ()):
+        attrs = e.attrs
+        by_method[str(attrs.get("method") or "?")] += 1
+        if attrs.get("code") == "DeadlineExceeded":
+            deadline += 1
+    tl.cri_deadline_exceeded += deadline
+    tl.cri_failures_by_method = dict(by_method)
+    if EventKind.NODE_NOT_READY not in by_kind:
+        return  # a NODE_READY alone changes no count
     not_ready = False
     last_nr: datetime | None = None
-    for e in events:
-        k = e.kind
-        if k == EventKind.RELIST_ERROR:
-            tl.relist_errors += 1
-        elif k == EventKind.CRI_CALL_FAILED:
-            by_method[str(e.attrs.get("method") or "?")] += 1
-            if e.attrs.get("code") == "DeadlineExceeded":
-                tl.cri_deadline_exceeded += 1
-        elif k == EventKind.NODE_NOT_READY:
+    for e in [e for e in events if e.kind in _READINESS]:  # in time order: a NODE_READY ends a not-ready spell
+        if e.kind == EventKind.NODE_NOT_READY:
             # "Node became not ready" and event="NodeNotReady" describe one transition
             if not not_ready and not (last_nr and e.ts and (e.ts - last_nr).total_seconds() < 5):
                 tl.node_not_ready_transitions += 1
             not_ready = True
             last_nr = e.ts
-        elif k == EventKind.NODE_READY:
+        else:
             not_ready = False
-        elif k == EventKind.EVENTED_PLEG_FALLBACK:
-            tl.evented_pleg_fallbacks += 1
-        elif k == EventKind.TASK_EXIT_FAILED:
-            tl.task_exit_failures.append(e)
-        elif k == EventKind.TASK_DELETE_FAILED:
-            tl.task_delete_failures.append(e)
-    tl.cri_failures_by_method = dict(by_method)
+
+
+_READINESS = frozenset({EventKind.NODE_NOT_READY, EventKind.NODE_READY})
 
 
 _PAIRS = {

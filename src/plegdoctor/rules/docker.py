@@ -99,14 +99,16 @@ def dockershim_timeouts(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: dump dockerd to find the lock holder.
     """
-    lowered: dict[str, str] = {}  # a kubelet repeats its errors: each text is lowered once
+    # a kubelet repeats its errors: each text is read once (does it say "operation timeout", "deadline")
+    says: dict[str, tuple[bool, bool]] = {}
     evs = []
     for e in events(ctx, EventKind.DOCKERD_ERROR, EventKind.CRI_CALL_FAILED):
         error = str(e.attrs.get("error", ""))
-        low = lowered.get(error)
-        if low is None:
-            low = lowered[error] = error.lower()
-        if "operation timeout" in low or (e.process == "dockerd" and "deadline" in low):
+        said = says.get(error)
+        if said is None:
+            low = error.lower()
+            said = says[error] = ("operation timeout" in low, "deadline" in low)
+        if said[0] or (e.process == "dockerd" and said[1]):
             evs.append(e)
     if not evs:
         return

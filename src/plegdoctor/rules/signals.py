@@ -12,6 +12,8 @@ RuleContext.
 from __future__ import annotations
 
 import itertools
+import operator
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -78,7 +80,7 @@ def events(ctx: RuleContext, *kinds: EventKind) -> list[Event]:
         # events of the lines that more than one kind has.
         shared: set[tuple[str, int]] = set()
         for (_, a), (_, b) in itertools.combinations(picked, 2):
-            shared |= a & b
+            shared.update((path, line) for path in a.keys() & b.keys() for line in a[path] & b[path])
         merged = sorted(itertools.chain.from_iterable(p[0] for p in picked))
         if not shared:
             return [e for _, e in merged]
@@ -96,40 +98,61 @@ def events(ctx: RuleContext, *kinds: EventKind) -> list[Event]:
     return list(ctx.memo(key, compute))  # a copy: callers may sort or trim theirs
 
 
-_KindEvents = tuple[list[tuple[int, Event]], set[tuple[str, int]]]  # (index, event) one per line; the lines
+_KindEvents = tuple[list[tuple[int, Event]], dict[str, set[int]]]  # (index, event) one per line; path -> lines
 
 
 def _kind_events(ctx: RuleContext, kind: str) -> _KindEvents:
-    """The events of one kind, one per source line, with their evidence index; and their lines."""
+    """The events of one kind, one per source line, with their evidence index; and their
+    lines (line numbers by path)."""
 
     def compute() -> _KindEvents:
-        index: dict[str, list[tuple[int, Event]]] = ctx.memo("events-by-kind", lambda: _index_by_kind(ctx))
+        every = _index(ctx).get(kind, [])  # kept as it is when it is one per line already
+        refs = list(map(_REF, map(_SECOND, every)))
+        numbers = list(map(_LINE, refs))
+        paths = set(map(_PATH, refs))
+        if len(paths) == 1:
+            lines = set(numbers)
+            if len(lines) == len(numbers):  # the common case: one file, one event of this kind a line
+                return every, {paths.pop(): lines}
         pairs: list[tuple[int, Event]] = []
-        lines: set[tuple[str, int]] = set()
-        for pair in index.get(kind, ()):
-            r = pair[1].ref
-            line = (r.path, r.line)
-            if line not in lines:
-                lines.add(line)
+        by_path: dict[str, set[int]] = {}
+        for pair, r in zip(every, refs, strict=True):
+            seen = by_path.get(r.path)
+            if seen is None:
+                seen = by_path[r.path] = set()
+            if r.line not in seen:
+                seen.add(r.line)
                 pairs.append(pair)
-        return pairs, lines
+        return pairs, by_path
 
     return ctx.memo("events-of-kind:" + kind, compute)  # type: ignore[no-any-return]
 
 
+_SECOND, _REF = operator.itemgetter(1), operator.attrgetter("ref")
+_PATH, _LINE = operator.attrgetter("path"), operator.attrgetter("line")
+
+
+def _index(ctx: RuleContext) -> dict[str, list[tuple[int, Event]]]:
+    """Every event with its evidence index, by kind name, in evidence order (once per context)."""
+    return ctx.memo("events-by-kind", lambda: _index_by_kind(ctx))  # type: ignore[no-any-return]
+
+
 def _index_by_kind(ctx: RuleContext) -> dict[str, list[tuple[int, Event]]]:
+    by_kind: dict[Any, list[tuple[int, Event]]] = defaultdict(list)
+    for pair in enumerate(ctx.evidence.events):
+        by_kind[pair[1].kind].append(pair)
     index: dict[str, list[tuple[int, Event]]] = {}
-    names: dict[Any, str] = {}  # kind -> its name, worked out once per kind
-    for i, e in enumerate(ctx.evidence.events):
-        k = e.kind
-        name = names.get(k)
-        if name is None:
-            name = names[k] = str(k)
-        bucket = index.get(name)
-        if bucket is None:
-            bucket = index[name] = []
-        bucket.append((i, e))
+    for kind, pairs in by_kind.items():
+        name = str(kind)
+        # kinds that are distinct objects of one name (never the case with EventKind) share a list
+        index[name] = sorted(index[name] + pairs, key=operator.itemgetter(0)) if name in index else pairs
     return index
+
+
+def all_events(ctx: RuleContext, kind: EventKind) -> list[Event]:
+    """Every event of one kind, in evidence order, several of one line included (`events`
+    keeps one per line); read from the per-kind index, not by walking every event."""
+    return [e for _, e in _index(ctx).get(str(kind), ())]
 
 
 def _one_per_line(evs: Iterable[Event]) -> list[Event]:

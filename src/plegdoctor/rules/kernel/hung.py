@@ -29,7 +29,7 @@ from plegdoctor.rules.kernel.stuck import (
     stuck_tasks,
 )
 from plegdoctor.rules.registry import Hit, RuleContext, rule
-from plegdoctor.rules.signals import link, step_hit
+from plegdoctor.rules.signals import all_events, link, step_hit
 
 
 @rule(
@@ -470,7 +470,7 @@ def cpu_lockup(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: the kernel path in the report; a kernel upgrade; reboot.
     """
-    evs = [e for e in ctx.evidence.events if e.kind == EventKind.CPU_LOCKUP]
+    evs = all_events(ctx, EventKind.CPU_LOCKUP)
     if not evs:
         return
     e0 = evs[0]

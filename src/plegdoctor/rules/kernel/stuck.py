@@ -10,7 +10,7 @@ import msgspec
 from plegdoctor.kernelnames import KernelWait, waits_in
 from plegdoctor.model import EventKind, Ref, RootCauseClass
 from plegdoctor.rules.registry import Hit, RuleContext
-from plegdoctor.rules.signals import fmt_seconds, kernel_stack_has, link, step_hit
+from plegdoctor.rules.signals import all_events, fmt_seconds, kernel_stack_has, link, step_hit
 
 C = RootCauseClass
 ISSUE_5325 = "https://github.com/containerd/containerd/issues/5325"
@@ -163,8 +163,8 @@ def stuck_tasks(ctx: RuleContext) -> list[Stuck]:
     def compute() -> list[Stuck]:
         workqueues = {
             (e.ref.path, e.ref.line): str(e.attrs["workqueue"])
-            for e in ctx.evidence.events
-            if e.kind == EventKind.HUNG_TASK and e.attrs.get("workqueue")
+            for e in all_events(ctx, EventKind.HUNG_TASK)
+            if e.attrs.get("workqueue")
         }
         out = [
             Stuck(

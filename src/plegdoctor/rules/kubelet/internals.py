@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+from plegdoctor.analysis.pleg_timeline import SHORT_INTERVAL_SECONDS
 from plegdoctor.model import MetricSample, Ref, Severity
 from plegdoctor.rules.kubelet.relist import _RUNTIME_CHAIN_TAGS, K8S_45419, KEP_3386, C
 from plegdoctor.rules.registry import Hit, RuleContext, rule
@@ -349,15 +350,14 @@ def _close_ticks(ctx: RuleContext) -> Iterator[Hit]:
     n = len(series)
     if n < 11:
         return
-    for src in range(len(series.sources)):
+    for idx in _ticks_by_source(series):
         # the ticks of this source (all of them in the common one-source case), and their intervals
-        idx: list[int] | None = None if series.src.count(src) == n else [i for i in range(n) if series.src[i] == src]
         t = series.ts if idx is None else [series.ts[i] for i in idx]
         intervals = max(len(t) - 1, 0)
-        short = sum(1 for a, b in itertools.pairwise(t) if 0.0 < b - a < 0.5)
+        short = _short_intervals(ctx) if idx is None else _count_short(t)
         if intervals < 10 or short < 3 or short < intervals / 5:
             continue
-        j = next(j for j, (a, b) in enumerate(itertools.pairwise(t), 1) if 0.0 < b - a < 0.5)
+        j = next(j for j, (a, b) in enumerate(itertools.pairwise(t), 1) if 0.0 < b - a < SHORT_INTERVAL_SECONDS)
         first = j if idx is None else idx[j]
         refs = tuple(_tick_ref(series, j) for j in (first - 1, first))
         detail = f"{short} of {intervals} relist intervals are shorter than 0.5 s: two relist loops interleave"
@@ -369,6 +369,36 @@ def _close_ticks(ctx: RuleContext) -> Iterator[Hit]:
             facts={"short_intervals": short, "intervals": intervals},
         )
         return
+
+
+def _ticks_by_source(series: Any) -> Iterator[list[int] | None]:
+    """The indices of each source's ticks, in source order (None: the source has them all);
+    sources without ticks are left out."""
+    n = len(series)
+    if n and 0 <= series.src[0] < len(series.sources) and series.src.count(series.src[0]) == n:
+        yield None
+        return
+    by_source: dict[int, list[int]] = {}
+    for i, src in enumerate(series.src):
+        by_source.setdefault(src, []).append(i)
+    for src in range(len(series.sources)):
+        if src in by_source:
+            yield by_source[src]
+
+
+def _count_short(t: Any) -> int:
+    """How many intervals between consecutive ticks `t` are shorter than 0.5 s but not zero."""
+    return sum(1 for a, b in itertools.pairwise(t) if 0.0 < b - a < SHORT_INTERVAL_SECONDS)
+
+
+def _short_intervals(ctx: RuleContext) -> int:
+    """`_count_short` of all the relist ticks: the PLEG timeline's count when it has one for
+    these ticks."""
+    tl = ctx.timeline
+    short = getattr(tl, "short_intervals", None)
+    if short is not None and getattr(tl, "relists", None) == len(ctx.evidence.relists):
+        return int(short)
+    return _count_short(ctx.evidence.relists.ts)
 
 
 def _tick_ref(series: Any, index: int) -> Ref:

@@ -163,7 +163,7 @@ def cni_timeouts_in_log(ctx: RuleContext) -> Iterator[Hit]:
     for rec in ctx.evidence.log_records:
         if rec.process not in ("containerd", "dockerd", "kubelet"):
             continue
-        text = (rec.msg + " " + " ".join(str(v) for v in rec.fields.values())).replace("\\", "")
+        text = (rec.msg + " " + " ".join(map(str, rec.fields.values()))).replace("\\", "")
         low = text.lower()
         if "network" not in low and "plugin type=" not in low:  # every _CNI_CALL form has one of them
             continue
@@ -184,7 +184,7 @@ def cni_timeouts_in_log(ctx: RuleContext) -> Iterator[Hit]:
 
 # What a CNI ADD/DEL/CHECK that failed looks like in containerd's CRI plugin, cri-dockerd/dockershim
 # and the kubelet (which quotes the runtime's error); an image or path containing "cni" is not one.
-_CNI_CALL = re.compile(
+_CNI_CALL = lazy_re(
     r"failed to (?:setup|set up) network for sandbox"
     r"|failed to destroy network for sandbox"
     r"|failed to (?:setup|set up|tear down|teardown) (?:the )?network for sandbox"

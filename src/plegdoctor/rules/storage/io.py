@@ -310,21 +310,33 @@ def cri_deadline_exceeded(ctx: RuleContext) -> Iterator[Hit]:
 
     Fix: collect containerd goroutines and disk pressure while it happens.
     """
-    relist_error = str(EventKind.RELIST_ERROR)
-    deadline: dict[tuple[str, str], bool] = {}  # a kubelet repeats its errors: each text is read once
+    relist_error = EventKind.RELIST_ERROR
+    # A kubelet repeats its errors: each code, and each code and error text, is read once. A
+    # code that says "deadline" (DeadlineExceeded) decides alone; otherwise the error text may.
+    by_code: dict[str, bool] = {}
+    by_text: dict[tuple[str, str], bool] = {}
     evs = []
+    seen_methods: set[str] = set()
     for e in events(ctx, EventKind.CRI_CALL_FAILED, EventKind.RELIST_ERROR):
-        if not (str(e.kind) == relist_error or e.attrs.get("method") in _RELIST_PATH_CALLS):
+        attrs = e.attrs
+        method = attrs.get("method")
+        if e.kind != relist_error and method not in _RELIST_PATH_CALLS:
             continue
-        key = (str(e.attrs.get("code", "")), str(e.attrs.get("error", "")))
-        hit = deadline.get(key)
+        code = str(attrs.get("code", ""))
+        hit = by_code.get(code)
         if hit is None:
-            hit = deadline[key] = "deadline" in key[0].lower() + key[1].lower()
+            hit = by_code[code] = "deadline" in code.lower()
+        if not hit:
+            text = (code, str(attrs.get("error", "")))
+            hit = by_text.get(text)
+            if hit is None:
+                hit = by_text[text] = "deadline" in text[0].lower() + text[1].lower()
         if hit:
             evs.append(e)
+            seen_methods.add(str(method or "relist"))
     if not evs:
         return
-    methods = sorted({str(e.attrs.get("method") or "relist") for e in evs})
+    methods = sorted(seen_methods)
     yield step_hit(
         f"{', '.join(methods)} timed out (DeadlineExceeded) {plural(len(evs), 'time')}",
         0.15,
