@@ -23,7 +23,6 @@ Public API (used by plegdoctor.analysis.config_audit and the diagnosis rules):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import total_ordering
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import msgspec
 
 from plegdoctor.errors import UserError
+from plegdoctor.lazyre import lazy_re
 
 FACTS = "facts.md"  # the project's fact sheet (docs/facts.md in the repository)
 
@@ -97,7 +97,7 @@ class ContainerdVersion(_OrderedByKey):
 
     # parts of at most 9 digits: `int` never sees a 5000-digit run (ValueError), and a longer
     # run fails the match (UserError) like any other unparseable text
-    _TOKEN = re.compile(r"^v?(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?((?:-(?:alpha|beta|rc)[.\d]*)?)(?:[~+-].*)?$")
+    _TOKEN = lazy_re(r"^v?(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?((?:-(?:alpha|beta|rc)[.\d]*)?)(?:[~+-].*)?$")
 
     @classmethod
     def parse(cls, text: str) -> ContainerdVersion:
@@ -134,7 +134,7 @@ class KernelVersion(_OrderedByKey):
     patch: int
     raw: str = ""
 
-    _TOKEN = re.compile(r"^(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?(?:[-+_.~].*)?$")
+    _TOKEN = lazy_re(r"^(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?(?:[-+_.~].*)?$")
 
     @classmethod
     def parse(cls, text: str) -> KernelVersion:

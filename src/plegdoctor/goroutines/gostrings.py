@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import re
 
-_GO_ESCAPE = re.compile(r"""\\(?:([abfnrtv\\"'])|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|([0-7]{3}))""")
+from plegdoctor.lazyre import lazy_re
+
+_GO_ESCAPE = lazy_re(r"""\\(?:([abfnrtv\\"'])|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|([0-7]{3}))""")
 _SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"', "'": "'"}
 # a backslash followed by anything but a one-character escape (or a backslash)
-_NOT_SIMPLE = re.compile(r"""\\[^abfnrtv\\"']""")
+_NOT_SIMPLE = lazy_re(r"""\\[^abfnrtv\\"']""")
 _SIMPLE_PAIRS = [("\\" + k, v) for k, v in _SIMPLE.items() if k != "\\"]
 
 # A Go-quoted string, unrolled-loop form (fast on megabyte-long goroutine dumps).

@@ -12,7 +12,6 @@ style): `Goroutine.signature(level)` is the bucket key at a `Similarity` level.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
@@ -21,6 +20,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from plegdoctor.goroutines.tags import WaitKind
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import Chain, Ref
 
 # A code location, interned: (function, file, line). `file` is "" and `line` 0 when the
@@ -62,10 +62,10 @@ class Similarity(IntEnum):
         return names[name]
 
 
-_HEX_WORD = re.compile(r"0x[0-9a-f]+\??")
+_HEX_WORD = lazy_re(r"0x[0-9a-f]+\??")
 # Go heap/stack/data pointers on amd64/arm64 are >= 1 MiB; smaller words are values
 # (lengths, flags, small ints). panicparse uses the same kind of threshold.
-_POINTER = re.compile(r"0x[0-9a-f]{6,}\??")
+_POINTER = lazy_re(r"0x[0-9a-f]{6,}\??")
 
 
 class Frame(NamedTuple):

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 
-JOURNAL_PREFIX = re.compile(
+from plegdoctor.lazyre import lazy_re
+
+JOURNAL_PREFIX = lazy_re(
     r"(?:<\d{1,3}>(?:1 )?)?"
     r"(?:(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?P<day>[ \d]\d) "
     r"(?P<hms>\d\d:\d\d:\d\d)(?:\.(?P<frac>\d+))?"

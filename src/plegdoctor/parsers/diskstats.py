@@ -18,9 +18,9 @@ plegdoctor.analysis.pressure.derive_disk_samples.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import DiskStat, Ref, quote
 from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.psi import header_of, split_series
@@ -31,10 +31,19 @@ if TYPE_CHECKING:
 
 KIND = "diskstats"
 
-_LINE = re.compile(r"^(\d+)\s+(\d+)\s+(\S+)\s+((?:\d{1,20}\s+){3,19}\d{1,20})\s*$")
+_LINE = lazy_re(r"^(\d+)\s+(\d+)\s+(\S+)\s+((?:\d{1,20}\s+){3,19}\d{1,20})\s*$")
+
+
+def _cannot_score(lines: list[str]) -> bool:
+    """An exact early exit of `sniff`: it scores only with a hit, a stripped line that
+    `_LINE` matches, so one whose first character is a `\\d` (Unicode Nd); `str.isdigit`
+    is true for every such character (and for a few more: a wider test, still exact)."""
+    return not any(ln.lstrip()[:1].isdigit() for ln in lines)
 
 
 def sniff(lines: list[str]) -> float:
+    if _cannot_score(lines):
+        return 0.0
     data = [ln for ln in lines if ln.strip() and header_of(ln) is None and not ln.startswith("#")]
     if not data:
         return 0.0

@@ -40,7 +40,6 @@ block I/O errors, OOM kills, `unregister_netdevice: waiting for eth0 to become f
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -70,20 +69,20 @@ _SHORT_FULL = lazy_re(
 )
 _ISO_HOST = lazy_re(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?) \S+ kernel: ?(.*)$")
 _ISO_DMESG = lazy_re(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})) (.*)$")
-_DMESG_X = re.compile(r"^[a-z]+\s*:[a-z]+\s*: ?(.*)$")
-_RAW_PRIO = re.compile(r"^<\d+>(.*)$")
-_LEVEL_WORD = re.compile(r"^(?:emerg|alert|crit|err|warn|warning|notice|info|debug)\s+(?=\[)(.*)$")
+_DMESG_X = lazy_re(r"^[a-z]+\s*:[a-z]+\s*: ?(.*)$")
+_RAW_PRIO = lazy_re(r"^<\d+>(.*)$")
+_LEVEL_WORD = lazy_re(r"^(?:emerg|alert|crit|err|warn|warning|notice|info|debug)\s+(?=\[)(.*)$")
 _MONO = lazy_re(r"^\[\s*(\d+\.\d+)\] ?(.*)$")
 _HUMAN = lazy_re(
     r"^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d{1,2}) "
     r"(\d{2}):(\d{2}):(\d{2}) (\d{4})\] ?(.*)$"
 )
 
-_INFO = re.compile(r"INFO: task (.+):(\d{1,20}) blocked for more than (\d{1,20}) seconds\.")
+_INFO = lazy_re(r"INFO: task (.+):(\d{1,20}) blocked for more than (\d{1,20}) seconds\.")
 _TASK_NEW = lazy_re(r"^task:(\S(?:[^\n]{0,40}?\S)?)\s+state:(\S)\s+stack:\s*\d+\s+pid:\s*(\d+)")
 _TASK_OLD = lazy_re(r"^(\S.*?)\s+([DRSTtZXxKWPI])\s+(?:[0-9a-f]{8,16}\s+)?\d+\s+(\d+)\s+(\d+)\s+0x[0-9a-f]+\s*$")
 _CALL_TRACE = lazy_re(r"^Call Trace:\s*$")
-_FRAME = re.compile(
+_FRAME = lazy_re(
     r"^(?:\[<[0-9a-f]+>\]\s+)?(\? )?([A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[[\w-]+(?: [0-9a-f]+)?\])?\s*$"
 )
 _ADDR_FRAME = lazy_re(r"^(?:\[<[0-9a-f]+>\]\s+)?(?:\? )?0x[0-9a-f]+\s*$")  # an address the unwinder could not name
@@ -179,7 +178,22 @@ def split_prefix(line: str, ctx: ParseContext, mtime: float | None) -> tuple[dat
     return ts, mono, text, prefixed
 
 
+def _cannot_score(lines: list[str]) -> bool:
+    """Exact early exit of `sniff` (first 200 non-blank lines): with no `strong` needle it
+    needs `ratio` >= 0.5, and each kernelish line starts with `[` (`_MONO`, `_HUMAN`), `<`,
+    a `\\d` (`_ISO_DMESG`; `isdigit` holds for each) or a-z (`_DMESG_X`, `_LEVEL_WORD`),
+    or holds ` kernel: `: lines that do bound `kernelish` from above."""
+    data = [ln for ln in lines if ln.strip()][:200]
+    bound = sum(1 for ln in data if ln[0] in "[<" or "a" <= ln[0] <= "z" or ln[0].isdigit() or " kernel: " in ln)
+    if not data or bound / len(data) >= 0.5:
+        return not data
+    text = "\n".join(data)  # the needles hold no newline: in the joined text only if in a line
+    return not ("blocked for more than" in text or "Call Trace:" in text or "hung_task_timeout_secs" in text)
+
+
 def sniff(lines: list[str]) -> float:
+    if _cannot_score(lines):
+        return 0.0
     data = [ln for ln in lines if ln.strip()]
     if not data:
         return 0.0

@@ -33,10 +33,24 @@ def _is_header(line: str) -> bool:
     return "goroutine " in s and s.endswith("]:") and find_header(s) >= 0
 
 
+def _cannot_score(lines: list[str]) -> bool:
+    """An exact early exit of `sniff`: each score needs a header or a collapsed line
+    (`goroutine `), a one-line dump (`BEGIN_MARK`, which holds `goroutine `), a profile
+    (`goroutine profile: total ` or a line starting `#\\t0x`, `# 0x`), an aggregated stack
+    (`AGGREGATED_STACK` holds ` < `) or file lines (`_FRAME_FILE` holds `.go:`, `.s:` or `.c:`).
+    `strip_log_prefix` returns a suffix of the line, so each needle (none holds a newline)
+    is in the joined text of the first 2000 lines if it is in a stripped line. (`.go:` first:
+    a kubelet or containerd log has it in its first line, and then nothing else is searched.)"""
+    text = "\n".join(lines[:2000])
+    return not any(n in text for n in (".go:", "goroutine ", "#\t0x", "# 0x", " < ", ".s:", ".c:"))
+
+
 def sniff(lines: list[str]) -> float:
     """Raw dumps (headers and frame lines dominate, also behind journald / time-of-day
     prefixes), pprof debug=1 profiles and their grep excerpts, headerless stack fragments,
     and files that are only one-line logrus/JSON dumps."""
+    if _cannot_score(lines):
+        return 0.0
     nonblank = [strip_log_prefix(ln) for ln in lines[:2000] if ln.strip()]
     if not nonblank:
         return 0.0

@@ -14,7 +14,6 @@ in the paste (a shell prompt, command output) are counted as unread.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from plegdoctor.lazyre import lazy_re
@@ -32,7 +31,7 @@ MAX_EVENTS = 5000
 _DESCRIBE_HEADER = lazy_re(r"^\s*Type\s+Reason\s+Age\s+From\s+Message\s*$")
 _GET_HEADER = lazy_re(r"^\s*LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+MESSAGE\s*$")
 _RULE = lazy_re(r"^\s*-{4}\s+-{6}\s+-{3,}\s+-{4}\s+-{7}\s*$")
-_ROW = re.compile(r"^\s*(Normal|Warning)\s+(\w{1,64})\s+(.{1,40}?)\s{2,}(\S{1,80})\s{2,}(.{0,2000})$")
+_ROW = lazy_re(r"^\s*(Normal|Warning)\s+(\w{1,64})\s+(.{1,40}?)\s{2,}(\S{1,80})\s{2,}(.{0,2000})$")
 _GET_ROW = lazy_re(r"^\s*(\S{1,20})\s+(Normal|Warning)\s+(\w{1,64})\s+(\S{1,253})\s+(.{0,2000})$")
 _CONDITION = lazy_re(
     r"^\s*(?:Ready\s+(?:True|False|Unknown)\s+.{0,120}?\s)?(KubeletNotReady|KubeletReady)\s+(.{1,2000})$"
@@ -41,7 +40,20 @@ _PLEG = lazy_re(r"PLEG is not healthy: pleg was last seen active (\S{1,40}) ago"
 _GAP = lazy_re(r"^#{2,}\s*\[?excerpt gap\]?\s*#{2,}$|^\.\.\.$")
 
 
+def _cannot_score(lines: list[str]) -> bool:
+    """An exact early exit of `sniff`: it scores only when a line matches `_DESCRIBE_HEADER`
+    (holds `Reason` and `Message`), `_GET_HEADER` (holds `LAST SEEN`) or `_CONDITION`
+    (holds `KubeletNotReady` or `KubeletReady`). No needle holds a newline, so each is in
+    the joined text only if it is in a line."""
+    text = "\n".join(lines[:200])
+    if "Reason" in text and "Message" in text:
+        return False
+    return "LAST SEEN" not in text and "KubeletNotReady" not in text and "KubeletReady" not in text
+
+
 def sniff(lines: list[str]) -> float:
+    if _cannot_score(lines):
+        return 0.0
     head = [ln for ln in lines[:200] if ln.strip()]
     if any(_DESCRIBE_HEADER.match(ln) or _GET_HEADER.match(ln) for ln in head):
         return 0.9

@@ -13,10 +13,10 @@ A new snapshot starts at a header or when a key repeats. Values are in kB as pri
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import Meminfo, Ref, quote
 from plegdoctor.parsers._unread import Unread
 from plegdoctor.parsers.psi import key_lines, split_series
@@ -28,11 +28,20 @@ if TYPE_CHECKING:
 KIND = "meminfo"
 
 # values of up to 20 digits (a 5000-digit one made int() raise; it is now an unread line)
-_LINE = re.compile(r"^(?:\S+?:)?([A-Za-z][A-Za-z0-9_()]*):\s+(\d{1,20})(?: kB)?\s*$")
+_LINE = lazy_re(r"^(?:\S+?:)?([A-Za-z][A-Za-z0-9_()]*):\s+(\d{1,20})(?: kB)?\s*$")
 _KNOWN = {"MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "Dirty", "Writeback", "SwapTotal"}
 
 
+def _cannot_score(lines: list[str]) -> bool:
+    """An exact early exit of `sniff`: it scores only when `Dirty` is a key, i.e. group 1
+    of `_LINE`, which a `:` follows; so some line holds `Dirty:` (no newline in the needle:
+    in the joined text only if in a line)."""
+    return "Dirty:" not in "\n".join(lines)
+
+
 def sniff(lines: list[str]) -> float:
+    if _cannot_score(lines):
+        return 0.0
     keys, ratio = key_lines(lines, _LINE)
     if "Dirty" not in keys:
         return 0.0

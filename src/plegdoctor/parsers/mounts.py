@@ -19,7 +19,6 @@ match no variant are counted as unread, with one warning naming the first.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -34,8 +33,8 @@ if TYPE_CHECKING:
 KIND = "mounts"
 
 _PROC = lazy_re(r"^(\S+) (\S+) (\S+) (\S+) (\d+) (\d+)$")
-_INFO = re.compile(r"^(\d+) (\d+) (\d+:\d+) (\S+) (\S+) (\S+)((?: \S+)*?) - (\S+) (\S+) ?(\S*)$")
-_CMD = re.compile(r"^(.+?) on (.+?) type (\S+) \(([^)]*)\)$")
+_INFO = lazy_re(r"^(\d+) (\d+) (\d+:\d+) (\S+) (\S+) (\S+)((?: \S+)*?) - (\S+) (\S+) ?(\S*)$")
+_CMD = lazy_re(r"^(.+?) on (.+?) type (\S+) \(([^)]*)\)$")
 _OCTAL = lazy_re(r"\\([0-7]{3})")
 
 VOLATILE_SPELLINGS = ("volatile", "fsync=volatile")
@@ -136,7 +135,23 @@ def mount_for(path: str, mounts: Iterable[Mount]) -> Mount | None:
     return best
 
 
+def _may_parse(text: str) -> bool:
+    """False only if `parse_line(text)` is None: `_INFO` needs a leading `\\d` and ` - `,
+    `_PROC` a trailing `\\d`, `_CMD` ` type ` and a trailing `)` (`str.isdigit` is true for
+    every `\\d`)."""
+    return (text[:1].isdigit() and " - " in text) or text[-1:].isdigit() or (text.endswith(")") and " type " in text)
+
+
+def _cannot_score(lines: list[str]) -> bool:
+    """An exact early exit of `sniff`: it scores only with `ratio` >= 0.5, and the lines of
+    its window that `_may_parse` bound its hits from above."""
+    data = [ln for ln in lines if ln.strip()][:60]
+    return not data or sum(1 for ln in data if _may_parse(ln.strip())) / len(data) < 0.5
+
+
 def sniff(lines: list[str]) -> float:
+    if _cannot_score(lines):
+        return 0.0
     data = [ln for ln in lines if ln.strip()]
     if not data:
         return 0.0

@@ -25,7 +25,6 @@ unread (one warning names the first).
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from plegdoctor.kernelnames import waits_in
@@ -41,15 +40,15 @@ KIND = "proc-stack"
 MAX_FRAMES = 64
 MAX_TASKS = 20_000
 
-_FRAME = re.compile(
+_FRAME = lazy_re(
     r"^(?:(/proc/(\d{1,20})(?:/task/\d+)?/stack):)?\[<[0-9a-fx]+>\] ([A-Za-z_][\w.]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?"
 )
-_TAIL = re.compile(r"^==> .*?/proc/(\d{1,20})(?:/task/\d+)?/stack <==$")
-_PROMPT = re.compile(
+_TAIL = lazy_re(r"^==> .*?/proc/(\d{1,20})(?:/task/\d+)?/stack <==$")
+_PROMPT = lazy_re(
     r"^\S{0,80}?[#$>] ?(?:sudo )?(?:cat|tail -n \+1|head -\d+) /proc/(\d{1,20})(?:/task/(\d{1,20}))?/stack\s*$"
 )
 _COLLECTOR = lazy_re(r"^#\s*(?:pleg-doctor proc-stack\s+)?pid=(\d{1,20})\b(.*)$")
-_KV = re.compile(r"(\w+)=(\S*)")
+_KV = lazy_re(r"(\w+)=(\S*)")
 _PID_IN_NAME = lazy_re(
     r"(?:^|/)(?:proc/)?(\d+)(?:/task/\d+)?/stack$|(?:^|[/_.-])(?:stack[_.-])?(\d+)(?:[_.-]stack)?(?:\.txt)?$"
 )
@@ -63,7 +62,23 @@ def _pid_from_name(display: str) -> int | None:
     return int(m.group(1) or m.group(2))
 
 
+def _cannot_score(lines: list[str]) -> bool:
+    """An exact early exit of `sniff`: both scores need `frames`, lines of the first 80
+    non-blank ones that `_FRAME` matches (stripped), and `_FRAME` requires `[<`."""
+    seen = 0
+    for ln in lines:
+        if ln.strip():
+            if "[<" in ln:
+                return False
+            seen += 1
+            if seen == 80:
+                break
+    return True
+
+
 def sniff(lines: list[str]) -> float:
+    if _cannot_score(lines):
+        return 0.0
     data = [ln for ln in lines if ln.strip()]
     if not data:
         return 0.0

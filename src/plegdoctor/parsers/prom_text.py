@@ -53,7 +53,7 @@ PREFIXES = (
 )
 
 _SAMPLE = lazy_re(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+(-?\d{1,19}))?\s*$")
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+_LABEL = lazy_re(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
 _TYPE = lazy_re(r"^# (?:TYPE|HELP) [a-zA-Z_:][a-zA-Z0-9_:]* ")
 _ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 
@@ -83,7 +83,27 @@ def parse_value(text: str) -> float | None:
         return None
 
 
+def _may_be_sample(line: str) -> bool:
+    """False only if `_SAMPLE` cannot match `line`: a sample is `name value [ts]` (at most
+    three whitespace-separated tokens; `\\s` and `str.split` agree on whitespace) or a name
+    with `{` right after it (so in the first token)."""
+    tokens = line.split(None, 3)
+    return len(tokens) <= 3 or "{" in tokens[0]
+
+
+def _cannot_score(lines: list[str]) -> bool:
+    """An exact early exit of `sniff`: 0.95 needs a line that `_TYPE` matches (it starts
+    `# TYPE ` or `# HELP `), 0.5 needs a sample (see `_may_be_sample`) and a `{` in a line.
+    No needle holds a newline, so each is in the joined text only if it is in a line."""
+    text = "\n".join(lines)
+    if "# TYPE " in text or "# HELP " in text:
+        return False
+    return "{" not in text or not any(_may_be_sample(ln) for ln in lines)
+
+
 def sniff(lines: list[str]) -> float:
+    if _cannot_score(lines):
+        return 0.0
     data = [ln for ln in lines if ln.strip() and header_of(ln) is None]
     if not data:
         return 0.0

@@ -68,7 +68,7 @@ _DATE_CMD = lazy_re(
     r"(\d{2}):(\d{2}):(\d{2})(?: ([A-Z]{1,5}|[+-]\d{4}))? (\d{4})$"
 )
 # A time prefix on a data line: `2026-11-28T14:29:18Z some avg10=...` or `[1764340158.1] ...`
-_PREFIX = re.compile(rf"^\[?({_STAMP})\]?\s+(\S.*)$")
+_PREFIX = lazy_re(rf"^\[?({_STAMP})\]?\s+(\S.*)$")
 _MONTHS = {
     m: i + 1 for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))
 }
@@ -259,7 +259,16 @@ def resource_and_scope(name: str | None) -> tuple[str | None, str | None]:
 _Line = tuple[tuple[float, float, float, float], Ref, datetime | None]  # values, ref, time of one some/full line
 
 
+def _cannot_score(lines: list[str]) -> bool:
+    """An exact early exit of `sniff`: it scores only with a hit, and a hit is a line (or
+    its part after a time prefix) that `_PSI_LINE` matches, which holds `avg10=`. The
+    needle has no newline, so it is in the joined text only if it is in a line."""
+    return "avg10=" not in "\n".join(lines)
+
+
 def sniff(lines: list[str]) -> float:
+    if _cannot_score(lines):
+        return 0.0
     data = [ln for ln in lines if ln.strip() and header_of(ln) is None]
     if not data:
         return 0.0

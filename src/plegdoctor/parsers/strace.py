@@ -13,7 +13,6 @@ is read and counted; lines that are not strace's are counted as unread.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from plegdoctor.lazyre import lazy_re
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 KIND = "strace"
 MAX_FREEZES = 1000
 
-_PREFIX = re.compile(r"^(?:\[pid\s+(\d{1,9})\]\s+|(\d{1,9})\s+)?(?:(?:\d\d:\d\d:\d\d|\d{9,11})(?:\.\d{1,9})?\s+)?")
+_PREFIX = lazy_re(r"^(?:\[pid\s+(\d{1,9})\]\s+|(\d{1,9})\s+)?(?:(?:\d\d:\d\d:\d\d|\d{9,11})(?:\.\d{1,9})?\s+)?")
 _CALL = lazy_re(r"([a-z_][a-z0-9_]{0,31})\((.{0,4000}?)\)?\s+=\s+(-?\d+|0x[0-9a-f]+|\?)(?:\s.{0,200})?$")
 _SPECIAL = lazy_re(
     r"(?:--- SIG\w{1,16} .{0,400}---|\+\+\+ (?:exited with -?\d+|killed by SIG\w+).{0,40}\+\+\+|"
@@ -42,7 +41,18 @@ def _prefix_end(line: str) -> int:
     return m.end() if m else 0
 
 
+def _cannot_score(lines: list[str]) -> bool:
+    """An exact early exit of `sniff`: it scores only when `calls` (lines of `head` that
+    `_CALL` matches) is >= 3 and >= 0.6 of `head`; `_CALL` requires `(` and `=` in the line,
+    so the count of such lines bounds `calls` from above."""
+    head = [ln for ln in lines[:200] if ln.strip()]
+    bound = sum(1 for ln in head if "(" in ln and "=" in ln)
+    return not (bound >= 3 and bound >= 0.6 * len(head))
+
+
 def sniff(lines: list[str]) -> float:
+    if _cannot_score(lines):
+        return 0.0
     head = [ln for ln in lines[:200] if ln.strip()]
     if not head:
         return 0.0

@@ -15,7 +15,6 @@ its figures are not placed on the time axis (ts None, and a note says so).
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from plegdoctor.lazyre import lazy_re
@@ -31,21 +30,31 @@ MAX_TASKS = 5000
 
 # Linear on long lines: a number after a lazy gap starts where its run starts (lookbehind),
 # so the gap's positions inside one long run do not each rescan it; runs are possessive.
-_SUMMARY = re.compile(r"^top - (\d\d:\d\d:\d\d) up .{1,60}?load average: ([\d.]++), ([\d.]++), ([\d.]++)\s*+$")
-_CPU = re.compile(r"^%Cpu\(s\):.{0,120}?(?<![\d.])([\d.]++) wa\b")
-_MEM = re.compile(r"^([KMGT]i)B Mem\s*+:\s*+([\d.]++) total,\s*+([\d.]++) free")
-_SWAP = re.compile(r"^([KMGT]i)B Swap\s*+:\s*+([\d.]++) total,.{0,80}?(?<![\d.])([\d.]++) avail Mem\s*+$")
+_SUMMARY = lazy_re(r"^top - (\d\d:\d\d:\d\d) up .{1,60}?load average: ([\d.]++), ([\d.]++), ([\d.]++)\s*+$")
+_CPU = lazy_re(r"^%Cpu\(s\):.{0,120}?(?<![\d.])([\d.]++) wa\b")
+_MEM = lazy_re(r"^([KMGT]i)B Mem\s*+:\s*+([\d.]++) total,\s*+([\d.]++) free")
+_SWAP = lazy_re(r"^([KMGT]i)B Swap\s*+:\s*+([\d.]++) total,.{0,80}?(?<![\d.])([\d.]++) avail Mem\s*+$")
 _TASKS = lazy_re(r"^(?:Tasks|Threads):\s*\d+ total")
 _HEADER = lazy_re(r"^\s*PID\s+USER\s+PR\s+NI\s+VIRT\s+RES\s+SHR\s+S\s+%CPU\s+%MEM\s+TIME\+\s+COMMAND\s*$")
-_ROW = re.compile(
+_ROW = lazy_re(
     r"^\s*(\d{1,9})\s+(\S{1,32})\s+(-?\d+|rt)\s+(-?\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+([RSDTtZIXWP])\s+([\d.]+)\s+([\d.]+)"
     r"\s+(\S+)\s+(.{1,256}?)(?<=\S)\s*+$"
 )
-_PROMPT = re.compile(r"^(?:\[[^\]]{1,80}\][#$]|\S{1,80}@\S{1,80}[#$:]).{0,200}$")
+_PROMPT = lazy_re(r"^(?:\[[^\]]{1,80}\][#$]|\S{1,80}@\S{1,80}[#$:]).{0,200}$")
 _UNIT_KB = {"Ki": 1, "Mi": 1024, "Gi": 1024 * 1024, "Ti": 1024 * 1024 * 1024}
 
 
+def _cannot_score(lines: list[str]) -> bool:
+    """An exact early exit of `sniff`: it scores only when one line matches `_SUMMARY`
+    (starts `top - `) and one matches `_MEM` (holds `B Mem`). No needle holds a newline,
+    so each is in the joined text only if it is in a line."""
+    text = "\n".join(lines[:50])
+    return "top - " not in text or "B Mem" not in text
+
+
 def sniff(lines: list[str]) -> float:
+    if _cannot_score(lines):
+        return 0.0
     head = [ln.strip() for ln in lines[:50] if ln.strip()]
     if any(_SUMMARY.match(ln) for ln in head) and any(_MEM.match(ln) for ln in head):
         return 0.9

@@ -14,7 +14,6 @@ Accepted variants (fixtures under tests/fixtures/node/vmstat/):
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -52,12 +51,27 @@ WRITEBACK_KEYS = frozenset(
         "balance_dirty_pages",  # not a real counter on every kernel; kept when present
     }
 )
-_LINE = re.compile(r"^([a-z][a-z0-9_]*) (\d{1,20})$")
+_LINE = lazy_re(r"^([a-z][a-z0-9_]*) (\d{1,20})$")
 _CMD_HEAD1 = lazy_re(r"^procs\s+-+memory-+")
-_CMD_COLS = re.compile(r"^\s*r\s+b\s+swpd\s+free\s+")
+_CMD_COLS = lazy_re(r"^\s*r\s+b\s+swpd\s+free\s+")
+
+
+def _cannot_score(lines: list[str]) -> bool:
+    """An exact early exit of `sniff`: it scores only when a line matches `_CMD_HEAD1`
+    (holds `procs`) or `_CMD_COLS` (holds `swpd`), or when one of the keys it looks for is
+    group 1 of a `_LINE` match (the line holds the key: `nr_dirty` and `nr_free_pages` hold
+    `nr_`). `_CMD_*` are tried on the first five lines only. No needle holds a newline, so
+    each is in the joined text only if it is in a line."""
+    head = "\n".join(lines[:5])
+    if "procs" in head or "swpd" in head:
+        return False
+    text = "\n".join(lines)
+    return "nr_" not in text and "pgpgout" not in text
 
 
 def sniff(lines: list[str]) -> float:
+    if _cannot_score(lines):
+        return 0.0
     for ln in lines[:5]:
         if _CMD_HEAD1.match(ln) or _CMD_COLS.match(ln):
             return 0.9
