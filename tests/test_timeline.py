@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from plegdoctor.analysis.pleg_timeline import build_timeline, events_around, percentile
+from plegdoctor.analysis.pleg_timeline import build_timeline, events_around, percentile, timed_events
 from plegdoctor.evidence import Evidence, ParseContext
 from plegdoctor.inputs import iter_sources
-from plegdoctor.model import InputReport
+from plegdoctor.model import Event, EventKind, InputReport, Ref
 from plegdoctor.parsers.logs import containerd as containerd_log
 from plegdoctor.parsers.logs import journal as journald
 from plegdoctor.parsers.logs import kubelet as kubelet_log
@@ -99,6 +100,26 @@ def test_events_around_a_gap_mix_kubelet_and_containerd():
     assert "cri-call-failed" in kinds and "pleg-unhealthy" in kinds
     (held,) = around["intervals"]
     assert held.kind == "update-resources" and held.seconds == pytest.approx(222.6)
+
+
+def test_events_around_sliced_from_the_sorted_events_is_the_walk_over_all_of_them():
+    # out of file order, equal times, no time, and events right on a window's edges
+    rng = random.Random(7)
+    t0 = datetime(2023, 6, 2, 5, 0, tzinfo=UTC)
+    ev = Evidence()
+    for i in range(400):
+        ts = (
+            None if i % 37 == 0 else t0 + timedelta(seconds=rng.choice((0, 5, 10, 10, 15, 20.5, 30)) + rng.randrange(9))
+        )
+        ev.events.append(Event(ts, EventKind.CRI_CALL_FAILED, "kubelet", Ref("k.log", i), {}))
+    ordered = timed_events(ev)
+    for start_s, end_s in [(10, 10), (0, 3), (15, 20.5), (-100, -50), (5, 1000)]:
+        start, end = t0 + timedelta(seconds=start_s), t0 + timedelta(seconds=end_s)
+        lo, hi = start - timedelta(seconds=5), end + timedelta(seconds=5)
+        walk = sorted((e for e in ev.events if e.ts is not None and lo <= e.ts <= hi), key=lambda e: e.ts)
+        assert events_around(ev, start, end, ordered=ordered)["events"] == walk
+        assert events_around(ev, start, end)["events"] == walk
+    assert any(e.ts == t0 + timedelta(seconds=15) for e in walk)  # a window edge held events
 
 
 def test_open_gap_when_relisting_never_resumes(tmp_path):

@@ -235,19 +235,22 @@ def attach_runtime_activity(diagnosis: Any, evidence: Evidence) -> None:
     """Add to each gap and unhealthy window of `diagnosis.pleg` what the runtime was
     doing meanwhile (key `runtime`: events inside the window +-5 s and the runtime
     operations that overlap it), each with its evidence."""
-    from plegdoctor.analysis.pleg_timeline import events_around, summarize_event
+    from plegdoctor.analysis.pleg_timeline import events_around, summarize_event, timed_events
 
     timeline = getattr(diagnosis, "timeline", None)
     pleg = getattr(diagnosis, "pleg", None)
     if not isinstance(pleg, dict):
         return
+    ordered = None  # the timed events, sorted once for all windows
     for window in list(pleg.get("gaps") or []) + list(pleg.get("unhealthy") or []):
         try:
             start = datetime.fromisoformat(window["start"])
             end = datetime.fromisoformat(window["end"]) if window.get("end") else start
         except (KeyError, TypeError, ValueError):
             continue
-        around = events_around(evidence, start, end, timeline=timeline)
+        if ordered is None:
+            ordered = timed_events(evidence)
+        around = events_around(evidence, start, end, timeline=timeline, ordered=ordered)
         activity: list[dict[str, Any]] = []
         seen: set[tuple[str, int]] = set()
         for ev in around["events"]:

@@ -388,15 +388,16 @@ def events_around(
     end: datetime,
     margin_seconds: float = 5.0,
     timeline: PlegTimeline | None = None,
+    ordered: TimedEvents | None = None,
 ) -> dict[str, Any]:
     """What the runtime was doing meanwhile: events inside [start - margin, end + margin]
-    (time-ordered) and the runtime intervals that overlap [start, end]."""
+    (time-ordered) and the runtime intervals that overlap [start, end]. `ordered`:
+    `timed_events(evidence)`, for a caller that asks about many windows (a bisection each
+    instead of a walk over every event)."""
     lo = start - timedelta(seconds=margin_seconds)
     hi = end + timedelta(seconds=margin_seconds)
-    inside = sorted(
-        (e for e in evidence.events if e.ts is not None and lo <= e.ts <= hi),
-        key=lambda e: e.ts,  # type: ignore[arg-type,return-value]
-    )
+    stamps, evs = ordered if ordered is not None else timed_events(evidence)
+    inside = evs[bisect.bisect_left(stamps, lo) : bisect.bisect_right(stamps, hi)]
     overlapping: list[Interval] = []
     if timeline is not None:
         for i in timeline.update_resources + timeline.pulls + timeline.stops:
@@ -405,6 +406,19 @@ def events_around(
             if s is not None and e is not None and s <= end and e >= start:
                 overlapping.append(i)
     return {"events": inside, "intervals": overlapping}
+
+
+TimedEvents = tuple[list[datetime], list[Event]]
+
+
+def timed_events(evidence: Evidence) -> TimedEvents:
+    """The events that have a time, stably sorted by it (evidence order among equal times),
+    and their times: what `events_around` slices."""
+    evs = sorted((e for e in evidence.events if e.ts is not None), key=_TS)
+    return [e.ts for e in evs], evs  # type: ignore[misc]
+
+
+_TS = operator.attrgetter("ts")
 
 
 def _short_id(value: Any) -> str:
