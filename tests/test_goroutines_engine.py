@@ -12,7 +12,8 @@ import pytest
 
 from plegdoctor.goroutines import analyze
 from plegdoctor.goroutines.builder import Caches, DumpMeta
-from plegdoctor.goroutines.model import TRUNCATED, Dump, GoroutineAnalysis
+from plegdoctor.goroutines.flags import TRUNCATED
+from plegdoctor.goroutines.model import Dump, GoroutineAnalysis
 from plegdoctor.goroutines.parse import parse_dump_text
 from plegdoctor.goroutines.roles import TAG_MARKERS
 from plegdoctor.goroutines.scan import Scanner, ScanState

@@ -17,19 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from plegdoctor.goroutines.cli import command as goroutines_command
-from plegdoctor.goroutines.model import (
-    CONTAINERD,
-    CRIO,
-    DOCKERD,
-    HEADERLESS,
-    KUBELET,
-    ONE_LINE,
-    PROFILE,
-    RUNC,
-    SPACED,
-    UNKNOWN_STATE,
-    Dump,
-)
+from plegdoctor.goroutines.flags import HEADERLESS, ONE_LINE, PROFILE, SPACED
+from plegdoctor.goroutines.model import CONTAINERD, CRIO, DOCKERD, KUBELET, RUNC, UNKNOWN_STATE, Dump
 from plegdoctor.goroutines.parse import parse_dump_binary, parse_dump_text
 
 FIX = Path(__file__).parent / "fixtures" / "goroutines" / "framings"

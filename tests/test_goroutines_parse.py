@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from plegdoctor.goroutines.flags import ELIDED, GAP, GP_HEADER, ONE_LINE, SCAN, TRUNCATED
 from plegdoctor.goroutines.gostrings import go_unquote
-from plegdoctor.goroutines.model import ELIDED, GAP, GP_HEADER, ONE_LINE, SCAN, TRUNCATED, Similarity
+from plegdoctor.goroutines.model import Similarity
 from plegdoctor.goroutines.parse import parse_dump_binary, parse_dump_stream, parse_dump_text
 
 FIX = Path(__file__).parent / "fixtures" / "goroutines"

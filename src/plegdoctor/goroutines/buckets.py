@@ -14,7 +14,8 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
-from plegdoctor.goroutines.model import ELIDED, TRUNCATED, Bucket, Dump, Goroutine, Similarity
+from plegdoctor.goroutines.flags import ELIDED, TRUNCATED
+from plegdoctor.goroutines.model import Bucket, Dump, Goroutine, Similarity
 
 _WAIT = attrgetter("wait_minutes")
 _ID = attrgetter("id")

@@ -16,17 +16,9 @@ from typing import Any
 
 from msgspec.structs import replace
 
+from plegdoctor.goroutines.flags import HEADERLESS, PROFILE
 from plegdoctor.goroutines.lines import go_version
-from plegdoctor.goroutines.model import (
-    HEADERLESS,
-    MAX_PROBLEMS_KEPT,
-    PROFILE,
-    UNKNOWN_PROCESS,
-    Dump,
-    Goroutine,
-    Loc,
-    Problem,
-)
+from plegdoctor.goroutines.model import MAX_PROBLEMS_KEPT, UNKNOWN_PROCESS, Dump, Goroutine, Loc, Problem
 from plegdoctor.goroutines.names import infer_process
 
 _STATE = attrgetter("state")

@@ -15,8 +15,9 @@ from operator import itemgetter
 from typing import cast
 
 from plegdoctor.goroutines.builder import Caches, DumpAssembly
+from plegdoctor.goroutines.flags import GP_HEADER
 from plegdoctor.goroutines.lines import parse_state, small_int
-from plegdoctor.goroutines.model import ARG_SEP, GP_HEADER, Goroutine, Loc
+from plegdoctor.goroutines.model import ARG_SEP, Goroutine, Loc
 
 _tuple_new = tuple.__new__
 _BULK = 256  # frames of one goroutine at most on the bulk path

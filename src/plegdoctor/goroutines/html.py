@@ -22,8 +22,9 @@ from typing import Any
 
 from plegdoctor.goroutines.buckets import display_args, minutes_text
 from plegdoctor.goroutines.chains import chain_text, describe_actor
+from plegdoctor.goroutines.flags import ELIDED, TRUNCATED
 from plegdoctor.goroutines.html_assets import CSS, JS
-from plegdoctor.goroutines.model import ELIDED, TRUNCATED, Bucket, GoroutineAnalysis, Node, short_func
+from plegdoctor.goroutines.model import Bucket, GoroutineAnalysis, Node, short_func
 from plegdoctor.goroutines.tags import LOCK_KINDS, WaitKind
 from plegdoctor.model import Chain, ChainLink
 from plegdoctor.report.common import clip

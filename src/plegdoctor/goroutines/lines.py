@@ -10,7 +10,7 @@ expression is searched from every position of a line (long pasted lines stay lin
 
 from __future__ import annotations
 
-from plegdoctor.goroutines.model import SCAN
+from plegdoctor.goroutines.flags import SCAN
 from plegdoctor.lazyre import lazy_re
 
 BEGIN_MARK = "=== BEGIN goroutine stack dump ==="

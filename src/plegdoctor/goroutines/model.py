@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from plegdoctor.goroutines.flags import ELIDED, GAP, HEADERLESS, ONE_LINE, PROFILE, SCAN, SPACED, TRUNCATED
 from plegdoctor.goroutines.tags import WaitKind
 from plegdoctor.lazyre import lazy_re
 from plegdoctor.model import Chain, Ref
@@ -26,17 +27,6 @@ from plegdoctor.model import Chain, Ref
 # A code location, interned: (function, file, line). `file` is "" and `line` 0 when the
 # file line was lost (pasted excerpt cut after the function line).
 Loc = tuple[str, str, int]
-
-# Goroutine.flags bits
-SCAN = 1  # "(scan)" was appended to the state (GC was scanning the stack)
-ELIDED = 2  # "...additional frames elided..." / "...N frames elided..."
-TRUNCATED = 4  # the goroutine is incomplete: cut mid-line, or a frame lost its file line
-GAP = 8  # an excerpt gap ("...", "### ... ###") inside the goroutine
-ONE_LINE = 16  # came from a one-line (logrus-escaped / JSON) dump: every frame is on one source line
-GP_HEADER = 32  # "goroutine N gp=0x.. m=.. mp=0x.. [...]" header (Go 1.22+, GOTRACEBACK>=system)
-PROFILE = 64  # from a pprof `goroutine?debug=1` record (`N @ 0x..` + `#\t0x..` lines): no id, no state
-HEADERLESS = 128  # stack frames with no `goroutine N [state]:` header above them (a pasted fragment)
-SPACED = 256  # the goroutine's lines are not consecutive in the source (a double-spaced paste)
 
 # Ids of goroutines the dump printed no id for (PROFILE / HEADERLESS) are synthetic and
 # negative: -1, -2, ... in source order, unique within their Dump (real ids are >= 0), so

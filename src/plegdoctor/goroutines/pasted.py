@@ -19,6 +19,7 @@ import html
 import re
 
 from plegdoctor.goroutines.builder import DumpMeta
+from plegdoctor.goroutines.flags import PROFILE, SPACED
 from plegdoctor.goroutines.lines import (
     AGGREGATED_STACK,
     FILE_LINE,
@@ -31,7 +32,6 @@ from plegdoctor.goroutines.lines import (
     small_int,
     uncollapse,
 )
-from plegdoctor.goroutines.model import PROFILE, SPACED
 from plegdoctor.goroutines.scan import Scanner
 
 # `[text](url)`: the URL may contain parentheses (`(*Client)`), so it ends at the `)`

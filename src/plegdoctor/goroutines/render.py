@@ -11,9 +11,10 @@ from typing import Any
 
 from plegdoctor.goroutines.buckets import display_args, minutes_text
 from plegdoctor.goroutines.chains import chain_text
+from plegdoctor.goroutines.flags import ELIDED, TRUNCATED
 from plegdoctor.goroutines.gcpause import no_gc
 from plegdoctor.goroutines.html import render_html
-from plegdoctor.goroutines.model import ELIDED, TRUNCATED, Bucket, GoroutineAnalysis, Wait, short_func
+from plegdoctor.goroutines.model import Bucket, GoroutineAnalysis, Wait, short_func
 
 SCHEMA = "pleg-doctor/goroutines/v1"
 __all__ = ["SCHEMA", "analysis_json", "iter_json", "render_html", "render_json", "render_text"]

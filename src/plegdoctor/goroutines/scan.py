@@ -21,6 +21,7 @@ from typing import Any
 
 from plegdoctor.goroutines.builder import DumpAssembly, GoroutineBuilder
 from plegdoctor.goroutines.bulk import read_blocks, remember
+from plegdoctor.goroutines.flags import ELIDED, GAP, GP_HEADER, HEADERLESS, ONE_LINE, PROFILE, TRUNCATED
 from plegdoctor.goroutines.lines import (
     BEGIN_MARK,
     END_MARK,
@@ -31,19 +32,7 @@ from plegdoctor.goroutines.lines import (
     parse_state,
     small_int,
 )
-from plegdoctor.goroutines.model import (
-    ARG_SEP,
-    ELIDED,
-    GAP,
-    GP_HEADER,
-    HEADERLESS,
-    ONE_LINE,
-    PROFILE,
-    TRUNCATED,
-    UNKNOWN_STATE,
-    Goroutine,
-    Loc,
-)
+from plegdoctor.goroutines.model import ARG_SEP, UNKNOWN_STATE, Goroutine, Loc
 
 MAX_RECORD_COUNT = 2_000_000  # a pprof record claiming more goroutines is counted as 1
 # Goroutines built from counted records (pprof `N @`, `uniq -c`) per input (all its dumps): a 100-byte record of
