@@ -157,11 +157,9 @@ def framed_journal(seed: int, n: int = 1500) -> str:
     return "\n".join(out) + "\n"
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_the_klog_path_is_taken_and_gives_the_python_loop_evidence(tmp_path, monkeypatch, seed):
-    p = tmp_path / "k.log"
-    p.write_text(framed_journal(seed))
-    taken = []
+def both_counting(path: Path, monkeypatch) -> tuple[dict, dict, list[int]]:
+    """`both`, and the line numbers the compiled loop handed to `Dispatcher.on_klog`."""
+    taken: list[int] = []
     real = engine.Dispatcher.on_klog
 
     def counting(self, *args):
@@ -169,7 +167,15 @@ def test_the_klog_path_is_taken_and_gives_the_python_loop_evidence(tmp_path, mon
         real(self, *args)
 
     monkeypatch.setattr(engine.Dispatcher, "on_klog", counting)
-    compiled, python = both(p, monkeypatch)
+    compiled, python = both(path, monkeypatch)
+    return compiled, python, taken
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_klog_path_is_taken_and_gives_the_python_loop_evidence(tmp_path, monkeypatch, seed):
+    p = tmp_path / "k.log"
+    p.write_text(framed_journal(seed))
+    compiled, python, taken = both_counting(p, monkeypatch)
     assert compiled == python
     assert len(taken) > 200  # the framed CRI errors came this way
     assert compiled["events"]
@@ -221,15 +227,7 @@ def test_a_cached_minute_of_another_month_than_the_last_stamp_goes_to_on_line(tm
         out.append(f"{months[mo]} 01 {clock} node-7 kubelet[1679]: E{mo:02d}01 {clock}.000000    1679 {FAILED}")
     p = tmp_path / "m.log"
     p.write_text("\n".join(out) + "\n")
-    taken = []
-    real = engine.Dispatcher.on_klog
-
-    def counting(self, *args):
-        taken.append(args[0])
-        real(self, *args)
-
-    monkeypatch.setattr(engine.Dispatcher, "on_klog", counting)
-    compiled, python = both(p, monkeypatch)
+    compiled, python, taken = both_counting(p, monkeypatch)
     assert compiled == python
     assert [e[1].year for e in compiled["events"]] == [2023, 2023, 2023, 2024, 2024]
     assert taken == [2, 5]  # the second line of a minute; the rollover line went to on_line
