@@ -231,3 +231,21 @@ def test_a_cached_minute_of_another_month_than_the_last_stamp_goes_to_on_line(tm
     assert compiled == python
     assert [e[1].year for e in compiled["events"]] == [2023, 2023, 2023, 2024, 2024]
     assert taken == [2, 5]  # the second line of a minute; the rollover line went to on_line
+
+
+def test_a_cached_minute_after_a_rollover_its_handler_has_not_seen_goes_to_on_line(tmp_path, monkeypatch):
+    # January cached, December, then a January relist tick moves the resolver to the next
+    # year (the tick path, not the klog handler's cache): the next January error line has the
+    # month of the cache and a year it does not know
+    months = {1: "Jan", 12: "Dec"}
+    out = []
+    for mo, sec, sev, body in [(1, 1, "E", FAILED), (1, 2, "E", FAILED), (12, 3, "E", FAILED), (1, 4, "I", RELIST)]:
+        clock = f"05:48:{sec:02d}"
+        out.append(f"{months[mo]} 01 {clock} node-7 kubelet[1679]: {sev}{mo:02d}01 {clock}.000000    1679 {body}")
+    out.append(out[0].replace(":01", ":05"))
+    p = tmp_path / "m.log"
+    p.write_text("\n".join(out) + "\n")
+    compiled, python, taken = both_counting(p, monkeypatch)
+    assert compiled == python
+    assert [e[1].year for e in compiled["events"]] == [2023, 2023, 2023, 2024]
+    assert taken == [2]  # the last line went to on_line
