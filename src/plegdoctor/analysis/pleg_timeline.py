@@ -195,8 +195,8 @@ def build_timeline(evidence: Evidence, gap_seconds: float = DEFAULT_GAP_SECONDS)
     ts = series.ts
     n = len(ts)
     tl.relists = n
-    events = sorted((e for e in evidence.events if e.ts is not None), key=lambda e: e.ts)  # type: ignore[arg-type,return-value]
-    last_event = events[-1].ts if events else None
+    stamps, events = timed_events(evidence)
+    last_event = stamps[-1] if stamps else None
     by_kind: dict[str, list[Event]] = defaultdict(list)  # each kind's events, in time order
     for e in events:
         by_kind[e.kind].append(e)
