@@ -35,13 +35,15 @@ asan: $(STAMP)
 	mkdir -p build/asan
 	gcc -shared -fPIC -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
 	    -I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
-	    src/plegdoctor/_fastscan.c src/plegdoctor/_fastscan_ticks.c src/plegdoctor/_fastscan_klog.c -o $(ASAN_SO)
+	    src/plegdoctor/_fastscan.c src/plegdoctor/_fastscan_ticks.c src/plegdoctor/_fastscan_klog.c \
+	    src/plegdoctor/_fastscan_intervals.c -o $(ASAN_SO)
 	# PYTHONMALLOC=malloc: every buffer the loop reads is a malloc block with red zones
 	# (pymalloc's pools would hide an overrun); --capture=sys: a report reaches the terminal
 	PLEG_DOCTOR_FASTSCAN_SO=$(ASAN_SO) PLEG_DOCTOR_SCAN_WORKERS=1 ASAN_OPTIONS=detect_leaks=0 PYTHONMALLOC=malloc \
 	    LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	    $(PY) -m pytest -q -p no:cacheprovider --capture=sys \
-	    tests/test_fastscan.py tests/test_fastscan_klog.py tests/test_logs_scanner.py tests/test_fuzz_properties.py
+	    tests/test_fastscan.py tests/test_fastscan_klog.py tests/test_fastscan_intervals.py tests/test_logs_scanner.py \
+	    tests/test_fuzz_properties.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/plegdoctor/*.so .pytest_cache .ruff_cache .mypy_cache

@@ -215,6 +215,8 @@ static PyMethodDef methods[] = {
     {"count_nl", py_count_nl, METH_VARARGS, "count_nl(buf, start, end) -> newlines in buf[start:end]"},
     {"read_klog_head", fs_py_klog_head, METH_O,
      "read_klog_head(line) -> (ident start, ident end, severity at, pid, body at) of a framed klog line, or None"},
+    {"intervals", fs_py_intervals, METH_O,
+     "intervals(ts) -> (differences, sorted differences) of an array('d') as bytes of doubles, or None"},
     {NULL, NULL, 0, NULL},
 };
 

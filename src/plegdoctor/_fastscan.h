@@ -105,4 +105,6 @@ void fs_klog_clear(Ticks *t);
 int fs_klog_line(Ticks *t, Py_ssize_t s, Py_ssize_t e, long long lineno, int tag, PyObject *line);
 PyObject *fs_py_klog_head(PyObject *module, PyObject *arg);
 
+PyObject *fs_py_intervals(PyObject *module, PyObject *arg);
+
 #endif

@@ -17,7 +17,9 @@ import bisect
 import itertools
 import math
 import operator
+from array import array
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +28,7 @@ import msgspec
 
 from plegdoctor.evidence import Evidence
 from plegdoctor.model import Event, EventKind, Ref
+from plegdoctor.native import fast as _fast
 
 DEFAULT_GAP_SECONDS = 3.0
 WINDOW_JOIN_SECONDS = 60.0  # PLEG_UNHEALTHY lines closer than this belong to one window
@@ -177,7 +180,7 @@ def _event_json(e: Event) -> dict[str, Any]:
     return {"time": _iso(e.ts), "kind": str(e.kind), "process": e.process, "attrs": attrs, "evidence": e.ref.to_json()}
 
 
-def percentile(sorted_values: list[float], q: float) -> float | None:
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     """Linear-interpolated percentile (q in 0..100) of an ascending list."""
     if not sorted_values:
         return None
@@ -202,31 +205,30 @@ def build_timeline(evidence: Evidence, gap_seconds: float = DEFAULT_GAP_SECONDS)
         by_kind[e.kind].append(e)
     if n:
         # Ticks are in file order, which is time order but for clock steps: the common
-        # case computes the intervals at C speed (one map), sorts them once for the
-        # percentiles and the short intervals, and looks for gaps only when the longest
-        # interval is one.
-        intervals = list(map(operator.sub, itertools.islice(ts, 1, None), ts))
+        # case takes the intervals and the same sorted (`_intervals_of`) for the percentiles
+        # and the short intervals, and looks for gaps only when the longest interval is one.
+        intervals, in_order = _intervals_of(ts)
         order: list[int] | range
-        if not intervals or min(intervals) >= 0:
+        if in_order is not None:
+            ordered = in_order
             order = range(n)
-            ordered = sorted(intervals)
             tl.short_intervals = bisect.bisect_left(ordered, SHORT_INTERVAL_SECONDS) - bisect.bisect_right(ordered, 0.0)
             gap = float(gap_seconds)
             if ordered and ordered[-1] >= gap:
-                for i in [i for i, d in enumerate(intervals) if d >= gap]:
+                for i in itertools.compress(itertools.count(), map(gap.__le__, intervals)):
                     tl.gaps.append(Gap(_dt(ts[i]), _dt(ts[i + 1]), intervals[i], series.ref(i), series.ref(i + 1)))
         else:
             tl.short_intervals = sum(1 for d in intervals if 0.0 < d < SHORT_INTERVAL_SECONDS)
             order = sorted(range(n), key=ts.__getitem__)
-            intervals = []
+            steps = []  # the intervals in time order
             prev = order[0]
             for i in order[1:]:
                 d = ts[i] - ts[prev]
-                intervals.append(d)
+                steps.append(d)
                 if d >= gap_seconds:
                     tl.gaps.append(Gap(_dt(ts[prev]), _dt(ts[i]), d, series.ref(prev), series.ref(i)))
                 prev = i
-            ordered = sorted(intervals)
+            ordered = sorted(steps)
         first_i, last_i = order[0], order[-1]
         tl.first = _dt(ts[first_i])
         tl.last = _dt(ts[last_i])
@@ -254,6 +256,23 @@ def build_timeline(evidence: Evidence, gap_seconds: float = DEFAULT_GAP_SECONDS)
     if any(k in by_kind for k in _PAIRS):
         _intervals(tl, [e for e in events if e.kind in _PAIRS])
     return tl
+
+
+def _intervals_of(ts: Sequence[float]) -> tuple[Sequence[float], Sequence[float] | None]:
+    """The intervals between consecutive tick times, and the same sorted when none is
+    negative (the ticks are in time order; None otherwise). The compiled `intervals`
+    (src/plegdoctor/_fastscan_intervals.c) answers when every interval is a plain
+    non-negative number; for any other series (and without the compiled module) this
+    Python decides, as it always did."""
+    if _fast is not None and len(ts) >= 2 and isinstance(ts, array) and ts.typecode == "d":
+        pair = _fast.intervals(ts)
+        if pair is not None:
+            intervals, ordered = array("d"), array("d")
+            intervals.frombytes(pair[0])
+            ordered.frombytes(pair[1])
+            return intervals, ordered
+    diffs = list(map(operator.sub, itertools.islice(ts, 1, None), ts))
+    return diffs, (sorted(diffs) if not diffs or min(diffs) >= 0 else None)
 
 
 def _unhealthy(tl: PlegTimeline, events: list[Event]) -> None:

@@ -11,7 +11,6 @@ every line (containerd) asks for all lines instead.
 from __future__ import annotations
 
 import io
-import os
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import msgspec
 
+from plegdoctor import native
 from plegdoctor.parsers.logs import lines as lines_mod
 
 if TYPE_CHECKING:
@@ -29,12 +29,9 @@ try:  # Hyperscan: one pass over a chunk for all needles (several times faster t
     import hyperscan as _hs
 except ImportError:  # pragma: no cover - exercised when the wheel is missing
     _hs = None  # type: ignore[assignment]
-try:  # the compiled candidate loop (src/plegdoctor/_fastscan.c), when the install built it
-    from plegdoctor import _fastscan as _fast
-except ImportError:  # pragma: no cover - exercised where no C compiler was at hand
-    _fast = None  # type: ignore[assignment]
-if os.environ.get("PLEG_DOCTOR_NO_NATIVE", "") == "1":
-    _fast = None  # type: ignore[assignment]  # benches and tests compare both loops
+# the compiled candidate loop (src/plegdoctor/_fastscan.c) when the install built it (benches
+# and tests compare both loops)
+_fast = native.fast
 CHUNK = 1 << 20  # small enough to stay in the L2/L3 cache between the scan and the counts
 MAX_LINE = 64 << 20  # a longer line is skipped with a warning (same limit as plegdoctor.inputs)
 
