@@ -165,6 +165,17 @@ def test_pd421_fires_on_a_kubelet_runpodsandbox_cni_add_timeout(tmp_path: Path) 
     assert_fires("PD421", {"kubelet.log": _RUN_SANDBOX_CNI_TIMEOUT + "\n"}, tmp_path, year=2024)
 
 
+def test_pd421_counts_each_repeated_timeout_and_not_the_same_message_without_one(tmp_path: Path) -> None:
+    # SYNTHETIC: the kubelet repeats one sandbox's error every sync; the same message whose
+    # error is not a timeout (a refused connection) is no CNI hang, however often it repeats
+    refused = _RUN_SANDBOX_CNI_TIMEOUT.replace("i/o timeout", "connect: connection refused")
+    lines = [_RUN_SANDBOX_CNI_TIMEOUT.replace("02:12:31", f"02:1{i}:31") for i in range(3)]
+    lines += [refused.replace("02:12:31", f"02:2{i}:31") for i in range(4)]
+    hits = assert_fires("PD421", {"kubelet.log": "\n".join(lines) + "\n"}, tmp_path, year=2024)
+    assert "timed out 3 times" in hits[0].title, hits[0].title
+    assert_quiet("PD421", {"kubelet.log": "\n".join(lines[3:]) + "\n"}, tmp_path / "refused", year=2024)
+
+
 def test_pd421_quiet_on_a_timed_out_pull_of_the_calico_cni_image(tmp_path: Path) -> None:
     # an image whose name contains "cni" failing to pull is an image pull failure, not a CNI hang
     dg = assert_quiet(

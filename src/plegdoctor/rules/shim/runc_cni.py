@@ -160,14 +160,17 @@ def cni_timeouts_in_log(ctx: RuleContext) -> Iterator[Hit]:
     Fix: repair the network daemon; dump containerd to confirm.
     """
     hits = []
+    # A runtime repeats its errors (the same sandbox failing every sync): each distinct
+    # message and field values is judged once.
+    judged: dict[tuple[str, ...], bool] = {}
     for rec in ctx.evidence.log_records:
         if rec.process not in ("containerd", "dockerd", "kubelet"):
             continue
-        text = (rec.msg + " " + " ".join(map(str, rec.fields.values()))).replace("\\", "")
-        low = text.lower()
-        if "network" not in low and "plugin type=" not in low:  # every _CNI_CALL form has one of them
-            continue
-        if _CNI_CALL.search(text) and _TIMEOUT.search(text):
+        key = (rec.msg, *map(str, rec.fields.values()))
+        hit = judged.get(key)
+        if hit is None:
+            hit = judged[key] = _cni_timeout(key)
+        if hit:
             hits.append(rec)
     if not hits:
         return
@@ -180,6 +183,15 @@ def cni_timeouts_in_log(ctx: RuleContext) -> Iterator[Hit]:
         ),
         evidence=(r.ref for r in hits[:5]),
     )
+
+
+def _cni_timeout(parts: tuple[str, ...]) -> bool:
+    """A record's message and field values (`parts`) say a CNI call timed out."""
+    text = (parts[0] + " " + " ".join(parts[1:])).replace("\\", "")
+    low = text.lower()
+    if "network" not in low and "plugin type=" not in low:  # every _CNI_CALL form has one of them
+        return False
+    return bool(_CNI_CALL.search(text) and _TIMEOUT.search(text))
 
 
 # What a CNI ADD/DEL/CHECK that failed looks like in containerd's CRI plugin, cri-dockerd/dockershim
